@@ -1,0 +1,1 @@
+"""Users, passwords, second factors, devices: who may sign in, and from what."""

@@ -1,0 +1,175 @@
+"""The one audit writer. Every access and action on a mailbox goes through `AuditTrail.record`.
+
+Records name actors, devices, mailboxes and messages by opaque id and never hold message
+content. Each record carries the hash of the previous one (SHA-256 over a canonical JSON
+encoding), so an edited or deleted row breaks the chain at a known place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.storage.models import AuditChainHead, AuditRecord, utcnow
+
+log = logging.getLogger("estafette.audit")
+
+GENESIS = "0" * 64
+# Detail values are ids, codes and counts. Anything longer is refused rather than stored,
+# because a long free-text value is how content would sneak into the trail.
+_MAX_DETAIL_VALUE = 120
+
+
+class AuditDetailRefused(ValueError):
+    """A caller tried to put something that looks like content in an audit record."""
+
+
+def canonical_bytes(record: AuditRecord) -> bytes:
+    """The exact bytes that are hashed: every field but the hash, in a fixed order."""
+    fields = {
+        "id": record.id,
+        "occurred_at": record.occurred_at.isoformat(timespec="microseconds"),
+        "actor": record.actor,
+        "device": record.device,
+        "action": record.action,
+        "outcome": record.outcome,
+        "target_type": record.target_type,
+        "target": record.target,
+        "mailbox": record.mailbox,
+        "source_ip": record.source_ip,
+        "details": record.details,
+        "prev_hash": record.prev_hash,
+    }
+    return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+
+
+def chain_hash(record: AuditRecord) -> str:
+    return hashlib.sha256(canonical_bytes(record)).hexdigest()
+
+
+def _encode_details(details: dict[str, Any] | None) -> str | None:
+    if not details:
+        return None
+    for key, value in details.items():
+        if not isinstance(value, str | int | bool | float | None):
+            raise AuditDetailRefused(f"audit detail {key!r} must be a scalar")
+        if isinstance(value, str) and len(value) > _MAX_DETAIL_VALUE:
+            raise AuditDetailRefused(f"audit detail {key!r} is too long to be an id or a code")
+    return json.dumps(details, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did it, from where: filled from the JWT and the request by the API layer."""
+
+    user: str = "system"
+    device: str | None = None
+    source_ip: str | None = None
+
+
+SYSTEM = Actor()
+
+
+class AuditTrail:
+    """Appends records in their own short transaction, so the chain lock is held briefly."""
+
+    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+        self._sessions = session_factory
+
+    def record(
+        self,
+        action: str,
+        *,
+        actor: Actor = SYSTEM,
+        outcome: str = "ok",
+        target_type: str | None = None,
+        target: str | None = None,
+        mailbox: str | None = None,
+        details: dict[str, Any] | None = None,
+        at: datetime | None = None,
+    ) -> AuditRecord:
+        """Append one record to the chain and return it."""
+        encoded = _encode_details(details)
+        with self._sessions() as session, session.begin():
+            # UPDATE first: it takes the row lock (PostgreSQL) or the write lock (SQLite)
+            # before we read the head, so two writers can never chain onto the same record.
+            session.execute(
+                update(AuditChainHead)
+                .where(AuditChainHead.id == 1)
+                .values(last_id=AuditChainHead.last_id)
+            )
+            head = session.get(AuditChainHead, 1)  # created by the first migration
+            entry = AuditRecord(
+                occurred_at=at or utcnow(),
+                actor=actor.user,
+                device=actor.device,
+                action=action,
+                outcome=outcome,
+                target_type=target_type,
+                target=target,
+                mailbox=mailbox,
+                source_ip=actor.source_ip,
+                details=encoded,
+                prev_hash=head.last_hash,
+                hash="",
+            )
+            session.add(entry)
+            session.flush()
+            entry.hash = chain_hash(entry)
+            head.last_id = entry.id
+            head.last_hash = entry.hash
+        # The operational log gets the same ids and codes as the trail, never more.
+        log.info(
+            "%s %s actor=%s device=%s target=%s mailbox=%s",
+            action,
+            outcome,
+            actor.user,
+            actor.device,
+            target,
+            mailbox,
+        )
+        return entry
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    records: int
+    first_bad: int | None = None
+    reason: str | None = None
+
+
+def verify_chain(session: Session, batch: int = 5000) -> VerifyResult:
+    """Recompute the whole chain from the anchor; name the first record that breaks it."""
+    head = session.get(AuditChainHead, 1)
+    if head is None:
+        return VerifyResult(ok=True, records=0)
+    expected_prev, after_id, count = head.anchor_hash, head.anchor_id, 0
+    while True:
+        rows = session.scalars(
+            select(AuditRecord)
+            .where(AuditRecord.id > after_id)
+            .order_by(AuditRecord.id)
+            .limit(batch)
+            .execution_options(yield_per=batch)
+        ).all()
+        if not rows:
+            break
+        for row in rows:
+            if row.prev_hash != expected_prev:
+                return VerifyResult(False, count, row.id, "previous record missing or altered")
+            if chain_hash(row) != row.hash:
+                return VerifyResult(False, count, row.id, "record altered")
+            expected_prev, after_id = row.hash, row.id
+            count += 1
+        session.expunge_all()
+    if expected_prev != head.last_hash or after_id != head.last_id:
+        return VerifyResult(False, count, head.last_id, "latest records deleted")
+    return VerifyResult(ok=True, records=count)

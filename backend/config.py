@@ -1,0 +1,201 @@
+"""Settings, read once from the environment (or an `.env` file) and checked at start-up.
+
+Every variable of API.md's configuration table is read here and nowhere else, so a bad
+value fails at start with a clear message instead of deep inside a request.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import logging
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+log = logging.getLogger("estafette.config")
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_VAR_DIR = PROJECT_ROOT / "var"
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or malformed; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The gateway's configuration. Built by `load_settings`; immutable afterwards."""
+
+    database_url: str
+    secret_key: str
+    data_key: bytes
+    var_dir: Path
+    redis_url: str | None = None
+    fcm_credentials: Path | None = None
+    fcm_endpoint: str | None = None
+    ca_bundle: Path | None = None
+    trust_space: Path | None = None
+    trusted_proxies: tuple[str, ...] = ()
+    crl_files: tuple[Path, ...] = ()
+    nil: str | None = None
+    session_idle_minutes: int = 120
+    access_token_minutes: int = 10
+    max_message_bytes: int = 25 * 1024 * 1024
+    sync_lease_seconds: int = 30
+    audit_retention_days: int = 365
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def _read_environment(env_file: Path | None) -> dict[str, str]:
+    """Environment variables win over `.env`, as operators expect from twelve-factor apps."""
+    values: dict[str, str] = {}
+    if env_file is not None and env_file.is_file():
+        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    values.update({k: v for k, v in os.environ.items() if k.startswith("ESTAFETTE_")})
+    return values
+
+
+def _persistent_secret(var_dir: Path, name: str, make: Callable[[], str]) -> str:
+    """Generate a secret once into var/ so the embedded mode survives restarts."""
+    path = var_dir / name
+    if path.is_file():
+        return path.read_text().strip()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    value = make()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value)
+    log.warning(
+        "%s was not set: generated one into %s. Set it explicitly in production.",
+        name.upper(),
+        path,
+    )
+    return value
+
+
+def _decode_data_key(raw: str) -> bytes:
+    """The data key is 32 random bytes, given as urlsafe base64 (44 characters)."""
+    try:
+        key = base64.urlsafe_b64decode(raw.encode() + b"=" * (-len(raw) % 4))
+    except (ValueError, TypeError) as exc:
+        raise ConfigError("ESTAFETTE_DATA_KEY must be urlsafe base64 of 32 bytes") from exc
+    if len(key) != 32:
+        raise ConfigError(
+            f"ESTAFETTE_DATA_KEY must decode to 32 bytes (AES-256), got {len(key)}; "
+            "generate one with: python -c 'import base64,os;"
+            "print(base64.urlsafe_b64encode(os.urandom(32)).decode())'"
+        )
+    return key
+
+
+def _existing_file(values: dict[str, str], name: str) -> Path | None:
+    raw = values.get(name)
+    if not raw:
+        return None
+    path = Path(raw)
+    if not path.is_file():
+        raise ConfigError(f"{name} points to {raw}, which is not a readable file")
+    return path
+
+
+def _positive_int(values: dict[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = values.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        number = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
+    if number < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {number}")
+    return number
+
+
+def _session_idle_minutes(values: dict[str, str]) -> int:
+    """MSSanté/PGSSI-S: a session locks after 2 hours without activity at most."""
+    minutes = _positive_int(values, "ESTAFETTE_SESSION_IDLE_MINUTES", 120)
+    if minutes > 120:
+        raise ConfigError("ESTAFETTE_SESSION_IDLE_MINUTES may not exceed 120 (2 hours)")
+    return minutes
+
+
+def load_settings(
+    overrides: dict[str, str] | None = None, env_file: Path | None = None
+) -> Settings:
+    """Read, default and validate every setting; raise ConfigError naming the bad one."""
+    values = _read_environment(env_file if env_file is not None else PROJECT_ROOT / ".env")
+    values.update(overrides or {})
+    var_dir = Path(values.get("ESTAFETTE_VAR_DIR") or DEFAULT_VAR_DIR)
+
+    database_url = values.get("ESTAFETTE_DATABASE_URL") or f"sqlite:///{var_dir / 'estafette.db'}"
+    if "://" not in database_url:
+        raise ConfigError(f"ESTAFETTE_DATABASE_URL is not an SQLAlchemy URL: {database_url!r}")
+    if database_url.startswith(("postgresql://", "postgres://")):
+        # psycopg 3 is the driver we ship; plain URLs would ask SQLAlchemy for psycopg2.
+        database_url = "postgresql+psycopg://" + database_url.split("://", 1)[1]
+
+    secret_key = values.get("ESTAFETTE_SECRET_KEY") or _persistent_secret(
+        var_dir, "estafette_secret_key", lambda: secrets.token_urlsafe(48)
+    )
+    if len(secret_key) < 32:
+        raise ConfigError("ESTAFETTE_SECRET_KEY must be at least 32 characters long")
+    data_key = _decode_data_key(
+        values.get("ESTAFETTE_DATA_KEY")
+        or _persistent_secret(
+            var_dir,
+            "estafette_data_key",
+            lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        )
+    )
+
+    redis_url = values.get("ESTAFETTE_REDIS_URL") or None
+    if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"ESTAFETTE_REDIS_URL must be a redis:// URL, got {redis_url!r}")
+    endpoint = values.get("ESTAFETTE_FCM_ENDPOINT") or None
+    if endpoint and not endpoint.startswith(("http://", "https://")):
+        raise ConfigError(f"ESTAFETTE_FCM_ENDPOINT must be an http(s) URL, got {endpoint!r}")
+
+    proxies = tuple(
+        p.strip() for p in (values.get("ESTAFETTE_TRUSTED_PROXIES") or "").split(",") if p.strip()
+    )
+    for proxy in proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError as exc:
+            raise ConfigError(
+                f"ESTAFETTE_TRUSTED_PROXIES: {proxy!r} is not an IP or network"
+            ) from exc
+    crl_files = tuple(
+        _existing_file({"ESTAFETTE_CRL": p.strip()}, "ESTAFETTE_CRL")
+        for p in (values.get("ESTAFETTE_CRL") or "").split(",")
+        if p.strip()
+    )
+    nil = values.get("ESTAFETTE_NIL") or None
+    if nil is None:
+        log.warning("ESTAFETTE_NIL is not set: outgoing mail will carry no X-MSS-NIL value")
+
+    retention = _positive_int(values, "ESTAFETTE_AUDIT_RETENTION_DAYS", 365, minimum=183)
+    return Settings(
+        database_url=database_url,
+        secret_key=secret_key,
+        data_key=data_key,
+        var_dir=var_dir,
+        redis_url=redis_url,
+        fcm_credentials=_existing_file(values, "ESTAFETTE_FCM_CREDENTIALS"),
+        fcm_endpoint=endpoint,
+        ca_bundle=_existing_file(values, "ESTAFETTE_CA_BUNDLE"),
+        trust_space=_existing_file(values, "ESTAFETTE_TRUST_SPACE"),
+        trusted_proxies=proxies,
+        crl_files=crl_files,
+        nil=nil,
+        session_idle_minutes=_session_idle_minutes(values),
+        access_token_minutes=_positive_int(values, "ESTAFETTE_ACCESS_TOKEN_MINUTES", 10),
+        max_message_bytes=_positive_int(values, "ESTAFETTE_MAX_MESSAGE_BYTES", 25 * 1024 * 1024),
+        sync_lease_seconds=_positive_int(values, "ESTAFETTE_SYNC_LEASE_SECONDS", 30, minimum=5),
+        audit_retention_days=retention,
+    )

@@ -1,0 +1,1 @@
+"""The mailbox directory: MSSanté mailboxes, how to reach them, and who may use them."""

@@ -1,0 +1,115 @@
+"""Domain errors. Each name says what the caller should do; `code` is the stable API code.
+
+The HTTP layer maps these to RFC 9457 problem+json; the domain never speaks HTTP.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class EstafetteError(Exception):
+    """Base of every error the API may show to a client, with a stable machine code."""
+
+    code = "error"
+    title = "Request failed"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.extra = extra
+
+
+class NotFound(EstafetteError):
+    """Also used for objects the caller may not see, so ids cannot be probed (no 403)."""
+
+    code = "not_found"
+    title = "Not found"
+
+
+class Forbidden(EstafetteError):
+    code = "forbidden"
+    title = "Not allowed"
+
+
+class InvalidCredentials(EstafetteError):
+    code = "invalid_credentials"
+    title = "Wrong username or password"
+
+
+class OtpInvalid(EstafetteError):
+    code = "otp_invalid"
+    title = "Wrong one-time code"
+
+
+class OtpReplayed(EstafetteError):
+    code = "otp_replayed"
+    title = "This one-time code was already used"
+
+
+class OtpNotEnrolled(EstafetteError):
+    code = "otp_not_enrolled"
+    title = "Two-factor enrolment is required first"
+
+
+class Locked(EstafetteError):
+    """Too many failures: retry after `retry_after` seconds."""
+
+    code = "locked"
+    title = "Account temporarily locked"
+
+    def __init__(
+        self, retry_after: int, detail: str | None = None, newly_locked: bool = False
+    ) -> None:
+        super().__init__(detail or f"Try again in {retry_after} seconds")
+        self.retry_after = retry_after
+        self.newly_locked = newly_locked
+
+
+class CertificateRejected(EstafetteError):
+    """A CPS card that cannot open a session (untrusted, expired, revoked, unknown)."""
+
+    code = "certificate_rejected"
+    title = "Card certificate rejected"
+
+
+class TokenRevoked(EstafetteError):
+    code = "token_revoked"
+    title = "This session has ended"
+
+
+class ValidationFailed(EstafetteError):
+    code = "validation_error"
+    title = "The request is not valid"
+
+    def __init__(self, errors: dict[str, Any], detail: str | None = None) -> None:
+        super().__init__(detail or "One or more fields are not valid", errors=errors)
+
+
+class Conflict(EstafetteError):
+    code = "conflict"
+    title = "Conflicts with the current state"
+
+
+class RecipientOutsideTrustSpace(EstafetteError):
+    code = "recipient_outside_trust_space"
+    title = "Recipient outside the MSSanté trust space"
+
+
+class PayloadTooLarge(EstafetteError):
+    code = "payload_too_large"
+    title = "Too large"
+
+
+class MailboxUnavailable(EstafetteError):
+    """The operator's server could not be reached or refused us: retry later."""
+
+    code = "mailbox_unavailable"
+    title = "The mailbox server is unavailable"
+
+
+class CannotCalculateChanges(EstafetteError):
+    """The client's sync state is too old: it must fetch a full snapshot."""
+
+    code = "cannot_calculate_changes"
+    title = "State too old, fetch a full snapshot"

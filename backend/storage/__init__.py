@@ -1,0 +1,1 @@
+"""Storage: the engine, sessions, models and migrations. The only package that speaks SQL."""
