@@ -1,0 +1,1 @@
+"""Mail in: the IDLE selector loop, per-folder sync state, leases, and outbox writes."""

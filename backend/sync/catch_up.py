@@ -1,0 +1,180 @@
+"""Bring the cache of one folder level with the server: new mail, flag changes, expunges.
+
+Resumable by construction: we keep UIDVALIDITY and the highest UID seen per folder
+(RFC 3501 §2.3.1.1), and HIGHESTMODSEQ when the server offers CONDSTORE (RFC 7162), so a
+reconnect fetches only what changed while we were away.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from imapclient import IMAPClient
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.mail.envelope import FETCH_ITEMS, flags_state, parse_fetch
+from backend.storage.database import session_scope
+from backend.storage.models import Folder, Message, OutboxEvent
+from backend.sync import store
+
+log = logging.getLogger("estafette.sync")
+
+FETCH_BATCH = 200
+
+
+@dataclass
+class CatchUpResult:
+    new_messages: int = 0
+    flag_changes: int = 0
+    expunged: int = 0
+    resynced: bool = False
+
+
+def enable_condstore(client: IMAPClient) -> bool:
+    """Ask for MODSEQs (RFC 7162 §3.1) when offered; then SELECT reports HIGHESTMODSEQ."""
+    if b"CONDSTORE" not in client.capabilities():
+        return False
+    client.enable("CONDSTORE")
+    return True
+
+
+def catch_up(
+    client: IMAPClient,
+    sessions: sessionmaker[Session],
+    *,
+    mailbox_id: int,
+    folder_name: str = "INBOX",
+    selected: dict | None = None,
+) -> CatchUpResult:
+    """Fetch what is new since our last UID, and reconcile flags and expunges."""
+    status = selected if selected is not None else client.select_folder(folder_name)
+    uidvalidity = int(status[b"UIDVALIDITY"])
+    highest_modseq = status.get(b"HIGHESTMODSEQ")
+    result = CatchUpResult()
+    with session_scope(sessions) as db:
+        position = store.folder_position(
+            db=db,
+            mailbox_id=mailbox_id,
+            name=folder_name,
+            role="inbox" if folder_name == "INBOX" else None,
+        )
+        first_sync = position.uidvalidity is None
+        if not first_sync and position.uidvalidity != uidvalidity:
+            log.warning("UIDVALIDITY changed for mailbox %s: full resync", mailbox_id)
+            result.resynced = True
+        if first_sync or result.resynced:
+            store.reset_folder(db=db, folder_id=position.folder_id, uidvalidity=uidvalidity)
+            position = store.FolderPosition(position.folder_id, uidvalidity, 0, None)
+
+    new_uids = [
+        uid
+        for uid in client.search(["UID", f"{position.last_uid + 1}:*"])
+        if uid > position.last_uid
+    ]
+    # A first sync imports silently; a UIDVALIDITY reset too (the phone already knew them).
+    announce = not first_sync and not result.resynced
+    for start in range(0, len(new_uids), FETCH_BATCH):
+        batch = new_uids[start : start + FETCH_BATCH]
+        fetched = client.fetch(batch, FETCH_ITEMS)
+        envelopes = [parse_fetch(uid, data) for uid, data in sorted(fetched.items())]
+        with session_scope(sessions) as db:
+            result.new_messages += len(
+                store.store_new_messages(
+                    db=db,
+                    mailbox_id=mailbox_id,
+                    folder_id=position.folder_id,
+                    envelopes=envelopes,
+                    announce=announce,
+                )
+            )
+
+    if not first_sync and not result.resynced and position.last_uid > 0:
+        result.flag_changes = _sync_flags(client, sessions, mailbox_id, position)
+        result.expunged = _sync_expunges(client, sessions, position)
+    if highest_modseq is not None:
+        with session_scope(sessions) as db:
+            db.execute(
+                update(Folder)
+                .where(Folder.id == position.folder_id)
+                .values(highest_modseq=int(highest_modseq))
+            )
+    return result
+
+
+def _sync_flags(
+    client: IMAPClient,
+    sessions: sessionmaker[Session],
+    mailbox_id: int,
+    position: store.FolderPosition,
+) -> int:
+    """Flag changes made elsewhere (the desktop client).
+
+    With CONDSTORE, `SEARCH MODSEQ` (RFC 7162 §3.1.5) names just the messages that changed;
+    without it, every cached message's flags are fetched again.
+    """
+    if position.highest_modseq is not None:
+        uids = [
+            u
+            for u in client.search(["MODSEQ", str(position.highest_modseq + 1)])
+            if u <= position.last_uid
+        ]
+    else:
+        uids = client.search(["UID", f"1:{position.last_uid}"])
+    changed: dict = {}
+    for start in range(0, len(uids), FETCH_BATCH * 5):
+        changed.update(client.fetch(uids[start : start + FETCH_BATCH * 5], ["FLAGS"]))
+    if not changed:
+        return 0
+    count = 0
+    with session_scope(sessions) as db:
+        rows = {
+            m.uid: m
+            for m in db.scalars(
+                select(Message).where(
+                    Message.folder_id == position.folder_id, Message.uid.in_(list(changed))
+                )
+            )
+        }
+        seq = store._next_change_seq(db, mailbox_id)
+        for uid, data in changed.items():
+            message = rows.get(uid)
+            if message is None:
+                continue
+            flags = flags_state(data.get(b"FLAGS", ()))
+            if (message.seen, message.flagged, message.answered) == (
+                flags["seen"],
+                flags["flagged"],
+                flags["answered"],
+            ):
+                continue
+            became_read = flags["seen"] and not message.seen
+            message.seen, message.flagged, message.answered = (
+                flags["seen"],
+                flags["flagged"],
+                flags["answered"],
+            )
+            message.change_seq = seq
+            count += 1
+            if became_read:
+                db.add(OutboxEvent(kind="mail.read", mailbox_id=mailbox_id, message_id=message.id))
+    return count
+
+
+def _sync_expunges(
+    client: IMAPClient, sessions: sessionmaker[Session], position: store.FolderPosition
+) -> int:
+    """Messages gone from the server leave the cache too (IMAP is the source of truth)."""
+    on_server = set(client.search(["UID", f"1:{position.last_uid}"]))
+    with session_scope(sessions) as db:
+        cached = dict(
+            db.execute(
+                # Only UIDs the search covered: messages fetched just now are newer.
+                select(Message.uid, Message.id).where(
+                    Message.folder_id == position.folder_id, Message.uid <= position.last_uid
+                )
+            ).all()
+        )
+        gone = [mid for uid, mid in cached.items() if uid not in on_server]
+        return store.remove_messages(db=db, message_ids=gone)

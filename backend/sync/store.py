@@ -1,0 +1,142 @@
+"""Write what the server told us into the cache, with the push outbox in the same transaction.
+
+Exactly one outbox row per new message, even across crashes: the message row and its outbox
+row commit together, and the (folder, uid) unique key stops a second worker from storing the
+same message twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from backend.mail.envelope import Envelope
+from backend.storage.models import Folder, Mailbox, Message, OutboxEvent, utcnow
+
+
+@dataclass(frozen=True)
+class FolderPosition:
+    """Where a folder's sync stands (RFC 3501 UIDVALIDITY, RFC 7162 HIGHESTMODSEQ)."""
+
+    folder_id: int
+    uidvalidity: int | None
+    last_uid: int
+    highest_modseq: int | None
+
+
+def folder_position(
+    *, db: Session, mailbox_id: int, name: str, role: str | None = None
+) -> FolderPosition:
+    folder = db.scalar(select(Folder).where(Folder.mailbox_id == mailbox_id, Folder.name == name))
+    if folder is None:
+        folder = Folder(mailbox_id=mailbox_id, name=name, role=role, last_uid=0)
+        db.add(folder)
+        db.flush()
+    return FolderPosition(folder.id, folder.uidvalidity, folder.last_uid, folder.highest_modseq)
+
+
+def reset_folder(*, db: Session, folder_id: int, uidvalidity: int) -> None:
+    """UIDVALIDITY changed: every cached UID is meaningless, start the folder afresh."""
+    db.execute(delete(Message).where(Message.folder_id == folder_id))
+    db.execute(
+        update(Folder)
+        .where(Folder.id == folder_id)
+        .values(uidvalidity=uidvalidity, last_uid=0, highest_modseq=None)
+    )
+
+
+def _next_change_seq(db: Session, mailbox_id: int) -> int:
+    current = db.scalar(
+        select(func.max(Message.change_seq)).where(Message.mailbox_id == mailbox_id)
+    )
+    return (current or 0) + 1
+
+
+def store_new_messages(
+    *,
+    db: Session,
+    mailbox_id: int,
+    folder_id: int,
+    envelopes: list[Envelope],
+    announce: bool,
+    highest_modseq: int | None = None,
+) -> list[int]:
+    """Insert new envelopes (and, if `announce`, one outbox row each); return new row ids."""
+    if not envelopes:
+        return []
+    known = set(
+        db.scalars(
+            select(Message.uid).where(
+                Message.folder_id == folder_id, Message.uid.in_([e.uid for e in envelopes])
+            )
+        )
+    )
+    seq = _next_change_seq(db, mailbox_id)
+    new_ids: list[int] = []
+    for env in envelopes:
+        if env.uid in known:
+            continue
+        message = Message(
+            mailbox_id=mailbox_id,
+            folder_id=folder_id,
+            uid=env.uid,
+            modseq=env.modseq,
+            sort_key=env.date,
+            subject=env.subject,
+            sender=env.sender,
+            recipients={"to": env.to, "cc": env.cc},
+            message_id_header=env.message_id,
+            mss_headers=env.mss_headers or None,
+            patient=env.patient,
+            seen=env.seen,
+            flagged=env.flagged,
+            answered=env.answered,
+            has_attachments=env.has_attachments,
+            size=env.size,
+            mdn_requested=env.mdn_requested,
+            urgent=env.urgent,
+            malformed=env.malformed,
+            change_seq=seq,
+        )
+        db.add(message)
+        db.flush()
+        new_ids.append(message.id)
+        if announce and not env.seen:
+            db.add(
+                OutboxEvent(
+                    kind="mail.new", mailbox_id=mailbox_id, message_id=message.id, urgent=env.urgent
+                )
+            )
+    values: dict = {
+        "last_uid": max(max(e.uid for e in envelopes), db.get(Folder, folder_id).last_uid)
+    }
+    if highest_modseq is not None:
+        values["highest_modseq"] = highest_modseq
+    db.execute(update(Folder).where(Folder.id == folder_id).values(**values))
+    return new_ids
+
+
+def remove_messages(*, db: Session, message_ids: list[int]) -> int:
+    """Drop expunged messages from the cache; an unread one clears its notification."""
+    if not message_ids:
+        return 0
+    unread = db.execute(
+        select(Message.id, Message.mailbox_id).where(
+            Message.id.in_(message_ids), Message.seen.is_(False)
+        )
+    ).all()
+    for _message_id, mailbox_id in unread:
+        db.add(OutboxEvent(kind="mail.read", mailbox_id=mailbox_id, message_id=None))
+    db.execute(delete(Message).where(Message.id.in_(message_ids)))
+    return len(message_ids)
+
+
+def set_sync_state(*, db: Session, mailbox_id: int, state: str, detail: str | None = None) -> None:
+    """What the apps and the admin see: ok, connecting, or error with a human reason."""
+    db.execute(
+        update(Mailbox)
+        .where(Mailbox.id == mailbox_id)
+        .values(sync_state=state, sync_detail=detail, sync_changed_at=utcnow())
+    )
