@@ -1,0 +1,328 @@
+"""Senders: FCM HTTP v1 through firebase-admin, and a content-free log for development.
+
+Both turn a list of `messaging.Message` (built by `backend.push.payloads`) into one
+`Outcome` per message, in order. The dispatcher owns the retry policy; a sender makes
+exactly one attempt per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import secrets
+import threading
+import time
+from collections import Counter
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any, Protocol
+
+import firebase_admin
+import google.auth.exceptions
+import httpx
+from firebase_admin import credentials, exceptions, messaging
+from firebase_admin._http_client import HttpxAsyncClient
+from firebase_admin._retry import HttpxRetry
+
+from backend.push.outcomes import Outcome, OutcomeKind
+
+log = logging.getLogger("estafette.push")
+
+MAX_BATCH = 500  # firebase-admin's limit for one send_each_async call
+DEFAULT_TIMEOUT = 10.0  # seconds per HTTP request; firebase-admin's default is 120
+# Requests on the wire at once. httpx keeps 20 idle connections: over HTTP/1.1 more
+# would reconnect at every burst; over HTTP/2 (Google) they are streams of one connection.
+DEFAULT_MAX_IN_FLIGHT = 20
+
+_FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
+_BAD_REQUEST_TYPE = "type.googleapis.com/google.rpc.BadRequest"
+_TRANSIENT = (
+    exceptions.ResourceExhaustedError,  # includes messaging.QuotaExceededError (429)
+    exceptions.UnavailableError,  # 503, and connection refused
+    exceptions.InternalError,  # 500
+    exceptions.DeadlineExceededError,  # timeouts
+)
+_TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
+_TOKEN_REFRESH = "TOKEN_REFRESH_FAILED"  # noqa: S105 - our code: no FCM answer, the OAuth2 refresh failed
+
+
+class Sender(Protocol):
+    """What the dispatcher needs from a push provider."""
+
+    def send(self, messages: list[messaging.Message]) -> list[Outcome]: ...
+
+    def close(self) -> None: ...
+
+
+class FcmSender:
+    """Sends through firebase-admin's async HTTP v1 client, on an event loop it owns.
+
+    The loop and its thread live as long as the sender, so HTTP connections (and the
+    OAuth2 access token) are reused from one batch to the next.
+    """
+
+    def __init__(
+        self,
+        credentials_path: str | Path,
+        endpoint: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    ) -> None:
+        # A named app of our own: several senders (tests, benchmarks) never share state.
+        self._app = firebase_admin.initialize_app(
+            credentials.Certificate(str(credentials_path)),
+            name=f"estafette-push-{secrets.token_hex(6)}",
+        )
+        self._client = _configure_messaging_service(self._app, endpoint, timeout, max_in_flight)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="fcm-sender", daemon=True
+        )
+        self._thread.start()
+        self._closed = False
+
+    def send(self, messages: list[messaging.Message]) -> list[Outcome]:
+        """Send each message once; the outcomes are in the order of `messages`."""
+        if self._closed:
+            raise RuntimeError("FcmSender is closed")
+        if not messages:
+            return []
+        future = asyncio.run_coroutine_threadsafe(self._send_all(messages), self._loop)
+        outcomes = future.result()
+        _log_summary(outcomes)
+        return outcomes
+
+    def close(self) -> None:
+        """Close the HTTP connections, delete the firebase app and stop the loop."""
+        if self._closed:
+            return
+        self._closed = True
+        # The connections belong to our loop: close them there. firebase-admin's own
+        # close (run by delete_app) then finds the client already closed.
+        asyncio.run_coroutine_threadsafe(self._client.aclose(), self._loop).result(timeout=10)
+        firebase_admin.delete_app(self._app)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    def __enter__(self) -> FcmSender:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def _send_all(self, messages: list[messaging.Message]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for start in range(0, len(messages), MAX_BATCH):
+            outcomes.extend(await self._send_batch(messages[start : start + MAX_BATCH]))
+        return outcomes
+
+    async def _send_batch(self, batch: list[messaging.Message]) -> list[Outcome]:
+        try:
+            response = await messaging.send_each_async(batch, app=self._app)
+        except ValueError:
+            # One message firebase-admin refuses to encode rejects the whole batch:
+            # send the others one by one so only the bad one fails.
+            if len(batch) == 1:
+                return [Outcome.failed("INVALID_MESSAGE")]
+            parts = await asyncio.gather(*(self._send_batch([m]) for m in batch))
+            return [outcome for part in parts for outcome in part]
+        except exceptions.FirebaseError as exc:
+            return [outcome_for_error(exc)] * len(batch)
+        return [
+            Outcome.ok(r.message_id) if r.success else outcome_for_error(r.exception)
+            for r in response.responses
+        ]
+
+
+class LogSender:
+    """The sender when no FCM credentials are configured: one content-free log line a push."""
+
+    def send(self, messages: list[messaging.Message]) -> list[Outcome]:
+        """Log type, opaque mailbox id and count (never the token), and report success."""
+        for message in messages:
+            data = message.data or {}
+            log.info(
+                "push (log only) type=%s mailbox=%s unread=%s",
+                data.get("type"),
+                data.get("mailbox"),
+                data.get("unread"),
+            )
+        return [Outcome.ok() for _ in messages]
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def create_sender(credentials_path: str | Path | None, endpoint: str | None = None) -> Sender:
+    """`ESTAFETTE_FCM_CREDENTIALS` unset means pushes go to the log (API.md, Configuration)."""
+    if not credentials_path:
+        log.warning("ESTAFETTE_FCM_CREDENTIALS is not set: pushes are only logged")
+        return LogSender()
+    return FcmSender(credentials_path, endpoint)
+
+
+def _configure_messaging_service(
+    app: firebase_admin.App, endpoint: str | None, timeout: float, max_in_flight: int
+) -> HttpxAsyncClient:
+    """The one place we reach into firebase-admin, for what it has no option for.
+
+    Changes only this app's messaging service: nothing global is patched.
+    """
+    service = messaging._get_messaging_service(app)
+    if endpoint:
+        # FCM's URL is hard-coded (_MessagingService.FCM_URL); `_fcm_url` is this
+        # service's copy, used by send, send_each and send_each_async. The OAuth2 token
+        # refresh already goes to the service account's `token_uri`.
+        service._fcm_url = f"{endpoint.rstrip('/')}/v1/projects/{app.project_id}/messages:send"
+    client = _FcmHttpClient(
+        max_in_flight, credential=app.credential.get_credential(), timeout=timeout
+    )
+    service._async_client = client  # send_each_async's only way out
+    return client
+
+
+class _FcmHttpClient(HttpxAsyncClient):
+    """firebase-admin's async HTTP client, made to attempt each message exactly once.
+
+    - No retries. The default (DEFAULT_HTTPX_RETRY_CONFIG) retries 500 and 503 four
+      times with backoff inside the batch, ignoring Retry-After: the whole batch waits,
+      and the dispatcher never learns. The dispatcher owns retries (Retry-After, the
+      device's `retrying` state). max_retries=0 with no status list makes
+      HttpxRetryTransport return the first response and raise the first transport error.
+    - At most `max_in_flight` requests on the wire. send_each_async starts a whole batch
+      at once, and httpcore's pool gets slower with every queued request and open
+      HTTP/1.1 connection. Over HTTP/2 (Google) it is the number of concurrent streams.
+    - No token refresh on a 401 that carries an FcmError (THIRD_PARTY_AUTH_ERROR: APNs
+      or Web Push refused the project's key). The stock flow refreshes the access token
+      and resends twice, each refresh a blocking call on the loop, for an answer a new
+      Google token cannot change. A plain 401 (our token refused) still refreshes.
+    """
+
+    def __init__(self, max_in_flight: int, **kwargs: Any) -> None:
+        super().__init__(retry_config=HttpxRetry(max_retries=0, status_forcelist=None), **kwargs)
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self.async_client.auth = _KeepTokenOnFcmError(self.async_client.auth)
+
+    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        async with self._slots:
+            return await super().request(method, url, **kwargs)
+
+
+class _KeepTokenOnFcmError(httpx.Auth):
+    """Wraps firebase-admin's credential flow; see `_FcmHttpClient`."""
+
+    requires_response_body = True  # to read the FcmError detail of a 401
+
+    def __init__(self, flow: httpx.Auth) -> None:
+        self._flow = flow
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        flow = self._flow.auth_flow(request)
+        request = next(flow)
+        while True:
+            response = yield request
+            if response.status_code == 401 and _fcm_error_code(_error_body(response)):
+                return
+            try:
+                request = flow.send(response)
+            except StopIteration:
+                return
+
+
+def outcome_for_error(exc: BaseException | None) -> Outcome:
+    """Map firebase-admin's exception for one message to what the dispatcher should do."""
+    if not isinstance(exc, exceptions.FirebaseError):
+        return Outcome.failed("UNKNOWN")
+    if isinstance(exc.cause, google.auth.exceptions.GoogleAuthError):
+        # No access token: the token endpoint is unreachable, or refused our key.
+        transient = exc.cause.retryable or isinstance(
+            exc.cause, google.auth.exceptions.TransportError
+        )
+        return Outcome.retry(_TOKEN_REFRESH) if transient else Outcome.failed(_TOKEN_REFRESH)
+    error = _error_body(exc.http_response)
+    fcm_code = _fcm_error_code(error)
+    code = fcm_code or error.get("status") or exc.code
+    if isinstance(exc, messaging.UnregisteredError):
+        return Outcome.prune(code)
+    if isinstance(exc, exceptions.InvalidArgumentError) and _blames_token(fcm_code, error):
+        return Outcome.prune(code)
+    if _is_transient(exc):
+        return Outcome.retry(code, _retry_after(exc.http_response))
+    return Outcome.failed(code)
+
+
+def _error_body(response: httpx.Response | Any) -> dict[str, Any]:
+    """The google.rpc.Status `error` object of an FCM answer, or {}."""
+    if response is None:
+        return {}
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, dict) else {}
+
+
+def _fcm_error_code(error: dict[str, Any]) -> str | None:
+    for detail in error.get("details") or []:
+        if isinstance(detail, dict) and detail.get("@type") == _FCM_ERROR_TYPE:
+            return detail.get("errorCode")
+    return None
+
+
+def _blames_token(fcm_code: str | None, error: dict[str, Any]) -> bool:
+    """True when an INVALID_ARGUMENT is about the registration token, not the message.
+
+    FCM answers a malformed token with an FcmError detail, sometimes with a BadRequest
+    violation on `message.token`. A bad message carries a BadRequest detail only, or
+    (recipient not set) an FcmError plus a violation on another field.
+    """
+    if fcm_code != "INVALID_ARGUMENT":
+        return False
+    fields = [
+        violation.get("field")
+        for detail in error.get("details") or []
+        if isinstance(detail, dict) and detail.get("@type") == _BAD_REQUEST_TYPE
+        for violation in detail.get("fieldViolations") or []
+        if isinstance(violation, dict)
+    ]
+    return all(field == "message.token" for field in fields)
+
+
+def _is_transient(exc: exceptions.FirebaseError) -> bool:
+    if isinstance(exc, _TRANSIENT):
+        return True
+    response = exc.http_response
+    if response is not None:
+        return response.status_code in _TRANSIENT_STATUS
+    # No answer at all (connection dropped mid-request): worth another try.
+    return isinstance(exc.cause, httpx.TransportError)
+
+
+def _retry_after(response: httpx.Response | None) -> float | None:
+    """Seconds from a Retry-After header, delay-seconds or HTTP-date (RFC 9110 §10.2.3)."""
+    if response is None:
+        return None
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _log_summary(outcomes: list[Outcome]) -> None:
+    """One content-free line per batch: counts by outcome and FCM code, never a token."""
+    problems = Counter((o.kind.value, o.code) for o in outcomes if o.kind is not OutcomeKind.OK)
+    if problems:
+        detail = " ".join(f"{kind}:{code}={n}" for (kind, code), n in sorted(problems.items()))
+        log.warning("fcm sent %d, not delivered: %s", len(outcomes), detail)
+    else:
+        log.debug("fcm sent %d, all accepted", len(outcomes))

@@ -1,0 +1,47 @@
+"""What became of one push: the dispatcher's whole vocabulary for FCM answers.
+
+The kind carries the policy (Sygnal-style): `prune` drops the device's token, `retry`
+comes back later (after `retry_after` when FCM said so), `failed` is reported and
+counted, never retried forever (DESIGN.md, "nothing is lost").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class OutcomeKind(StrEnum):
+    OK = "ok"
+    PRUNE = "prune"
+    RETRY = "retry"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of one message; `code` is FCM's error code (e.g. `UNREGISTERED`) for metrics."""
+
+    kind: OutcomeKind
+    code: str | None = None
+    retry_after: float | None = None
+    message_id: str | None = None
+
+    @classmethod
+    def ok(cls, message_id: str | None = None) -> Outcome:
+        return cls(OutcomeKind.OK, message_id=message_id)
+
+    @classmethod
+    def prune(cls, code: str) -> Outcome:
+        """The token is dead: the device must register a new one."""
+        return cls(OutcomeKind.PRUNE, code)
+
+    @classmethod
+    def retry(cls, code: str, retry_after: float | None = None) -> Outcome:
+        """A transient refusal; `retry_after` is FCM's Retry-After in seconds, if it gave one."""
+        return cls(OutcomeKind.RETRY, code, retry_after)
+
+    @classmethod
+    def failed(cls, code: str) -> Outcome:
+        """A permanent failure that is not the token's fault (configuration, bad payload)."""
+        return cls(OutcomeKind.FAILED, code)

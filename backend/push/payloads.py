@@ -1,0 +1,89 @@
+"""The one place that builds push payloads (API.md, "Push payload (FCM HTTP v1)").
+
+A push crosses Google's and Apple's infrastructure, outside the MSSanté trust space, so
+it says only that something changed in a mailbox: an opaque mailbox id and a count.
+Nothing here may identify a person, a sender, a subject, an address or a file name
+(DESIGN.md, "No health data leaves through a side channel"). The app fetches the rest
+over the authenticated API.
+"""
+
+from __future__ import annotations
+
+from firebase_admin import messaging
+
+PAYLOAD_VERSION = "1"
+NEW_MAIL = "mail.new"
+MAIL_READ = "mail.read"
+TTL_SECONDS = 86400
+# The app's localised "new secure message" text: the alert carries a key, not words.
+ALERT_LOC_KEY = "NEW_SECURE_MESSAGE"
+_APNS_COLLAPSE_ID_MAX = 64  # bytes, Apple's limit on apns-collapse-id
+
+
+def new_mail(token: str, mailbox_id: str, unread: int) -> messaging.Message:
+    """A visible "new secure message" push for one device, collapsed per mailbox.
+
+    Exactly API.md's payload: only the opaque mailbox id and the unread count go out.
+    """
+    message = messaging.Message(
+        data=_data(NEW_MAIL, mailbox_id, unread),
+        android=messaging.AndroidConfig(priority="high", collapse_key=mailbox_id, ttl=TTL_SECONDS),
+        apns=messaging.APNSConfig(
+            headers={"apns-priority": "10", "apns-collapse-id": mailbox_id},
+            payload=messaging.APNSPayload(
+                aps=messaging.Aps(
+                    alert=messaging.ApsAlert(loc_key=ALERT_LOC_KEY),
+                    mutable_content=True,
+                    thread_id=mailbox_id,
+                )
+            ),
+        ),
+    )
+    return _addressed(message, token)
+
+
+def mail_read(token: str, mailbox_id: str, unread: int) -> messaging.Message:
+    """A silent push that clears what was read elsewhere and updates the badge.
+
+    Same opaque fields as `new_mail` (API.md). On iOS it is a background push
+    (content-available, priority 5 as Apple requires, no alert); on Android a
+    normal-priority data message. The shared collapse key lets it replace a `mail.new`
+    still waiting for an offline device.
+    """
+    message = messaging.Message(
+        data=_data(MAIL_READ, mailbox_id, unread),
+        android=messaging.AndroidConfig(
+            priority="normal", collapse_key=mailbox_id, ttl=TTL_SECONDS
+        ),
+        apns=messaging.APNSConfig(
+            headers={
+                "apns-priority": "5",
+                "apns-push-type": "background",
+                "apns-collapse-id": mailbox_id,
+            },
+            payload=messaging.APNSPayload(aps=messaging.Aps(content_available=True, badge=unread)),
+        ),
+    )
+    return _addressed(message, token)
+
+
+def _addressed(message: messaging.Message, token: str) -> messaging.Message:
+    """Address the message to the device's push token, in FCM's `token` field.
+
+    FCM now prefers Firebase Installation IDs (`fid`) and firebase-admin 7.7 warns on
+    every `Message(token=...)`, but `token` still takes a registration token, and per
+    Firebase support an FID too (firebase-android-sdk#8316): it works whichever the app
+    registers. Setting the attribute after construction skips the per-message warning
+    without touching the process-wide warning filters.
+    """
+    message.token = token
+    return message
+
+
+def _data(kind: str, mailbox_id: str, unread: int) -> dict[str, str]:
+    """The data block both apps read; FCM data values must be strings."""
+    if not mailbox_id or len(mailbox_id.encode()) > _APNS_COLLAPSE_ID_MAX:
+        raise ValueError("mailbox id must be 1 to 64 bytes (it is the APNs collapse id)")
+    if unread < 0:
+        raise ValueError("unread count cannot be negative")
+    return {"v": PAYLOAD_VERSION, "type": kind, "mailbox": mailbox_id, "unread": str(unread)}
