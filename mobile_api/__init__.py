@@ -1,0 +1,124 @@
+"""The Flask HTTP layer: create_app() wires settings, storage, auth and the blueprints.
+
+The app holds no per-user state of its own, so any number of processes can serve it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from typing import Any
+
+from flask import Flask
+from flask_smorest import Api
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from backend.accounts.revocations import make_revocation_store
+from backend.audit.trail import AuditTrail
+from backend.config import Settings, load_settings
+from backend.storage.database import make_engine, make_session_factory
+from backend.storage.encryption import set_data_key
+from mobile_api import errors
+from mobile_api.context import Services, init_request_scope
+
+API_VERSION = "1.0.0"
+
+
+class TrustedProxies:
+    """Apply X-Forwarded-* only when the TCP peer is one of ESTAFETTE_TRUSTED_PROXIES.
+
+    ProxyFix alone would believe any client that sets the header, letting it forge its
+    address in the audit trail and slip past per-IP rate limits.
+    """
+
+    def __init__(self, wsgi_app: Any, proxies: tuple[str, ...]) -> None:
+        self._plain = wsgi_app
+        self._fixed = ProxyFix(wsgi_app, x_for=1, x_proto=1, x_host=1)
+        self._networks = [ipaddress.ip_network(p, strict=False) for p in proxies]
+
+    def __call__(self, environ: dict, start_response: Any) -> Any:
+        try:
+            peer = ipaddress.ip_address(environ.get("REMOTE_ADDR", ""))
+        except ValueError:
+            peer = None
+        if peer is not None and any(peer in net for net in self._networks):
+            return self._fixed(environ, start_response)
+        return self._plain(environ, start_response)
+
+
+class ProblemApi(Api):
+    """flask-smorest's Api, with its error envelope replaced by our problem+json."""
+
+    def handle_http_exception(self, error: HTTPException) -> Any:
+        return errors._from_http(error)
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app. `test_config` overrides settings (ESTAFETTE_* keys) and Flask config."""
+    test_config = dict(test_config or {})
+    overrides = {k: v for k, v in test_config.items() if k.startswith("ESTAFETTE_")}
+    settings: Settings = test_config.pop("SETTINGS", None) or load_settings(overrides)
+
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_message_bytes + 1024 * 1024,
+        API_TITLE="Estafette",
+        API_VERSION=API_VERSION,
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api/v1",
+        OPENAPI_JSON_PATH="openapi.json",
+        API_SPEC_OPTIONS={
+            "info": {"description": "MSSanté secure mail for hospital phones and tablets"},
+            "components": {
+                "securitySchemes": {
+                    "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+                }
+            },
+            "security": [{"bearer": []}],
+        },
+        JSON_SORT_KEYS=False,
+    )
+    app.config.update({k: v for k, v in test_config.items() if not k.startswith("ESTAFETTE_")})
+    if settings.trusted_proxies:
+        app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)
+
+    set_data_key(settings.data_key)
+    engine = make_engine(settings.database_url)
+    sessions = make_session_factory(engine)
+    app.extensions["estafette"] = Services(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        audit=AuditTrail(sessions),
+        revocations=make_revocation_store(settings.redis_url, sessions),
+    )
+    init_request_scope(app)
+
+    from mobile_api.auth.tokens import init_jwt
+
+    init_jwt(app, settings)
+    from mobile_api.limits import init_limiter
+
+    init_limiter(app, settings)
+    api = ProblemApi(app)
+    errors.register_error_handlers(app)
+    _register_blueprints(app, api)
+
+    from mobile_api.cli import register_commands
+
+    register_commands(app)
+    logging.getLogger("estafette").setLevel(logging.INFO)
+    return app
+
+
+def _register_blueprints(app: Flask, api: Api) -> None:
+    from mobile_api.auth.routes import blp as auth
+    from mobile_api.devices.routes import blp as devices
+    from mobile_api.mailboxes.routes import blp as mailboxes
+    from mobile_api.ops.routes import blp as ops
+
+    for blueprint in (auth, devices, mailboxes):
+        api.register_blueprint(blueprint)
+    app.register_blueprint(ops)

@@ -1,0 +1,55 @@
+"""Sign-in payloads (API.md, "Sign-in")."""
+
+from marshmallow import Schema, fields, validate
+
+from backend.accounts.devices import PLATFORMS
+
+
+class LoginSchema(Schema):
+    username = fields.String(required=True, validate=validate.Length(min=1, max=190))
+    password = fields.String(required=True, load_only=True, validate=validate.Length(max=1024))
+
+
+class LoginResultSchema(Schema):
+    mfa_token = fields.String(required=True)
+    mfa = fields.List(fields.String(), required=True)
+    enrollment_required = fields.Boolean(required=True)
+
+
+class EnrollResultSchema(Schema):
+    secret = fields.String(required=True)
+    otpauth_uri = fields.String(required=True)
+    qr_svg = fields.String(required=True)
+
+
+class CodeSchema(Schema):
+    code = fields.String(required=True, validate=validate.Length(min=6, max=19))
+
+
+class ActivateResultSchema(Schema):
+    recovery_codes = fields.List(fields.String(), required=True)
+
+
+class DeviceInSchema(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=120))
+    platform = fields.String(required=True, validate=validate.OneOf(PLATFORMS))
+    push_token = fields.String(validate=validate.Length(max=4096), allow_none=True)
+
+
+class OtpSignInSchema(Schema):
+    code = fields.String(required=True, validate=validate.Length(min=6, max=19))
+    device = fields.Nested(DeviceInSchema, required=True)
+
+
+class SessionSchema(Schema):
+    access_token = fields.String(required=True)
+    refresh_token = fields.String(required=True)
+    token_type = fields.String(required=True)
+    expires_in = fields.Integer(required=True)
+    device_id = fields.String(required=True)
+
+
+class CpsSignInSchema(Schema):
+    device = fields.Nested(
+        DeviceInSchema, load_default=lambda: {"name": "Poste CPS", "platform": "web"}
+    )

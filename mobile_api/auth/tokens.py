@@ -1,0 +1,219 @@
+"""JWT sessions on flask-jwt-extended, signed with Ed25519 (EdDSA), bound to a device.
+
+Three token kinds: `mfa` (5 minutes, only for the second-factor calls), `access`
+(10 minutes) and `refresh` (rotated on every use; a reused one revokes the device).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from functools import wraps
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from flask import Flask, g
+from flask_jwt_extended import (
+    JWTManager,
+    create_access_token,
+    create_refresh_token,
+    decode_token,
+    get_jwt,
+    verify_jwt_in_request,
+)
+from sqlalchemy import select
+
+from backend import errors
+from backend.accounts import devices as device_service
+from backend.audit.trail import Actor
+from backend.config import Settings
+from backend.storage.models import Device, User, utcnow
+from mobile_api.context import client_ip, db, services
+from mobile_api.errors import problem
+
+MFA_TOKEN_MINUTES = 5
+REFRESH_TOKEN_HOURS = 12
+
+jwt = JWTManager()
+
+
+def _signing_keys(secret_key: str) -> tuple[bytes, bytes]:
+    """Derive the Ed25519 pair from ESTAFETTE_SECRET_KEY so every api replica agrees."""
+    seed = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=b"estafette-jwt", info=b"ed25519"
+    ).derive(secret_key.encode())
+    private = Ed25519PrivateKey.from_private_bytes(seed)
+    private_pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    public_pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private_pem, public_pem
+
+
+def init_jwt(app: Flask, settings: Settings) -> None:
+    private_pem, public_pem = _signing_keys(settings.secret_key)
+    app.config.update(
+        JWT_ALGORITHM="EdDSA",
+        JWT_DECODE_ALGORITHMS=["EdDSA"],
+        JWT_PRIVATE_KEY=private_pem,
+        JWT_PUBLIC_KEY=public_pem,
+        JWT_TOKEN_LOCATION=["headers"],
+        JWT_ACCESS_TOKEN_EXPIRES=timedelta(minutes=settings.access_token_minutes),
+        JWT_REFRESH_TOKEN_EXPIRES=timedelta(hours=REFRESH_TOKEN_HOURS),
+        JWT_ERROR_MESSAGE_KEY="detail",
+    )
+    jwt.init_app(app)
+
+
+def _unauthorized(detail: str) -> Any:
+    return problem(401, "unauthorized", "Authentication required", detail)
+
+
+@jwt.unauthorized_loader
+def _missing(reason: str) -> Any:
+    return _unauthorized("Send Authorization: Bearer <token>")
+
+
+@jwt.invalid_token_loader
+def _invalid(reason: str) -> Any:
+    return problem(401, "token_invalid", "Invalid token", "The token is malformed or forged")
+
+
+@jwt.expired_token_loader
+def _expired(header: dict, payload: dict) -> Any:
+    return problem(401, "token_expired", "Token expired", "Refresh the session or sign in")
+
+
+@jwt.revoked_token_loader
+def _revoked(header: dict, payload: dict) -> Any:
+    return problem(401, "token_revoked", "This session has ended", "Sign in again")
+
+
+@jwt.needs_fresh_token_loader
+def _not_fresh(header: dict, payload: dict) -> Any:
+    return problem(401, "fresh_auth_required", "Recent sign-in required", "Sign in again")
+
+
+@jwt.user_lookup_error_loader
+def _no_user(header: dict, payload: dict) -> Any:
+    return problem(401, "token_revoked", "This session has ended", "Sign in again")
+
+
+@jwt.token_in_blocklist_loader
+def _is_revoked(header: dict, payload: dict) -> bool:
+    return services().revocations.is_revoked(payload["jti"])
+
+
+def issue_mfa_token(user: User) -> str:
+    return create_access_token(
+        identity=user.public_id,
+        additional_claims={"scope": "mfa"},
+        expires_delta=timedelta(minutes=MFA_TOKEN_MINUTES),
+    )
+
+
+def issue_session(device: Device, user: User) -> dict[str, Any]:
+    """A fresh access/refresh pair for `device`; the refresh jti is remembered for rotation."""
+    claims = {"scope": "session", "dev": device.public_id}
+    access = create_access_token(identity=user.public_id, additional_claims=claims, fresh=True)
+    refresh = create_refresh_token(identity=user.public_id, additional_claims=claims)
+    device.refresh_jti = decode_token(refresh)["jti"]
+    return {
+        "access_token": access,
+        "refresh_token": refresh,
+        "token_type": "Bearer",
+        "expires_in": int(services().settings.access_token_minutes * 60),
+        "device_id": device.public_id,
+    }
+
+
+def _expires(claims: dict) -> datetime:
+    return datetime.fromtimestamp(claims["exp"], UTC)
+
+
+def revoke_current_token() -> None:
+    claims = get_jwt()
+    services().revocations.revoke(claims["jti"], _expires(claims))
+
+
+def _load_user(public_id: str) -> User:
+    user = db().scalar(select(User).where(User.public_id == public_id))
+    if user is None or user.disabled:
+        raise errors.TokenRevoked()
+    return user
+
+
+def mfa_required(view: Callable) -> Callable:
+    """Only the 5-minute token from `/auth/login` opens these calls."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        verify_jwt_in_request()
+        claims = get_jwt()
+        if claims.get("scope") != "mfa":
+            raise errors.Forbidden("this call needs the token from /auth/login")
+        g.user = _load_user(claims["sub"])
+        g.actor = Actor(user=g.user.public_id, source_ip=client_ip())
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def _load_device(claims: dict, user: User) -> Device:
+    device = db().scalar(
+        select(Device).where(Device.public_id == claims.get("dev"), Device.user_id == user.id)
+    )
+    if device is None or device.revoked_at is not None:
+        raise errors.TokenRevoked()
+    idle = timedelta(minutes=services().settings.session_idle_minutes)
+    if utcnow() - device.last_seen_at > idle:
+        device_service.revoke_device(db=db(), device=device)
+        db().commit()
+        services().audit.record(
+            "session.idle_timeout",
+            actor=Actor(user.public_id, device.public_id, client_ip()),
+            target_type="device",
+            target=device.public_id,
+        )
+        raise errors.TokenRevoked("The session ended after inactivity; sign in again")
+    return device
+
+
+def session_required(view: Callable | None = None, *, refresh: bool = False) -> Callable:
+    """A signed-in device session: valid token, device not revoked, not idle too long."""
+
+    def decorate(fn: Callable) -> Callable:
+        @wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            verify_jwt_in_request(refresh=refresh)
+            claims = get_jwt()
+            if claims.get("scope") != "session":
+                raise errors.Forbidden("this call needs a signed-in session")
+            user = _load_user(claims["sub"])
+            device = _load_device(claims, user)
+            if not refresh and device_service.touch(device):
+                db().commit()
+            g.user, g.device, g.claims = user, device, claims
+            g.actor = Actor(user=user.public_id, device=device.public_id, source_ip=client_ip())
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    return decorate(view) if view is not None else decorate
+
+
+def admin_required(view: Callable) -> Callable:
+    @session_required
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not g.user.is_admin:
+            raise errors.Forbidden("administrators only")
+        return view(*args, **kwargs)
+
+    return wrapper

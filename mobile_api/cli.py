@@ -1,0 +1,256 @@
+"""The operator command line of API.md: `flask --app mobile_api <command>`.
+
+Secrets are read from standard input (or a hidden prompt), never taken as arguments:
+arguments end up in shell history and in `ps` output.
+"""
+
+from __future__ import annotations
+
+import functools
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from backend import errors
+from backend.accounts import users
+from backend.audit.trail import verify_chain
+from backend.directory import mailboxes as directory
+from backend.logs import configure_logging
+from backend.storage.database import SchemaOutOfDate, require_current_schema, session_scope
+from backend.storage.database import upgrade_schema as apply_migrations
+from mobile_api.context import Services
+
+
+def _services() -> Services:
+    return current_app.extensions["estafette"]
+
+
+def needs_current_schema(command: Callable) -> Callable:
+    """Every command but `db upgrade` refuses to run on an out-of-date schema."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            require_current_schema(_services().engine)
+        except SchemaOutOfDate as exc:
+            raise click.ClickException(str(exc)) from None
+        return command(*args, **kwargs)
+
+    return wrapper
+
+
+def _read_secret(from_stdin: bool, prompt: str) -> str:
+    """One line from stdin with --*-stdin, else a hidden prompt on a terminal."""
+    if from_stdin:
+        value = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        value = click.prompt(prompt, hide_input=True, confirmation_prompt=True)
+    else:
+        raise click.UsageError("no terminal to prompt on: pass the secret on stdin with --*-stdin")
+    if not value:
+        raise click.UsageError(f"{prompt} is empty")
+    return value
+
+
+def _domain_errors(command: Callable) -> Callable:
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except errors.EstafetteError as exc:
+            extra = f" {exc.extra['errors']}" if "errors" in exc.extra else ""
+            raise click.ClickException(f"{exc.detail}{extra}") from None
+
+    return wrapper
+
+
+db_cli = AppGroup("db", help="Database schema.")
+users_cli = AppGroup("users", help="User accounts.")
+mailboxes_cli = AppGroup("mailboxes", help="MSSanté mailboxes.")
+audit_cli = AppGroup("audit", help="The traceability trail.")
+
+
+@db_cli.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    apply_migrations(_services().engine)
+    click.echo("database schema is up to date")
+
+
+@users_cli.command("create")
+@click.argument("username")
+@click.option("--admin", is_flag=True, help="Grant the administrator role.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
+@needs_current_schema
+@_domain_errors
+def users_create(username: str, admin: bool, password_stdin: bool) -> None:
+    """Create a user; they enrol their second factor at first sign-in."""
+    password = _read_secret(password_stdin, "Password")
+    with session_scope(_services().sessions) as db:
+        user = users.create_user(db=db, username=username, password=password, is_admin=admin)
+        public_id = user.public_id
+    _services().audit.record(
+        "admin.user_create",
+        target_type="user",
+        target=public_id,
+        details={"admin": admin, "via": "cli"},
+    )
+    click.echo(f"created user {username} ({public_id})")
+
+
+@mailboxes_cli.command("create")
+@click.argument("address")
+@click.option("--kind", type=click.Choice(directory.KINDS), required=True)
+@click.option("--imap-host", required=True)
+@click.option("--imap-port", type=int, required=True)
+@click.option("--security", type=click.Choice(directory.SECURITY), required=True)
+@click.option("--auth", type=click.Choice(directory.AUTH_MODES), required=True)
+@click.option("--username", help="IMAP login (the master user for --auth master).")
+@click.option("--secret-stdin", is_flag=True, help="Read the password or .p12 passphrase.")
+@click.option(
+    "--certificate",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Client certificate (.p12) for --auth certificate.",
+)
+@click.option("--display-name")
+@needs_current_schema
+@_domain_errors
+def mailboxes_create(
+    address: str,
+    kind: str,
+    imap_host: str,
+    imap_port: int,
+    security: str,
+    auth: str,
+    username: str | None,
+    secret_stdin: bool,
+    certificate: Path | None,
+    display_name: str | None,
+) -> None:
+    """Register an MSSanté mailbox; the sync worker picks it up on its next heartbeat."""
+    needs_secret = secret_stdin or auth in ("password", "master")
+    secret = _read_secret(secret_stdin, "Secret") if needs_secret else None
+    with session_scope(_services().sessions) as db:
+        mailbox = directory.create_mailbox(
+            db=db,
+            address=address,
+            kind=kind,
+            display_name=display_name,
+            imap=directory.ServerSettings(imap_host, imap_port, security, auth, username, secret),
+            certificate=certificate.read_bytes() if certificate else None,
+        )
+        public_id = mailbox.public_id
+    _services().audit.record(
+        "admin.mailbox_create",
+        target_type="mailbox",
+        target=public_id,
+        mailbox=public_id,
+        details={"kind": kind, "auth": auth, "via": "cli"},
+    )
+    click.echo(f"created mailbox {address} ({public_id})")
+
+
+@mailboxes_cli.command("grant")
+@click.argument("address")
+@click.argument("username")
+@click.option("--role", type=click.Choice(directory.ROLES), required=True)
+@needs_current_schema
+@_domain_errors
+def mailboxes_grant(address: str, username: str, role: str) -> None:
+    """Make a user the owner or a delegate of a mailbox."""
+    with session_scope(_services().sessions) as db:
+        mailbox = directory.find_mailbox(db=db, address=address)
+        user = users.find_user(db=db, username=username)
+        if mailbox is None or user is None:
+            raise click.ClickException("no such mailbox or user")
+        directory.grant(db=db, mailbox=mailbox, user=user, role=role)
+        ids = (mailbox.public_id, user.public_id)
+    _services().audit.record(
+        "admin.member_grant",
+        target_type="user",
+        target=ids[1],
+        mailbox=ids[0],
+        details={"role": role, "via": "cli"},
+    )
+    click.echo(f"{username} is now {role} of {address}")
+
+
+@audit_cli.command("verify")
+@needs_current_schema
+def audit_verify() -> None:
+    """Recompute the hash chain; exit 1 and name the first bad record if it is broken."""
+    with _services().sessions() as db:
+        result = verify_chain(db)
+    if result.ok:
+        click.echo(f"audit trail intact: {result.records} records")
+        return
+    click.echo(f"audit trail BROKEN at record {result.first_bad}: {result.reason}", err=True)
+    sys.exit(1)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+@click.command("sync")
+@click.option("--pool-size", type=int, default=16, show_default=True)
+@needs_current_schema
+def sync_command(pool_size: int) -> None:
+    """Run a sync worker: IMAP IDLE on the mailboxes it leases."""
+    from backend.sync.worker import SyncWorker
+
+    configure_logging()
+    services = _services()
+    SyncWorker(services.sessions, services.settings, pool_size=pool_size).run(_stop_on_signals())
+
+
+@click.command("push")
+@needs_current_schema
+def push_command() -> None:
+    """Run a push dispatcher: drain the outbox into FCM."""
+    from backend.push.dispatcher import Dispatcher
+    from backend.push.fcm import create_sender
+
+    configure_logging()
+    services = _services()
+    sender = create_sender(services.settings.fcm_credentials, services.settings.fcm_endpoint)
+    try:
+        Dispatcher(services.sessions, sender).run(_stop_on_signals())
+    finally:
+        sender.close()
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--threads", type=int, default=8, show_default=True)
+@needs_current_schema
+def serve_command(host: str, port: int, threads: int) -> None:
+    """The embedded gateway: api (gunicorn), sync and push together."""
+    from mobile_api.serve import serve
+
+    configure_logging()
+    serve(current_app._get_current_object(), host=host, port=port, threads=threads)
+
+
+def register_commands(app: Flask) -> None:
+    for command in (
+        db_cli,
+        users_cli,
+        mailboxes_cli,
+        audit_cli,
+        sync_command,
+        push_command,
+        serve_command,
+    ):
+        app.cli.add_command(command)

@@ -1,0 +1,122 @@
+"""Every failure becomes RFC 9457 problem+json with a stable `code`: the one error handler.
+
+Domain errors, werkzeug's HTTP errors (404, 405, 413, bad JSON), webargs validation,
+flask-jwt-extended's token errors and anything unexpected all leave through `problem()`.
+A client never sees HTML or a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, json, request
+from werkzeug.exceptions import HTTPException
+
+from backend import errors
+
+log = logging.getLogger("estafette.api")
+
+PROBLEM_JSON = "application/problem+json"
+
+_STATUS_BY_ERROR: dict[type[errors.EstafetteError], int] = {
+    errors.NotFound: 404,
+    errors.Forbidden: 403,
+    errors.InvalidCredentials: 401,
+    errors.OtpInvalid: 401,
+    errors.OtpReplayed: 401,
+    errors.OtpNotEnrolled: 403,
+    errors.Locked: 429,
+    errors.TokenRevoked: 401,
+    errors.CertificateRejected: 401,
+    errors.ValidationFailed: 422,
+    errors.Conflict: 409,
+    errors.RecipientOutsideTrustSpace: 422,
+    errors.PayloadTooLarge: 413,
+    errors.MailboxUnavailable: 503,
+    errors.CannotCalculateChanges: 400,
+}
+
+_CODE_BY_STATUS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+}
+
+
+def problem(
+    status: int, code: str, title: str, detail: str | None = None, **extra: Any
+) -> Response:
+    """Build the problem+json response; `extra` adds members such as per-field `errors`."""
+    body = {"type": "about:blank", "status": status, "title": title, "code": code}
+    if detail:
+        body["detail"] = detail
+    body.update(extra)
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
+    return response
+
+
+def _from_domain(exc: errors.EstafetteError) -> Response:
+    status = _STATUS_BY_ERROR.get(type(exc), 400)
+    response = problem(status, exc.code, exc.title, exc.detail, **exc.extra)
+    if isinstance(exc, errors.Locked):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+def _field_errors(messages: Any) -> dict[str, Any]:
+    """webargs nests errors by location (json, query, files); clients want fields."""
+    if not isinstance(messages, dict):
+        return {"_schema": messages}
+    merged: dict[str, Any] = {}
+    for location_errors in messages.values():
+        if isinstance(location_errors, dict):
+            merged.update(location_errors)
+        else:
+            merged.setdefault("_schema", location_errors)
+    return merged
+
+
+def _from_http(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    data = getattr(exc, "data", None) or {}
+    if status == 422:
+        return problem(
+            422,
+            "validation_error",
+            "The request is not valid",
+            "One or more fields are not valid",
+            errors=_field_errors(data.get("messages", {})),
+        )
+    if status == 400 and "messages" in data:
+        return problem(400, "invalid_json", "The body is not valid JSON", "Send a JSON object")
+    code = _CODE_BY_STATUS.get(status, "http_error")
+    response = problem(status, code, exc.name, exc.description)
+    if status == 405 and exc.get_response().headers.get("Allow"):
+        response.headers["Allow"] = exc.get_response().headers["Allow"]
+    if status == 429 and getattr(exc, "retry_after", None):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+def _unexpected(exc: Exception) -> Response:
+    # The traceback goes to the log for operators; the client gets a plain 500.
+    log.error(
+        "unhandled %s on %s %s", type(exc).__name__, request.method, request.path, exc_info=exc
+    )
+    return problem(500, "internal_error", "Internal error", "The error was logged")
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Route every error class to problem+json."""
+    app.register_error_handler(errors.EstafetteError, _from_domain)
+    app.register_error_handler(HTTPException, _from_http)
+    app.register_error_handler(Exception, _unexpected)

@@ -1,0 +1,65 @@
+"""The user's mailboxes and their message listings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import g
+from flask_smorest import Blueprint
+
+from backend.directory import mailboxes as directory
+from backend.directory import messages as cache
+from mobile_api.auth.tokens import session_required
+from mobile_api.context import current_actor, db, services
+from mobile_api.mailboxes import schemas
+from mobile_api.pagination import decode_cursor, encode_cursor
+
+blp = Blueprint("mailboxes", __name__, url_prefix="/api/v1", description="Mailboxes")
+
+
+@blp.get("/mailboxes")
+@blp.response(200, schemas.MailboxSchema(many=True))
+@session_required
+def list_mailboxes() -> list[dict]:
+    """The mailboxes the signed-in user owns or is a delegate of, with counts and sync state."""
+    result = []
+    for mailbox, role in directory.visible_mailboxes(db=db(), user=g.user):
+        unread, total = cache.counts(db=db(), mailbox=mailbox)
+        result.append(
+            {
+                "id": mailbox.public_id,
+                "address": mailbox.address,
+                "kind": mailbox.kind,
+                "display_name": mailbox.display_name,
+                "role": role,
+                "unread": unread,
+                "total": total,
+                "sync": {"state": mailbox.sync_state, "detail": mailbox.sync_detail},
+            }
+        )
+    return result
+
+
+@blp.get("/mailboxes/<mailbox_id>/messages")
+@blp.arguments(schemas.MessageListArgsSchema, location="query")
+@blp.response(200, schemas.MessagePageSchema)
+@session_required
+def list_messages(args: dict, mailbox_id: str) -> dict:
+    """One page of envelopes, newest first; `next` continues, null at the end."""
+    mailbox, _role = directory.get_visible_mailbox(db=db(), user=g.user, public_id=mailbox_id)
+    after = decode_cursor(args["cursor"], 2)
+    key = (datetime.fromisoformat(after[0]), int(after[1])) if after else None
+    rows, next_key = cache.list_page(
+        db=db(), mailbox=mailbox, folder_name=args["folder"], limit=args["limit"], after=key
+    )
+    services().audit.record(
+        "mailbox.list",
+        actor=current_actor(),
+        target_type="mailbox",
+        target=mailbox.public_id,
+        mailbox=mailbox.public_id,
+    )
+    return {
+        "items": [cache.envelope(m, mailbox, args["folder"]) for m in rows],
+        "next": encode_cursor(next_key[0].isoformat(), next_key[1]) if next_key else None,
+    }

@@ -1,0 +1,60 @@
+"""Mailbox and envelope representations (API.md, "Mailboxes and messages")."""
+
+from marshmallow import Schema, fields, validate
+
+from mobile_api.pagination import PageArgsSchema
+
+
+class SyncStateSchema(Schema):
+    state = fields.String(required=True)
+    detail = fields.String(allow_none=True)
+
+
+class MailboxSchema(Schema):
+    id = fields.String(required=True)
+    address = fields.String(required=True)
+    kind = fields.String(required=True, validate=validate.OneOf(["PER", "ORG", "APP", "CAB"]))
+    display_name = fields.String(allow_none=True)
+    role = fields.String(required=True)
+    unread = fields.Integer(required=True)
+    total = fields.Integer(required=True)
+    sync = fields.Nested(SyncStateSchema, required=True)
+
+
+class AddressSchema(Schema):
+    name = fields.String(allow_none=True)
+    address = fields.String(allow_none=True)
+
+
+class PatientSchema(Schema):
+    ins = fields.String(allow_none=True)
+    name = fields.String(allow_none=True)
+    birth_date = fields.String(allow_none=True)
+
+
+class EnvelopeSchema(Schema):
+    id = fields.String(required=True)
+    mailbox_id = fields.String(required=True)
+    folder = fields.String(required=True)
+    subject = fields.String(allow_none=True)
+    from_ = fields.Nested(AddressSchema, data_key="from", allow_none=True)
+    to = fields.List(fields.Nested(AddressSchema))
+    cc = fields.List(fields.Nested(AddressSchema))
+    date = fields.DateTime(required=True)
+    seen = fields.Boolean()
+    flagged = fields.Boolean()
+    answered = fields.Boolean()
+    has_attachments = fields.Boolean()
+    size = fields.Integer()
+    mdn_requested = fields.Boolean()
+    malformed = fields.Boolean()
+    patient = fields.Nested(PatientSchema, allow_none=True)
+
+
+class MessageListArgsSchema(PageArgsSchema):
+    folder = fields.String(load_default="INBOX", validate=validate.Length(min=1, max=255))
+
+
+class MessagePageSchema(Schema):
+    items = fields.List(fields.Nested(EnvelopeSchema), required=True)
+    next = fields.String(allow_none=True, required=True)
