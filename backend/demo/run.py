@@ -1,0 +1,155 @@
+"""`make run`: the embedded gateway in demo mode, with a local Dovecot and sample MSSanté mail.
+
+Everything lives under `var/`: the SQLite database, the demo Dovecot's mail and its
+throwaway CA, and the demo credentials (generated once, file mode 0600). Each start prints
+how to sign in. Not for production: a real deployment points at its MSSanté operator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from backend.accounts import totp, users
+from backend.config import load_settings
+from backend.demo import samples
+from backend.demo.dovecot import DovecotServer
+from backend.directory import mailboxes as directory
+from backend.logs import configure_logging
+from backend.storage.database import session_scope
+from backend.storage.models import Mailbox
+
+DOMAIN = "chu-demo.mssante.fr"
+DEMO_USER = "demo"
+DEMO_MAILBOXES = (
+    # address, kind, display name, role of the demo user
+    (f"dr.martin@{DOMAIN}", "PER", "Dr Camille Martin", "owner"),
+    (f"secretariat.cardiologie@{DOMAIN}", "ORG", "Secrétariat de cardiologie", "delegate"),
+    (f"dpi@{DOMAIN}", "APP", "Dossier patient informatisé", "delegate"),
+)
+
+
+def _credentials(var_dir: Path) -> dict[str, object]:
+    """Generated on first run and kept, so the demo user's authenticator keeps working."""
+    path = var_dir / "demo-credentials.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    creds = {
+        "password": secrets.token_urlsafe(12),
+        "totp_secret": totp.new_secret(),
+        "imap": {address: secrets.token_urlsafe(12) for address, *_ in DEMO_MAILBOXES},
+    }
+    var_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(creds, fh)
+    return creds
+
+
+def _seed_mail(dovecot: DovecotServer, creds: dict, marker: Path) -> None:
+    if marker.exists():
+        return
+    personal, secretariat, _app = (address for address, *_ in DEMO_MAILBOXES)
+    for raw in samples.demo_mailbox_contents(to=personal):
+        dovecot.deliver(personal, raw)
+    dovecot.deliver(secretariat, samples.plain_letter(to=secretariat))
+    dovecot.deliver(secretariat, samples.xdm_discharge_letter(to=secretariat))
+    marker.touch()
+
+
+def _register(app, dovecot: DovecotServer, creds: dict) -> None:
+    """Create the demo user and mailboxes, or point them at this run's Dovecot ports."""
+    services = app.extensions["estafette"]
+    with session_scope(services.sessions) as db:
+        user = users.find_user(db=db, username=DEMO_USER)
+        if user is None:
+            user = users.create_user(db=db, username=DEMO_USER, password=creds["password"])
+            user.totp_secret, user.totp_active = creds["totp_secret"], True
+        for address, kind, name, role in DEMO_MAILBOXES:
+            mailbox = directory.find_mailbox(db=db, address=address)
+            if mailbox is None:
+                mailbox = directory.create_mailbox(
+                    db=db,
+                    address=address,
+                    kind=kind,
+                    display_name=name,
+                    imap=directory.ServerSettings(
+                        dovecot.host,
+                        dovecot.imaps_port,
+                        "tls",
+                        "password",
+                        address,
+                        creds["imap"][address],
+                    ),
+                )
+                directory.grant(db=db, mailbox=mailbox, user=user, role=role)
+            elif (mailbox.imap_host, mailbox.imap_port) != (dovecot.host, dovecot.imaps_port):
+                _move(mailbox, dovecot)
+
+
+def _move(mailbox: Mailbox, dovecot: DovecotServer) -> None:
+    mailbox.imap_host, mailbox.imap_port = dovecot.host, dovecot.imaps_port
+    mailbox.settings_version += 1
+
+
+def _instructions(host: str, port: int, creds: dict) -> str:
+    base = f"http://{host}:{port}/api/v1"
+    uri = totp.provisioning_uri(creds["totp_secret"], DEMO_USER)
+    return f"""
+  Estafette demo gateway — {base}
+  ─────────────────────────────────────────────────────────────────────
+  Sign in as   : {DEMO_USER}
+  Password     : {creds["password"]}
+  TOTP secret  : {creds["totp_secret"]}   (add it to an authenticator app:
+                 {uri})
+  Current code : .venv/bin/python -m backend.demo.code
+
+  curl -s -X POST {base}/auth/login -H 'Content-Type: application/json' \\
+       -d '{{"username": "{DEMO_USER}", "password": "{creds["password"]}"}}'
+  then POST {base}/auth/otp with the mfa_token as Bearer and
+       {{"code": "<6 digits>", "device": {{"name": "my phone", "platform": "android"}}}}
+  then GET {base}/mailboxes with the access_token.
+
+  OpenAPI      : {base}/openapi.json     Health: http://{host}:{port}/readyz
+  Demo mail    : {", ".join(a for a, *_ in DEMO_MAILBOXES)}
+  Stop with Ctrl-C. Data lives in var/ (delete it to start afresh).
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    args = parser.parse_args(argv)
+
+    # The demo has no operator to name: a placeholder NIL keeps the warning for real setups.
+    settings = load_settings({} if os.environ.get("ESTAFETTE_NIL") else {"ESTAFETTE_NIL": "DEMO"})
+    creds = _credentials(settings.var_dir)
+    dovecot = DovecotServer(settings.var_dir / "demo-dovecot")
+    for address, *_ in DEMO_MAILBOXES:
+        dovecot.add_user(address, creds["imap"][address])
+    dovecot.start()
+    parent = os.getpid()
+    try:
+        _seed_mail(dovecot, creds, settings.var_dir / "demo-dovecot" / ".seeded")
+        from mobile_api import create_app
+        from mobile_api.serve import serve
+
+        app = create_app({"SETTINGS": replace(settings, ca_bundle=dovecot.ca_cert_path)})
+        _register(app, dovecot, creds)
+        configure_logging()
+        print(_instructions(args.host, args.port, creds), flush=True)
+        serve(app, host=args.host, port=args.port, threads=8)
+    finally:
+        # gunicorn's forked worker unwinds through here too; only the parent owns Dovecot.
+        if os.getpid() == parent:
+            dovecot.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

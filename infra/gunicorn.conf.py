@@ -1,0 +1,73 @@
+"""Production gunicorn settings for the Estafette api (`mobile_api.wsgi:app`).
+
+Run behind nginx (infra/nginx/estafette.conf):
+    gunicorn -c /opt/estafette/infra/gunicorn.conf.py mobile_api.wsgi:app
+Everything that differs between hosts comes from the environment (see
+infra/estafette.env.example); secrets never appear on the command line.
+"""
+
+import multiprocessing
+import os
+
+wsgi_app = "mobile_api.wsgi:app"
+proc_name = "estafette-api"
+
+# Loopback by default: only nginx on this host talks to gunicorn. Bind a
+# private address when nginx runs elsewhere.
+bind = [addr.strip() for addr in os.environ.get("ESTAFETTE_BIND", "127.0.0.1:8000").split(",")]
+
+# Api calls spend most of their time waiting on IMAP, SMTP or the database,
+# so a few processes with threads serve many phones without the memory of
+# one process per concurrent request.
+workers = int(os.environ.get("ESTAFETTE_WORKERS") or multiprocessing.cpu_count() * 2 + 1)
+worker_class = "gthread"
+threads = 4
+
+# With gthread this watches each worker's main loop, not single requests: a
+# worker silent this long is hung and gets replaced. Requests themselves are
+# bounded by nginx's proxy_read_timeout (300 s) and the app's IMAP/SMTP timeouts.
+timeout = 60
+graceful_timeout = 30
+# Longer than nginx's upstream keepalive_timeout (60 s), so that it is nginx
+# that closes an idle connection, never gunicorn under nginx's feet.
+keepalive = 75
+
+# Recycle workers now and then so a slow leak (TLS contexts, parsed mail)
+# cannot grow forever; the jitter keeps them from all restarting at once.
+max_requests = 2000
+max_requests_jitter = 200
+
+# Load the app once in the master, then fork: workers start fast, share
+# memory copy-on-write, and an import error stops the service at start
+# instead of in a crash loop of workers. The app must therefore not open
+# database or Redis connections at import time (or must drop them after fork).
+preload_app = True
+
+# Which proxies may tell gunicorn that the request came over HTTPS
+# (X-Forwarded-Proto). Same variable the app uses to accept a client
+# certificate from a proxy; unset (or "none") means trust nobody. A comma-separated
+# list of addresses or networks, e.g. "127.0.0.1,::1" when nginx is on this host.
+forwarded_allow_ips = os.environ.get("ESTAFETTE_TRUSTED_PROXIES", "").strip()
+if forwarded_allow_ips.lower() == "none":
+    forwarded_allow_ips = ""
+
+# The heartbeat file is touched constantly: keep it in RAM, not on a disk
+# that may stall under load.
+if os.path.isdir("/dev/shm"):  # noqa: S108 - gunicorn mkstemp()s its own file there
+    worker_tmp_dir = "/dev/shm"  # noqa: S108
+
+# gunicorn's control socket defaults to $HOME, which the systemd unit hides
+# (ProtectHome); put it in the unit's runtime directory when there is one.
+if os.environ.get("RUNTIME_DIRECTORY"):
+    control_socket = os.path.join(os.environ["RUNTIME_DIRECTORY"], "gunicorn.ctl")
+
+# Logs go to stdout/stderr, hence the journal. The access log uses %(U)s, the
+# path alone, never %(r)s or %(q)s: query strings carry cursors and sync states,
+# and must never be logged. No referrer either. The client address is the one
+# nginx forwarded; X-Request-Id joins these lines to nginx's.
+accesslog = "-"
+errorlog = "-"
+loglevel = "info"
+access_log_format = (
+    '%({x-forwarded-for}i)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms "%(a)s" %({x-request-id}i)s'
+)
