@@ -1,0 +1,188 @@
+"""Fixtures: the app on SQLite and on PostgreSQL, and the real services the tests talk to.
+
+Every test that uses `app` runs twice, once per database engine. Services (Dovecot, the
+local FCM server, Redis) are started for the session; a service that cannot start fails
+the fixture with the reason, it never skips.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis as redis_lib
+from sqlalchemy import text
+
+from backend.storage.database import make_engine, schema_status, upgrade_schema
+from backend.storage.models import Base
+from tests.services.fcm_server import FakeFcm
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "ESTAFETTE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1/test"
+)
+REDIS_URL = os.environ.get("ESTAFETTE_TEST_REDIS", "redis://127.0.0.1:6379/15")
+TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-for-eddsa-derivation"
+TEST_DATA_KEY = base64.urlsafe_b64encode(b"k" * 32).decode()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by the services it needs, so `-m` selects and the counts are honest."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("database_url") == "postgresql":
+            item.add_marker(pytest.mark.postgres)
+        if "dovecot" in names:
+            item.add_marker(pytest.mark.dovecot)
+        if "redis_url" in names:
+            item.add_marker(pytest.mark.redis)
+        service_marks = {"postgres", "dovecot", "redis", "e2e", "unit"}
+        if not service_marks & {m.name for m in item.iter_markers()}:
+            item.add_marker(pytest.mark.unit)
+
+
+# -- databases ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test: migrations run once per session."""
+    path = tmp_path_factory.mktemp("sqlite") / "template.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade_schema(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A database of our own on the machine's PostgreSQL, migrated once, dropped at the end."""
+    name = f"estafette_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}")
+    admin.execute(f'CREATE DATABASE "{name}"')
+    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    engine = make_engine(url)
+    upgrade_schema(engine)
+    engine.dispose()
+    try:
+        yield url
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def _reset_postgres(url: str) -> None:
+    """Empty every table and restore the schema version a test may have tampered with."""
+    engine = make_engine(url)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    _current, head = schema_status(engine)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        conn.execute(text("UPDATE alembic_version SET version_num = :head"), {"head": head})
+        conn.execute(
+            text(
+                "INSERT INTO audit_chain_head (id, last_id, last_hash, anchor_id, anchor_hash) "
+                "VALUES (1, 0, :g, 0, :g)"
+            ),
+            {"g": "0" * 64},
+        )
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same test, once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        path = tmp_path / "estafette.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    url = request.getfixturevalue("postgres_database")
+    _reset_postgres(url)
+    return url
+
+
+@pytest.fixture
+def base_env(tmp_path: Path, database_url: str) -> dict[str, str]:
+    """The ESTAFETTE_* settings of a test gateway (also handed to subprocesses)."""
+    return {
+        "ESTAFETTE_DATABASE_URL": database_url,
+        "ESTAFETTE_SECRET_KEY": TEST_SECRET_KEY,
+        "ESTAFETTE_DATA_KEY": TEST_DATA_KEY,
+        "ESTAFETTE_VAR_DIR": str(tmp_path / "var"),
+        "ESTAFETTE_NIL": "test-nil",
+    }
+
+
+@pytest.fixture
+def app(base_env: dict[str, str]):
+    from mobile_api import create_app
+
+    application = create_app({**base_env, "TESTING": True})
+    yield application
+    application.extensions["estafette"].engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def services(app):
+    return app.extensions["estafette"]
+
+
+# -- external services ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def dovecot(tmp_path_factory: pytest.TempPathFactory):
+    """One real Dovecot for the session (IMAPS, STARTTLS, LMTP); tests use their own users."""
+    from backend.demo.dovecot import DovecotServer
+
+    server = DovecotServer(tmp_path_factory.mktemp("dovecot"), max_connections=200)
+    try:
+        server.start()
+    except Exception as exc:
+        pytest.fail(f"Dovecot could not start: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def fcm_server() -> Iterator[FakeFcm]:
+    with FakeFcm() as server:
+        yield server
+
+
+@pytest.fixture
+def fake_fcm(fcm_server: FakeFcm) -> FakeFcm:
+    fcm_server.reset()
+    return fcm_server
+
+
+@pytest.fixture
+def fcm_credentials(fcm_server: FakeFcm, tmp_path: Path) -> Path:
+    return fcm_server.write_service_account(tmp_path / "service-account.json")
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """The machine's Redis, on a database of its own, flushed around each test."""
+    client = redis_lib.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis_lib.RedisError as exc:
+        pytest.fail(f"Redis is not reachable at {REDIS_URL}: {exc}")
+    client.flushdb()
+    yield REDIS_URL
+    client.flushdb()
