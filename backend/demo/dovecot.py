@@ -896,11 +896,15 @@ class DovecotServer:
             with smtplib.LMTP(self._host, self.lmtp_port, timeout=30) as lmtp:
                 refused = lmtp.sendmail(sender, [recipient], data)
         except smtplib.SMTPRecipientsRefused as exc:
-            raise DeliveryError(f"LMTP refused {recipient}: {exc.recipients}") from exc
+            raise DeliveryError(
+                f"LMTP refused {recipient}: {exc.recipients}\n{self.diagnostics()}"
+            ) from exc
         except (smtplib.SMTPException, OSError) as exc:
-            raise DeliveryError(f"LMTP delivery to {recipient} failed: {exc}") from exc
+            raise DeliveryError(
+                f"LMTP delivery to {recipient} failed: {exc}\n{self.diagnostics()}"
+            ) from exc
         if refused:
-            raise DeliveryError(f"LMTP refused {recipient}: {refused}")
+            raise DeliveryError(f"LMTP refused {recipient}: {refused}\n{self.diagnostics()}")
 
     def doveadm(self, *args: str) -> str:
         """Run doveadm against this instance (e.g. to change mail "from a desktop client")."""
