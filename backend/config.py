@@ -48,6 +48,8 @@ class Settings:
     max_message_bytes: int = 25 * 1024 * 1024
     sync_lease_seconds: int = 30
     audit_retention_days: int = 365
+    push_previews: bool = False
+    push_lease_seconds: int = 120
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -114,6 +116,15 @@ def _positive_int(values: dict[str, str], name: str, default: int, minimum: int 
     if number < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {number}")
     return number
+
+
+def _on_off(values: dict[str, str], name: str, *, default: bool) -> bool:
+    raw = (values.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("on", "off"):
+        raise ConfigError(f"{name} must be on or off, got {raw!r}")
+    return raw == "on"
 
 
 def _session_idle_minutes(values: dict[str, str]) -> int:
@@ -198,4 +209,6 @@ def load_settings(
         max_message_bytes=_positive_int(values, "ESTAFETTE_MAX_MESSAGE_BYTES", 25 * 1024 * 1024),
         sync_lease_seconds=_positive_int(values, "ESTAFETTE_SYNC_LEASE_SECONDS", 30, minimum=5),
         audit_retention_days=retention,
+        push_previews=_on_off(values, "ESTAFETTE_PUSH_PREVIEWS", default=False),
+        push_lease_seconds=_positive_int(values, "ESTAFETTE_PUSH_LEASE_SECONDS", 120, minimum=5),
     )

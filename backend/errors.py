@@ -32,6 +32,13 @@ class Forbidden(EstafetteError):
     title = "Not allowed"
 
 
+class FreshMfaRequired(EstafetteError):
+    """Admin calls need a second factor from the last minutes: re-verify with a TOTP code."""
+
+    code = "fresh_mfa_required"
+    title = "A recent second factor is required"
+
+
 class InvalidCredentials(EstafetteError):
     code = "invalid_credentials"
     title = "Wrong username or password"
@@ -113,3 +120,24 @@ class CannotCalculateChanges(EstafetteError):
 
     code = "cannot_calculate_changes"
     title = "State too old, fetch a full snapshot"
+
+
+class SendFailed(EstafetteError):
+    """The operator's SMTP server refused the message: nothing was sent, do not retry as is."""
+
+    code = "send_failed"
+    title = "The mail server refused the message"
+
+
+class RecipientsPartiallyRefused(SendFailed):
+    """Some recipients were refused, the others got the message: resend to the refused only."""
+
+    code = "recipients_partially_refused"
+    title = "Some recipients were refused"
+
+
+class ArchiveRejected(EstafetteError):
+    """An attached archive is unsafe to open (zip bomb, paths leaving it): not retryable."""
+
+    code = "archive_rejected"
+    title = "The archive is unsafe to open"

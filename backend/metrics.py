@@ -8,6 +8,9 @@ from prometheus_client import Counter, Gauge, Histogram
 SYNC_CONNECTED = Gauge("estafette_sync_connected_mailboxes", "Mailboxes currently in IDLE")
 SYNC_RECONNECTS = Counter("estafette_sync_reconnects_total", "Reconnections after a failure")
 SYNC_IDLE_EVENTS = Counter("estafette_sync_idle_events_total", "Server notifications in IDLE")
+SYNC_IDLE_RENEWALS = Counter(
+    "estafette_sync_idle_renewals_total", "IDLE commands renewed before RFC 2177's 29 minutes"
+)
 SYNC_LAG = Histogram(
     "estafette_sync_lag_seconds",
     "From a server notification to the cache being up to date",
@@ -26,4 +29,8 @@ PUSH_QUEUE_TO_SEND = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 PUSH_OUTCOMES = Counter("estafette_push_fcm_outcomes_total", "FCM answers", ["outcome", "code"])
-PUSH_PRUNED = Counter("estafette_push_pruned_tokens_total", "Dead tokens removed")
+PUSH_PRUNED = Counter(
+    "estafette_push_pruned_tokens_total",
+    "Dead tokens removed, by FCM error code (STALE_TOKEN: not refreshed for 270 days)",
+    ["code"],
+)

@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from flask import Flask, Response, json, request
+from marshmallow import INCLUDE, Schema, fields
 from werkzeug.exceptions import HTTPException
 
 from backend import errors
@@ -22,6 +23,7 @@ PROBLEM_JSON = "application/problem+json"
 _STATUS_BY_ERROR: dict[type[errors.EstafetteError], int] = {
     errors.NotFound: 404,
     errors.Forbidden: 403,
+    errors.FreshMfaRequired: 401,
     errors.InvalidCredentials: 401,
     errors.OtpInvalid: 401,
     errors.OtpReplayed: 401,
@@ -35,6 +37,9 @@ _STATUS_BY_ERROR: dict[type[errors.EstafetteError], int] = {
     errors.PayloadTooLarge: 413,
     errors.MailboxUnavailable: 503,
     errors.CannotCalculateChanges: 400,
+    errors.SendFailed: 502,
+    errors.RecipientsPartiallyRefused: 502,
+    errors.ArchiveRejected: 422,
 }
 
 _CODE_BY_STATUS = {
@@ -79,7 +84,13 @@ def _field_errors(messages: Any) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for location_errors in messages.values():
         if isinstance(location_errors, dict):
-            merged.update(location_errors)
+            # A multipart part may have no name at all: keys must stay sortable strings.
+            merged.update(
+                {
+                    "_schema" if key is None else str(key): value
+                    for key, value in location_errors.items()
+                }
+            )
         else:
             merged.setdefault("_schema", location_errors)
     return merged
@@ -120,3 +131,20 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(errors.EstafetteError, _from_domain)
     app.register_error_handler(HTTPException, _from_http)
     app.register_error_handler(Exception, _unexpected)
+
+
+class ProblemSchema(Schema):
+    """RFC 9457 problem details as served, so the OpenAPI document describes error bodies.
+
+    Extension members (RFC 9457 §3.2) may follow, hence `INCLUDE`.
+    """
+
+    class Meta:
+        unknown = INCLUDE
+
+    type = fields.String()
+    status = fields.Integer(required=True)
+    title = fields.String(required=True)
+    detail = fields.String()
+    code = fields.String(required=True)
+    errors = fields.Dict()

@@ -7,6 +7,8 @@ column name is bound as associated data so a ciphertext cannot be moved to anoth
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 from typing import Any
@@ -18,6 +20,7 @@ from sqlalchemy.types import TypeDecorator
 
 _VERSION = b"\x01"
 _cipher: AESGCM | None = None
+_digest_key: bytes | None = None
 
 
 class DataKeyError(RuntimeError):
@@ -26,8 +29,21 @@ class DataKeyError(RuntimeError):
 
 def set_data_key(key: bytes) -> None:
     """Install the process-wide data key; a process serves one establishment with one key."""
-    global _cipher
+    global _cipher, _digest_key
     _cipher = AESGCM(key)
+    _digest_key = hmac.new(key, b"estafette lookup digest", hashlib.sha256).digest()
+
+
+def lookup_digest(value: str, context: str) -> str:
+    """A keyed, deterministic digest of an encrypted value, so it can be looked up by equality.
+
+    Why: encrypted columns cannot be searched (fresh nonce each time); an HMAC under a key
+    derived from the data key can, without revealing the value to whoever reads the table.
+    """
+    if _digest_key is None:
+        raise DataKeyError("the data key is not configured (call set_data_key first)")
+    mac = hmac.new(_digest_key, context.encode() + b"\x00" + value.encode(), hashlib.sha256)
+    return mac.hexdigest()
 
 
 def _require_cipher() -> AESGCM:
@@ -72,6 +88,8 @@ class EncryptedBytes(TypeDecorator):
 class EncryptedText(EncryptedBytes):
     """A text column sealed with the data key."""
 
+    cache_ok = True
+
     def process_bind_param(self, value: str | None, dialect: Any) -> bytes | None:
         return super().process_bind_param(None if value is None else value.encode(), dialect)
 
@@ -82,6 +100,8 @@ class EncryptedText(EncryptedBytes):
 
 class EncryptedJSON(EncryptedBytes):
     """A JSON document sealed with the data key (address lists, X-MSS headers, patient)."""
+
+    cache_ok = True
 
     def process_bind_param(self, value: Any, dialect: Any) -> bytes | None:
         if value is None:

@@ -88,6 +88,11 @@ class User(Base):
     lockouts: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Quiet hours (minutes after local midnight, in an IANA zone): pushes wait unless on call.
+    quiet_start_minute: Mapped[int | None] = mapped_column(Integer)
+    quiet_end_minute: Mapped[int | None] = mapped_column(Integer)
+    quiet_timezone: Mapped[str | None] = mapped_column(String(64))
+    on_call: Mapped[bool] = mapped_column(Boolean, default=False)
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="user")
     devices: Mapped[list[Device]] = relationship(back_populates="user")
@@ -147,6 +152,10 @@ class Mailbox(Base):
     imap_certificate: Mapped[bytes | None] = mapped_column(
         EncryptedBytes("mailboxes.imap_certificate")
     )
+    # xoauth2: an OAuth2 client-credentials grant at this token endpoint gives the bearer
+    # token (imap_secret holds the client secret).
+    imap_token_url: Mapped[str | None] = mapped_column(String(500))
+    imap_client_id: Mapped[str | None] = mapped_column(String(255))
     smtp_host: Mapped[str | None] = mapped_column(String(255))
     smtp_port: Mapped[int | None] = mapped_column(Integer)
     smtp_security: Mapped[str | None] = mapped_column(String(8))
@@ -160,6 +169,9 @@ class Mailbox(Base):
     sync_changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Bumped whenever connection settings change, so a worker restarts that mailbox's sync.
     settings_version: Mapped[int] = mapped_column(Integer, default=1)
+    # Delta sync (GET /sync): the highest change number whose tombstones were purged; a
+    # client state older than that cannot be answered.
+    tombstones_purged_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     lease_owner: Mapped[str | None] = mapped_column(String(64), index=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -170,6 +182,16 @@ class Mailbox(Base):
     folders: Mapped[list[Folder]] = relationship(
         back_populates="mailbox", cascade="all, delete-orphan"
     )
+
+
+class SyncWorkerBeat(Base):
+    """A live sync worker, so the others know how many share the mailboxes (fair share)."""
+
+    __tablename__ = "sync_workers"
+
+    worker_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    capacity: Mapped[int] = mapped_column(Integer)  # its --max-mailboxes
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Membership(Base):
@@ -213,6 +235,10 @@ class Message(Base):
         UniqueConstraint("folder_id", "uid"),
         Index("ix_messages_listing", "mailbox_id", "folder_id", "sort_key", "id"),
         Index("ix_messages_change_seq", "mailbox_id", "change_seq"),
+        # Unread/total counts by index-only scans, whatever the mailbox size.
+        Index("ix_messages_unread", "mailbox_id", "folder_id", "seen"),
+        # Receipts (MDN/DSN) find their original by Message-ID without decrypting a row.
+        Index("ix_messages_message_id_digest", "mailbox_id", "message_id_digest"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -239,6 +265,23 @@ class Message(Base):
     malformed: Mapped[bool] = mapped_column(Boolean, default=False)
     change_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # HMAC of the Message-ID (encryption.lookup_digest), and the read/delivery receipts
+    # received for this message: [{type, at, recipient}] (backend/sync/receipts.py).
+    message_id_digest: Mapped[str | None] = mapped_column(String(64))
+    receipts: Mapped[list | None] = mapped_column(EncryptedJSON("messages.receipts"))
+
+
+class MessageTombstone(Base):
+    """A message gone from the cache, kept a while so GET /sync can report the delete."""
+
+    __tablename__ = "message_tombstones"
+    __table_args__ = (Index("ix_message_tombstones_change_seq", "mailbox_id", "change_seq"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"))
+    public_id: Mapped[str] = mapped_column(String(32))
+    change_seq: Mapped[int] = mapped_column(BigInteger)
+    deleted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 class OutboxEvent(Base):
@@ -285,9 +328,10 @@ class AuditRecord(Base):
 
     __tablename__ = "audit_records"
     __table_args__ = (
-        Index("ix_audit_actor_time", "actor", "occurred_at"),
-        Index("ix_audit_mailbox_time", "mailbox", "occurred_at"),
-        Index("ix_audit_action_time", "action", "occurred_at"),
+        # (…, occurred_at, id): the search's keyset order, so a page is one index range scan.
+        Index("ix_audit_actor_time", "actor", "occurred_at", "id"),
+        Index("ix_audit_mailbox_time", "mailbox", "occurred_at", "id"),
+        Index("ix_audit_action_time", "action", "occurred_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

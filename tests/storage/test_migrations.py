@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from alembic import command
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
-from backend.storage.database import alembic_config, require_current_schema
+import psycopg
+import pytest
+from alembic import command
+from sqlalchemy import text
+
+from backend.storage.database import alembic_config, make_engine, require_current_schema
+from tests.conftest import POSTGRES_ADMIN_URL
 
 
 def test_migrations_match_the_models(services, database_url) -> None:
@@ -14,3 +22,44 @@ def test_migrations_match_the_models(services, database_url) -> None:
 
 def test_a_migrated_database_is_current(services) -> None:
     require_current_schema(services.engine)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database with no schema at all, as an operator's would be before the first upgrade."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    name = f"estafette_migrate_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_a_database_with_rows_at_0001_upgrades_in_place_and_downgrades(
+    empty_database_url: str,
+) -> None:
+    config = alembic_config(empty_database_url)
+    command.upgrade(config, "0001")
+    engine = make_engine(empty_database_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO users (public_id, username, password_hash, is_admin, disabled,"
+                " totp_active, totp_last_step, failed_otp_count, lockouts, created_at)"
+                " VALUES ('usr_1', 'dr.martin', 'x', false, false, false, 0, 0, 0,"
+                " CURRENT_TIMESTAMP)"
+            )
+        )
+    command.upgrade(config, "head")
+    with engine.connect() as conn:
+        on_call = conn.execute(text("SELECT on_call FROM users WHERE username = 'dr.martin'"))
+        assert on_call.scalar_one() in (False, 0)
+    command.downgrade(config, "0001")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM users")).scalar_one() == 1
+    engine.dispose()
