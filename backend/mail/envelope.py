@@ -126,7 +126,6 @@ def parse_fetch(uid: int, data: dict[bytes, Any]) -> Envelope:
     importance = (_header(headers, "Importance") or "").strip().lower()
     priority = (_header(headers, "X-Priority") or "").strip()
     flags = flags_state(data.get(b"FLAGS", ()))
-    ins = mss.get("x-mss-ins")
     return Envelope(
         uid=uid,
         date=date,
@@ -140,7 +139,6 @@ def parse_fetch(uid: int, data: dict[bytes, Any]) -> Envelope:
         mdn_requested=_header(headers, "Disposition-Notification-To") is not None,
         urgent=importance == "high" or priority.startswith("1"),
         mss_headers=mss,
-        patient={"ins": ins, "name": None, "birth_date": None} if ins else None,
         modseq=data.get(b"MODSEQ", (None,))[0] if data.get(b"MODSEQ") else None,
         malformed=malformed or bad_date,
         **flags,

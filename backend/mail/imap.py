@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError, LoginError
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -43,6 +44,29 @@ class ImapEndpoint:
     token_provider: Callable[[], str] | None = None
 
 
+_contexts: dict[tuple[str | None, int | None], ssl.SSLContext] = {}
+_contexts_lock = threading.Lock()
+
+
+def _shared_context(ca_bundle: Path | None) -> ssl.SSLContext:
+    """One verifying context per version of the CA bundle, shared by every session.
+
+    Why: each context holds its own copy of the parsed CA store; thousands of sessions
+    would each pay for it in memory and start-up CPU. A replaced bundle gets a new one.
+    """
+    from backend.mail.tls import client_context
+
+    try:
+        version = ca_bundle.stat().st_mtime_ns if ca_bundle else None
+    except OSError:
+        version = None
+    key = (str(ca_bundle) if ca_bundle else None, version)
+    with _contexts_lock:
+        if key not in _contexts:
+            _contexts[key] = client_context(ca_bundle)
+        return _contexts[key]
+
+
 def _enable_keepalive(sock: socket.socket) -> None:
     """Half-open connections (a NAT that forgot us) are found by TCP keepalive."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -57,12 +81,13 @@ def connect(
     """Open, secure and authenticate an IMAP session, or raise ImapUnavailable/ImapRefused."""
     from backend.mail.tls import client_context
 
+    if endpoint.auth == "xoauth2" and endpoint.token_provider is None:
+        raise ImapRefused("XOAUTH2 needs a token endpoint and client id on the mailbox")
     try:
-        context = client_context(
-            ca_bundle,
-            endpoint.certificate if endpoint.auth == "certificate" else None,
-            endpoint.secret if endpoint.auth == "certificate" else None,
-        )
+        if endpoint.auth == "certificate":
+            context = client_context(ca_bundle, endpoint.certificate, endpoint.secret)
+        else:
+            context = _shared_context(ca_bundle)
     except (ValueError, ssl.SSLError) as exc:
         raise ImapRefused(f"client certificate unusable: {type(exc).__name__}") from exc
     try:
@@ -86,11 +111,65 @@ def connect(
         _authenticate(client, endpoint)
     except LoginError as exc:
         _close_quietly(client)
+        if forget := getattr(endpoint.token_provider, "forget", None):
+            forget()  # the token may have been revoked early: never offer it twice
         raise ImapRefused(f"authentication refused ({endpoint.auth})") from exc
+    except (ImapRefused, ImapUnavailable):
+        _close_quietly(client)
+        raise
     except (OSError, IMAPClientError) as exc:
         _close_quietly(client)
         raise ImapUnavailable(f"session broke during authentication: {exc}") from exc
     return client
+
+
+def input_waiting(client: IMAPClient) -> bool:
+    """Whether responses already sit in imaplib's read buffer (or TLS's), unparsed.
+
+    Why: a response that arrived with the previous one (e.g. EXISTS right behind IDLE's
+    continuation) was read off the socket already, so a selector will never signal it.
+    """
+    sock = client.socket()
+    try:
+        sock.setblocking(False)
+        return bool(client._imap.file.peek(1))
+    except (BlockingIOError, ssl.SSLWantReadError):
+        return False
+    except (OSError, ValueError):
+        return True  # a broken socket: let the next read meet the error and reconnect
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            sock.setblocking(True)
+            client._set_read_timeout()
+
+
+def read_idle_responses(client: IMAPClient) -> list[bytes]:
+    """Every untagged response waiting during IDLE, without blocking; raw lines.
+
+    Unlike imapclient's idle_check it also drains what imaplib has buffered (see
+    input_waiting). Raises ImapUnavailable on BYE or when the server closed the socket.
+    """
+    sock = client.socket()
+    sock.setblocking(False)
+    lines: list[bytes] = []
+    try:
+        while True:
+            try:
+                line = client._imap._get_line()
+            except (BlockingIOError, ssl.SSLWantReadError):
+                break
+            except IMAPClientAbortError as exc:
+                if "EOF" not in str(exc):
+                    raise
+                raise ImapUnavailable("connection closed by the server") from exc
+            if line.startswith(b"* BYE"):
+                raise ImapUnavailable("server closed the session (BYE)")
+            lines.append(line)
+    finally:
+        with contextlib.suppress(OSError):
+            sock.setblocking(True)
+            client._set_read_timeout()
+    return lines
 
 
 def _authenticate(client: IMAPClient, endpoint: ImapEndpoint) -> None:
@@ -104,8 +183,7 @@ def _authenticate(client: IMAPClient, endpoint: ImapEndpoint) -> None:
     elif endpoint.auth == "certificate":
         client.sasl_login("EXTERNAL", lambda _challenge: b"")
     elif endpoint.auth == "xoauth2":
-        if endpoint.token_provider is None:
-            raise ImapRefused("no token provider configured for XOAUTH2")
+        assert endpoint.token_provider is not None  # checked before connecting
         client.oauth2_login(endpoint.username, endpoint.token_provider())
     else:
         raise ImapRefused(f"unknown auth mode {endpoint.auth!r}")

@@ -14,10 +14,12 @@ from imapclient import IMAPClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from backend.audit.trail import AuditTrail
 from backend.mail.envelope import FETCH_ITEMS, flags_state, parse_fetch
+from backend.push import outbox
 from backend.storage.database import session_scope
-from backend.storage.models import Folder, Message, OutboxEvent
-from backend.sync import store
+from backend.storage.models import Folder, Message
+from backend.sync import patients, receipts, store
 
 log = logging.getLogger("estafette.sync")
 
@@ -47,11 +49,25 @@ def catch_up(
     mailbox_id: int,
     folder_name: str = "INBOX",
     selected: dict | None = None,
+    condstore: bool | None = None,
+    flags: bool = True,
+    expunges: bool = True,
 ) -> CatchUpResult:
-    """Fetch what is new since our last UID, and reconcile flags and expunges."""
+    """Fetch what is new since our last UID, and reconcile flags and expunges.
+
+    `selected` is the SELECT answer, or, for a folder still selected since then (an IDLE
+    event), just its UIDVALIDITY: no re-SELECT per event. HIGHESTMODSEQ is then the highest
+    MODSEQ seen in this catch-up's FETCHes (`condstore`), which never runs ahead of changes
+    we have not seen: every change it could hide happened before the flag search below.
+    `flags`/`expunges` False skip those searches when the IDLE responses announced none.
+    """
     status = selected if selected is not None else client.select_folder(folder_name)
     uidvalidity = int(status[b"UIDVALIDITY"])
     highest_modseq = status.get(b"HIGHESTMODSEQ")
+    if condstore is None:
+        condstore = highest_modseq is not None
+    fetch_items = [*FETCH_ITEMS, "MODSEQ"] if condstore else FETCH_ITEMS
+    seen_modseqs: list[int] = []
     result = CatchUpResult()
     with session_scope(sessions) as db:
         position = store.folder_position(
@@ -77,8 +93,12 @@ def catch_up(
     announce = not first_sync and not result.resynced
     for start in range(0, len(new_uids), FETCH_BATCH):
         batch = new_uids[start : start + FETCH_BATCH]
-        fetched = client.fetch(batch, FETCH_ITEMS)
+        fetched = client.fetch(batch, fetch_items)
         envelopes = [parse_fetch(uid, data) for uid, data in sorted(fetched.items())]
+        seen_modseqs += [e.modseq for e in envelopes if e.modseq]
+        envelopes = receipts.read_reports(client, fetched, envelopes)  # MDN/DSN: see store
+        envelopes = patients.with_xdm_patients(client, fetched, envelopes)
+        attached: list[receipts.Attached] = []
         with session_scope(sessions) as db:
             result.new_messages += len(
                 store.store_new_messages(
@@ -87,13 +107,20 @@ def catch_up(
                     folder_id=position.folder_id,
                     envelopes=envelopes,
                     announce=announce,
+                    attached=attached,
                 )
             )
+        receipts.audit_received(AuditTrail(sessions), attached)  # committed: now audit
 
     if not first_sync and not result.resynced and position.last_uid > 0:
-        result.flag_changes = _sync_flags(client, sessions, mailbox_id, position)
-        result.expunged = _sync_expunges(client, sessions, position)
-    if highest_modseq is not None:
+        if flags:
+            result.flag_changes = _sync_flags(client, sessions, mailbox_id, position, seen_modseqs)
+        if expunges:
+            result.expunged = _sync_expunges(client, sessions, position)
+    if highest_modseq is None and condstore and seen_modseqs and flags:
+        # Without the flag search, a flag change below these MODSEQs could still be unseen.
+        highest_modseq = max(seen_modseqs)
+    if highest_modseq is not None and int(highest_modseq) != position.highest_modseq:
         with session_scope(sessions) as db:
             db.execute(
                 update(Folder)
@@ -108,6 +135,7 @@ def _sync_flags(
     sessions: sessionmaker[Session],
     mailbox_id: int,
     position: store.FolderPosition,
+    seen_modseqs: list[int],
 ) -> int:
     """Flag changes made elsewhere (the desktop client).
 
@@ -122,9 +150,11 @@ def _sync_flags(
         ]
     else:
         uids = client.search(["UID", f"1:{position.last_uid}"])
+    items = ["FLAGS", "MODSEQ"] if position.highest_modseq is not None else ["FLAGS"]
     changed: dict = {}
     for start in range(0, len(uids), FETCH_BATCH * 5):
-        changed.update(client.fetch(uids[start : start + FETCH_BATCH * 5], ["FLAGS"]))
+        changed.update(client.fetch(uids[start : start + FETCH_BATCH * 5], items))
+    seen_modseqs += [int(d[b"MODSEQ"][0]) for d in changed.values() if d.get(b"MODSEQ")]
     if not changed:
         return 0
     count = 0
@@ -158,7 +188,7 @@ def _sync_flags(
             message.change_seq = seq
             count += 1
             if became_read:
-                db.add(OutboxEvent(kind="mail.read", mailbox_id=mailbox_id, message_id=message.id))
+                outbox.announce_read(db, mailbox_id=mailbox_id, message_id=message.id)
     return count
 
 

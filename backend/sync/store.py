@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from backend.directory import changes
 from backend.mail.envelope import Envelope
-from backend.storage.models import Folder, Mailbox, Message, OutboxEvent, utcnow
+from backend.push import outbox
+from backend.storage.models import Folder, Mailbox, Message, utcnow
+from backend.sync import receipts
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ def folder_position(
 
 def reset_folder(*, db: Session, folder_id: int, uidvalidity: int) -> None:
     """UIDVALIDITY changed: every cached UID is meaningless, start the folder afresh."""
+    changes.bury(db, Message.folder_id == folder_id)
     db.execute(delete(Message).where(Message.folder_id == folder_id))
     db.execute(
         update(Folder)
@@ -48,10 +52,7 @@ def reset_folder(*, db: Session, folder_id: int, uidvalidity: int) -> None:
 
 
 def _next_change_seq(db: Session, mailbox_id: int) -> int:
-    current = db.scalar(
-        select(func.max(Message.change_seq)).where(Message.mailbox_id == mailbox_id)
-    )
-    return (current or 0) + 1
+    return changes.next_change_seq(db, mailbox_id)
 
 
 def store_new_messages(
@@ -62,8 +63,13 @@ def store_new_messages(
     envelopes: list[Envelope],
     announce: bool,
     highest_modseq: int | None = None,
+    attached: list[receipts.Attached] | None = None,
 ) -> list[int]:
-    """Insert new envelopes (and, if `announce`, one outbox row each); return new row ids."""
+    """Insert new envelopes (and, if `announce`, one outbox row each); return new row ids.
+
+    MDN/DSN reports attached to their original are appended to `attached`, for the caller
+    to audit once this transaction has committed (receipts.audit_received).
+    """
     if not envelopes:
         return []
     known = set(
@@ -78,6 +84,10 @@ def store_new_messages(
     for env in envelopes:
         if env.uid in known:
             continue
+        if receipt := receipts.attach_receipt(db=db, mailbox_id=mailbox_id, envelope=env):
+            if attached is not None:
+                attached.append(receipt)
+            continue  # an MDN/DSN: shown on its original message, not as new mail
         message = Message(
             mailbox_id=mailbox_id,
             folder_id=folder_id,
@@ -88,6 +98,7 @@ def store_new_messages(
             sender=env.sender,
             recipients={"to": env.to, "cc": env.cc},
             message_id_header=env.message_id,
+            message_id_digest=receipts.message_id_digest(env.message_id),
             mss_headers=env.mss_headers or None,
             patient=env.patient,
             seen=env.seen,
@@ -104,11 +115,7 @@ def store_new_messages(
         db.flush()
         new_ids.append(message.id)
         if announce and not env.seen:
-            db.add(
-                OutboxEvent(
-                    kind="mail.new", mailbox_id=mailbox_id, message_id=message.id, urgent=env.urgent
-                )
-            )
+            outbox.announce_new(db, mailbox_id=mailbox_id, message_id=message.id, urgent=env.urgent)
     values: dict = {
         "last_uid": max(max(e.uid for e in envelopes), db.get(Folder, folder_id).last_uid)
     }
@@ -128,7 +135,8 @@ def remove_messages(*, db: Session, message_ids: list[int]) -> int:
         )
     ).all()
     for _message_id, mailbox_id in unread:
-        db.add(OutboxEvent(kind="mail.read", mailbox_id=mailbox_id, message_id=None))
+        outbox.announce_read(db, mailbox_id=mailbox_id)
+    changes.bury(db, Message.id.in_(message_ids))
     db.execute(delete(Message).where(Message.id.in_(message_ids)))
     return len(message_ids)
 

@@ -30,9 +30,18 @@ from imapclient.exceptions import IMAPClientError
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.config import Settings
-from backend.mail.imap import ImapEndpoint, ImapRefused, ImapUnavailable, connect
+from backend.mail.imap import (
+    ImapEndpoint,
+    ImapRefused,
+    ImapUnavailable,
+    connect,
+    input_waiting,
+    read_idle_responses,
+)
+from backend.mail.oauth import ClientCredentialsTokens
 from backend.metrics import SYNC_CONNECTED as CONNECTED
 from backend.metrics import SYNC_IDLE_EVENTS as IDLE_EVENTS
+from backend.metrics import SYNC_IDLE_RENEWALS as IDLE_RENEWALS
 from backend.metrics import SYNC_LAG
 from backend.metrics import SYNC_RECONNECTS as RECONNECTS
 from backend.storage.database import session_scope
@@ -47,6 +56,7 @@ log = logging.getLogger("estafette.sync")
 IDLE_RENEW_SECONDS = 9 * 60
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 300.0
+STATE_FLUSH_SECONDS = 0.2
 
 
 def backoff_delay(failures: int) -> float:
@@ -68,11 +78,18 @@ class MailboxSession:
     failures: int = 0
     stopping: bool = False
     connected: bool = False
-    empty_reads: int = 0
+    uidvalidity: int = 0
+    condstore: bool = False
     generation: int = field(default=0)
 
 
 def endpoint_for(mailbox: Mailbox) -> ImapEndpoint:
+    """How to open this mailbox, whatever its auth mode (secrets decrypted, in memory only)."""
+    token_provider = None
+    if mailbox.imap_auth == "xoauth2" and mailbox.imap_token_url and mailbox.imap_client_id:
+        token_provider = ClientCredentialsTokens(
+            mailbox.imap_token_url, mailbox.imap_client_id, mailbox.imap_secret or ""
+        )
     return ImapEndpoint(
         address=mailbox.address,
         host=mailbox.imap_host,
@@ -82,6 +99,7 @@ def endpoint_for(mailbox: Mailbox) -> ImapEndpoint:
         username=mailbox.imap_username or mailbox.address,
         secret=mailbox.imap_secret,
         certificate=mailbox.imap_certificate,
+        token_provider=token_provider,
     )
 
 
@@ -113,6 +131,10 @@ class SyncWorker:
         self._claim_batch = claim_batch
         self._lease_seconds = settings.sync_lease_seconds
         self._stop = threading.Event()
+        # Sync states are written in batches: one commit for a burst of 2,000 connects.
+        self._pending_states: dict[int, tuple[str, str | None]] = {}
+        self._states_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -120,16 +142,23 @@ class SyncWorker:
         """Run until `stop` is set (or `self.stop()`); release leases on the way out."""
         stop = stop or self._stop
         log.info("sync worker %s starting", self.worker_id)
-        next_heartbeat = 0.0
+        next_heartbeat = next_flush = 0.0
         try:
             while not stop.is_set():
                 now = time.monotonic()
                 if now >= next_heartbeat:
-                    self._heartbeat()
-                    next_heartbeat = now + self._lease_seconds / 3
+                    more_waiting = self._heartbeat()
+                    # A full claim batch means more free mailboxes: claim again at once.
+                    next_heartbeat = now + (0.0 if more_waiting else self._lease_seconds / 3)
                 self._drain_done()
                 self._fire_timers(now)
-                timeout = max(0.0, min(next_heartbeat, self._next_timer()) - time.monotonic())
+                if self._pending_states and now >= next_flush:
+                    self._pool.submit(self._flush_states)
+                    next_flush = now + STATE_FLUSH_SECONDS
+                due = min(next_heartbeat, self._next_timer())
+                if self._pending_states:
+                    due = min(due, next_flush)
+                timeout = max(0.0, due - time.monotonic())
                 for key, _events in self._selector.select(timeout=min(timeout, 1.0)):
                     if key.data is None:
                         self._drain_wake()
@@ -155,14 +184,31 @@ class SyncWorker:
 
     # -- leases -------------------------------------------------------------------------
 
-    def _heartbeat(self) -> None:
-        """Renew our leases, drop the ones lost, restart changed ones, claim free ones."""
+    def _heartbeat(self) -> bool:
+        """Renew our leases, drop the ones lost, restart changed ones, claim free ones.
+
+        Holds about its fair share: above it (a worker joined) the excess is released for
+        the others to claim; below it (one died), free and expired leases are claimed.
+        Returns whether the claim filled its batch (more mailboxes may be free).
+        """
         try:
             with session_scope(self._sessions) as db:
                 still_ours = leases.renew(
                     db=db, worker=self.worker_id, lease_seconds=self._lease_seconds
                 )
-                room = self._max_mailboxes - len(still_ours)
+                capacities = leases.beat(
+                    db=db,
+                    worker=self.worker_id,
+                    capacity=self._max_mailboxes,
+                    lease_seconds=self._lease_seconds,
+                )
+                share = leases.fair_share(db=db, capacities=capacities, mine=self._max_mailboxes)
+                if len(still_ours) > share:
+                    excess = sorted(still_ours)[share:]
+                    leases.release(db=db, worker=self.worker_id, mailbox_ids=excess)
+                    for mailbox_id in excess:
+                        del still_ours[mailbox_id]
+                room = share - len(still_ours)
                 claimed = (
                     leases.claim(
                         db=db,
@@ -176,7 +222,7 @@ class SyncWorker:
                 fresh = [(m.id, m.public_id, m.settings_version, endpoint_for(m)) for m in claimed]
         except Exception:
             log.exception("lease heartbeat failed; will retry")
-            return
+            return False
         for mailbox_id in list(self._held):
             version = still_ours.get(mailbox_id)
             if version is None or version != self._held[mailbox_id].settings_version:
@@ -187,6 +233,7 @@ class SyncWorker:
             session = MailboxSession(mailbox_id, public_id, version, endpoint)
             self._held[mailbox_id] = session
             self._submit(session, self._job_connect)
+        return len(fresh) >= self._claim_batch
 
     def _drop(self, mailbox_id: int, *, reclaim: bool) -> None:
         """Stop syncing a mailbox: lease lost to another worker, or its settings changed."""
@@ -208,10 +255,15 @@ class SyncWorker:
             outcome: Callable | None = None
             try:
                 job(session)
-            except (ImapUnavailable, ImapRefused, IMAPClientError, OSError, ssl.SSLError) as exc:
-                outcome = self._failure_handler(session, exc)
-            except Exception as exc:  # a bug must not kill the loop or lose the mailbox
-                log.exception("sync job failed for mailbox %s", session.public_id)
+            except Exception as exc:
+                if session.stopping or session.generation != generation:
+                    # Closed under the job (lease lost, shutdown): the failure is expected.
+                    log.debug("job for dropped mailbox %s ended: %r", session.public_id, exc)
+                    return
+                if not isinstance(
+                    exc, ImapUnavailable | ImapRefused | IMAPClientError | OSError | ssl.SSLError
+                ):  # a bug must not kill the loop or lose the mailbox
+                    log.exception("sync job failed for mailbox %s", session.public_id)
                 outcome = self._failure_handler(session, exc)
             if session.generation == generation:
                 self._done.put((session, outcome))
@@ -230,15 +282,20 @@ class SyncWorker:
             if outcome is not None:
                 outcome()
             elif session.client is not None:
-                self._register(session)
+                try:
+                    self._register(session)
+                except (OSError, ValueError, KeyError):  # the socket broke under us
+                    self._unregister(session)
+                    session.generation += 1
+                    self._submit(session, self._job_broken)
 
     def _register(self, session: MailboxSession) -> None:
         sock = session.client.socket()
         self._selector.register(sock, selectors.EVENT_READ, session)
         due = session.idle_since + IDLE_RENEW_SECONDS
         heapq.heappush(self._timers, (due, session.mailbox_id, session.generation))
-        # TLS may already hold decrypted bytes the kernel will never signal again.
-        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        # imaplib or TLS may already hold responses the kernel will never signal again.
+        if input_waiting(session.client):
             self._on_readable(session)
 
     def _unregister(self, session: MailboxSession) -> None:
@@ -279,13 +336,7 @@ class SyncWorker:
             if isinstance(exc, ImapRefused | ImapUnavailable)
             else (f"connection lost ({type(exc).__name__}); reconnecting")
         )
-        try:
-            with session_scope(self._sessions) as db:
-                store.set_sync_state(
-                    db=db, mailbox_id=session.mailbox_id, state=state, detail=detail[:500]
-                )
-        except Exception:
-            log.exception("could not record sync state")
+        self._record_state(session.mailbox_id, state, detail[:500])
         delay = backoff_delay(session.failures)
         log.warning("mailbox %s: %s; retry in %.1fs", session.public_id, type(exc).__name__, delay)
 
@@ -297,16 +348,43 @@ class SyncWorker:
 
         return schedule
 
+    # -- sync states ----------------------------------------------------------------------
+
+    def _record_state(self, mailbox_id: int, state: str, detail: str | None = None) -> None:
+        """What the apps and the admin will see; the latest state of a mailbox wins."""
+        with self._states_lock:
+            self._pending_states[mailbox_id] = (state, detail)
+        self._wake()
+
+    def _flush_states(self) -> None:
+        """Write pending states in one transaction; flushes never overlap, so order holds."""
+        with self._flush_lock:
+            with self._states_lock:
+                batch, self._pending_states = self._pending_states, {}
+            if not batch:
+                return
+            try:
+                with session_scope(self._sessions) as db:
+                    for mailbox_id, (state, detail) in batch.items():
+                        store.set_sync_state(
+                            db=db, mailbox_id=mailbox_id, state=state, detail=detail
+                        )
+            except Exception:
+                log.exception("could not record sync states; will retry")
+                with self._states_lock:
+                    for mailbox_id, value in batch.items():
+                        self._pending_states.setdefault(mailbox_id, value)
+
     # -- jobs (run in the pool) ---------------------------------------------------------
 
     def _job_connect(self, session: MailboxSession) -> None:
         client = connect(session.endpoint, ca_bundle=self._settings.ca_bundle)
         session.client = client
-        enable_condstore(client)
+        session.condstore = enable_condstore(client)
         selected = client.select_folder("INBOX")
+        session.uidvalidity = int(selected[b"UIDVALIDITY"])
         catch_up(client, self._sessions, mailbox_id=session.mailbox_id, selected=selected)
-        with session_scope(self._sessions) as db:
-            store.set_sync_state(db=db, mailbox_id=session.mailbox_id, state="ok")
+        self._record_state(session.mailbox_id, "ok")
         self._start_idle(session)
         session.failures = 0
         session.connected = True
@@ -314,26 +392,38 @@ class SyncWorker:
 
     def _job_activity(self, session: MailboxSession) -> None:
         started = time.monotonic()
-        responses = session.client.idle_check(timeout=0)
-        if any(_is_bye(r) for r in responses):
-            raise ImapUnavailable("server closed the session (BYE)")
-        if not responses:
-            # imapclient reports EOF as "no responses"; EOF stays readable forever, while a
-            # partial TLS record completes on the next read. Three empty reads mean closed.
-            session.empty_reads += 1
-            if session.empty_reads >= 3:
-                raise ImapUnavailable("connection closed by the server")
-            return
-        session.empty_reads = 0
-        session.client.idle_done()
-        catch_up(session.client, self._sessions, mailbox_id=session.mailbox_id)
+        # Raises on BYE and EOF; nothing decodable yet means a partial TLS record.
+        lines = read_idle_responses(session.client)
+        changes = [line for line in lines if not line.startswith(b"* OK")]
+        if not changes:
+            return  # "* OK Still here": the server's keepalive, nothing to sync
+        _text, late = session.client.idle_done()  # news that came while we said DONE
+        kinds = {word for line in changes for word in line.split()[1:3]}
+        kinds |= {r[1] for r in late if len(r) > 1 and isinstance(r[1], bytes)}
+        # The folder stays selected: no re-SELECT, and only the searches the news call for.
+        catch_up(
+            session.client,
+            self._sessions,
+            mailbox_id=session.mailbox_id,
+            selected={b"UIDVALIDITY": session.uidvalidity},
+            condstore=session.condstore,
+            flags=b"FETCH" in kinds,
+            expunges=bool(kinds & {b"EXPUNGE", b"VANISHED"}),
+        )
         self._start_idle(session)
         SYNC_LAG.observe(time.monotonic() - started)
 
+    def _job_broken(self, session: MailboxSession) -> None:
+        raise ImapUnavailable("connection broke; reconnecting")
+
     def _job_renew(self, session: MailboxSession) -> None:
+        """RFC 2177 re-IDLE; a full catch-up (fresh SELECT) should a notification be lost."""
         session.client.idle_done()
-        catch_up(session.client, self._sessions, mailbox_id=session.mailbox_id)
+        selected = session.client.select_folder("INBOX")
+        session.uidvalidity = int(selected[b"UIDVALIDITY"])
+        catch_up(session.client, self._sessions, mailbox_id=session.mailbox_id, selected=selected)
         self._start_idle(session)
+        IDLE_RENEWALS.inc()
 
     def _start_idle(self, session: MailboxSession) -> None:
         session.client.idle()
@@ -353,16 +443,17 @@ class SyncWorker:
         for session in list(self._held.values()):
             session.stopping = True
             self._unregister(session)
-            self._close(session)
+        # Jobs in flight finish first (they are short IMAP commands): closing under them
+        # would only turn a clean stop into errors.
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._flush_states()
+        for session in list(self._held.values()):
+            self._close(session)
         try:
             with session_scope(self._sessions) as db:
                 leases.release(db=db, worker=self.worker_id)
+                leases.forget(db=db, worker=self.worker_id)
         except Exception:
             log.exception("could not release leases at shutdown")
         self._selector.close()
         log.info("sync worker %s stopped", self.worker_id)
-
-
-def _is_bye(response: tuple) -> bool:
-    return bool(response) and response[0] == b"BYE"

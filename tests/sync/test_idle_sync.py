@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 from imapclient import IMAPClient
-from sqlalchemy import func, select
+from sqlalchemy import select
 
+from backend.demo import samples
 from backend.demo.dovecot import DovecotServer
-from backend.storage.models import Folder, Mailbox, Message, OutboxEvent
+from backend.storage.models import Folder, Mailbox, Message
 from backend.sync.worker import SyncWorker
 from tests.factories import create_dovecot_mailbox
 from tests.support import wait_until
-
-
-def mail(subject: str, to: str = "x@chu-test.mssante.fr") -> bytes:
-    message = EmailMessage()
-    message["From"] = "Dr Test <test@ch-exemple.mssante.fr>"
-    message["To"] = to
-    message["Subject"] = subject
-    message.set_content("Corps du message.")
-    return bytes(message)
+from tests.sync.support import RunningWorker, mail, outbox_count, subjects, sync_state
 
 
 @pytest.fixture
@@ -43,23 +34,6 @@ def sync_app(base_env, dovecot):
     app.extensions["estafette"].engine.dispose()
 
 
-class RunningWorker:
-    def __init__(self, services) -> None:
-        self.worker = SyncWorker(services.sessions, services.settings, pool_size=4)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.worker.run, args=(self.stop,), daemon=True)
-
-    def __enter__(self) -> SyncWorker:
-        self.thread.start()
-        return self.worker
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.worker.stop()
-        self.thread.join(timeout=30)
-        assert not self.thread.is_alive(), "the sync worker did not stop"
-
-
 @pytest.fixture
 def services_(sync_app):
     return sync_app.extensions["estafette"]
@@ -71,63 +45,39 @@ def worker(services_) -> Iterator[SyncWorker]:
         yield running
 
 
-def _state(services, public_id: str) -> tuple[str, str | None]:
-    with services.sessions() as db:
-        mailbox = db.scalar(select(Mailbox).where(Mailbox.public_id == public_id))
-        return mailbox.sync_state, mailbox.sync_detail
-
-
-def _subjects(services, public_id: str) -> list[str]:
-    with services.sessions() as db:
-        mailbox_id = db.scalar(select(Mailbox.id).where(Mailbox.public_id == public_id))
-        return sorted(
-            m.subject for m in db.scalars(select(Message).where(Message.mailbox_id == mailbox_id))
-        )
-
-
-def _outbox(services, public_id: str, kind: str = "mail.new") -> int:
-    with services.sessions() as db:
-        mailbox_id = db.scalar(select(Mailbox.id).where(Mailbox.public_id == public_id))
-        return db.scalar(
-            select(func.count(OutboxEvent.id)).where(
-                OutboxEvent.mailbox_id == mailbox_id, OutboxEvent.kind == kind
-            )
-        )
-
-
 def test_existing_mail_is_imported_silently_and_new_mail_is_announced(
     services_, dovecot, worker
 ) -> None:
     address, _password, public_id = create_dovecot_mailbox(
         services_, dovecot, already_there=[mail("déjà là")]
     )
-    wait_until(lambda: _state(services_, public_id)[0] == "ok", what="the mailbox in sync")
-    wait_until(lambda: _subjects(services_, public_id) == ["déjà là"], what="the import")
-    assert _outbox(services_, public_id) == 0
+    wait_until(lambda: sync_state(services_, public_id)[0] == "ok", what="the mailbox in sync")
+    wait_until(lambda: subjects(services_, public_id) == ["déjà là"], what="the import")
+    assert outbox_count(services_, public_id) == 0
 
     dovecot.deliver(address, mail("nouveau"))
-    wait_until(lambda: "nouveau" in _subjects(services_, public_id), what="IDLE to see it")
-    assert _outbox(services_, public_id) == 1
+    wait_until(lambda: "nouveau" in subjects(services_, public_id), what="IDLE to see it")
+    assert outbox_count(services_, public_id) == 1
 
 
 def test_mail_that_arrived_while_away_is_fetched_on_reconnect(services_, dovecot) -> None:
     address, _password, public_id = create_dovecot_mailbox(services_, dovecot)
     with RunningWorker(services_):
-        wait_until(lambda: _state(services_, public_id)[0] == "ok", what="first sync")
+        wait_until(lambda: sync_state(services_, public_id)[0] == "ok", what="first sync")
     dovecot.deliver(address, mail("pendant l'absence"))
     with RunningWorker(services_):
         wait_until(
-            lambda: _subjects(services_, public_id) == ["pendant l'absence"],
+            lambda: subjects(services_, public_id) == ["pendant l'absence"],
             what="the catch-up on reconnect",
         )
-    assert _outbox(services_, public_id) == 1
+    assert outbox_count(services_, public_id) == 1
 
 
 def test_flags_set_in_the_desktop_client_come_back_through_idle(services_, dovecot, worker) -> None:
     address, password, public_id = create_dovecot_mailbox(services_, dovecot)
     dovecot.deliver(address, mail("à lire"))
-    wait_until(lambda: _state(services_, public_id)[0] == "ok", what="sync")
-    wait_until(lambda: _subjects(services_, public_id), what="the import")
+    wait_until(lambda: sync_state(services_, public_id)[0] == "ok", what="sync")
+    wait_until(lambda: subjects(services_, public_id), what="the import")
 
     with IMAPClient(
         dovecot.host, port=dovecot.imaps_port, ssl_context=dovecot.client_ssl_context()
@@ -142,14 +92,14 @@ def test_flags_set_in_the_desktop_client_come_back_through_idle(services_, dovec
             return message.seen, message.flagged
 
     wait_until(lambda: flags() == (True, True), what="flags to come back")
-    assert _outbox(services_, public_id, kind="mail.read") == 1
+    assert outbox_count(services_, public_id, kind="mail.read") == 1
 
 
 def test_an_expunge_in_the_desktop_client_leaves_the_cache(services_, dovecot, worker) -> None:
     address, password, public_id = create_dovecot_mailbox(services_, dovecot)
     dovecot.deliver(address, mail("à supprimer"))
     dovecot.deliver(address, mail("à garder"))
-    wait_until(lambda: len(_subjects(services_, public_id)) == 2, what="the import")
+    wait_until(lambda: len(subjects(services_, public_id)) == 2, what="the import")
     with IMAPClient(
         dovecot.host, port=dovecot.imaps_port, ssl_context=dovecot.client_ssl_context()
     ) as desktop:
@@ -157,14 +107,14 @@ def test_an_expunge_in_the_desktop_client_leaves_the_cache(services_, dovecot, w
         desktop.select_folder("INBOX")
         desktop.delete_messages(desktop.search(["SUBJECT", "supprimer"]))
         desktop.expunge()
-    wait_until(lambda: _subjects(services_, public_id) == ["à garder"], what="the expunge")
+    wait_until(lambda: subjects(services_, public_id) == ["à garder"], what="the expunge")
 
 
 def test_a_uidvalidity_change_rebuilds_the_folder_without_new_pushes(services_, dovecot) -> None:
     address, _password, public_id = create_dovecot_mailbox(services_, dovecot)
     dovecot.deliver(address, mail("un"))
     with RunningWorker(services_):
-        wait_until(lambda: _subjects(services_, public_id) == ["un"], what="first sync")
+        wait_until(lambda: subjects(services_, public_id) == ["un"], what="first sync")
     dovecot.doveadm("mailbox", "update", "-u", address, "--uid-validity", "4242", "INBOX")
     with RunningWorker(services_):
 
@@ -178,8 +128,8 @@ def test_a_uidvalidity_change_rebuilds_the_folder_without_new_pushes(services_, 
                 return folder.uidvalidity == 4242
 
         wait_until(rebuilt, what="the folder to be rebuilt")
-    assert _subjects(services_, public_id) == ["un"]
-    assert _outbox(services_, public_id) == 0
+    assert subjects(services_, public_id) == ["un"]
+    assert outbox_count(services_, public_id) == 0
 
 
 def test_a_server_certificate_we_do_not_trust_is_an_error_not_a_downgrade(
@@ -192,7 +142,7 @@ def test_a_server_certificate_we_do_not_trust_is_an_error_not_a_downgrade(
     _address, _password, public_id = create_dovecot_mailbox(services, dovecot)
     with RunningWorker(services):
         state = wait_until(
-            lambda: (s := _state(services, public_id))[0] == "error" and s,
+            lambda: (s := sync_state(services, public_id))[0] == "error" and s,
             what="the certificate error",
         )
     assert "certificate" in state[1]
@@ -202,7 +152,7 @@ def test_a_server_certificate_we_do_not_trust_is_an_error_not_a_downgrade(
 def test_starttls_mailboxes_sync_too(services_, dovecot, worker) -> None:
     address, _password, public_id = create_dovecot_mailbox(services_, dovecot, security="starttls")
     dovecot.deliver(address, mail("via starttls"))
-    wait_until(lambda: _subjects(services_, public_id) == ["via starttls"], what="STARTTLS sync")
+    wait_until(lambda: subjects(services_, public_id) == ["via starttls"], what="STARTTLS sync")
 
 
 def test_a_server_restart_mid_idle_is_survived(base_env, tmp_path: Path) -> None:
@@ -213,14 +163,99 @@ def test_a_server_restart_mid_idle_is_survived(base_env, tmp_path: Path) -> None
         services = app.extensions["estafette"]
         address, _password, public_id = create_dovecot_mailbox(services, server)
         with RunningWorker(services):
-            wait_until(lambda: _state(services, public_id)[0] == "ok", what="first sync")
+            wait_until(lambda: sync_state(services, public_id)[0] == "ok", what="first sync")
             server.restart()
             server.deliver(address, mail("après redémarrage"))
             wait_until(
-                lambda: _subjects(services, public_id) == ["après redémarrage"],
+                lambda: subjects(services, public_id) == ["après redémarrage"],
                 timeout=30,
                 what="the worker to reconnect and fetch",
             )
-            assert _state(services, public_id)[0] == "ok"
-        assert _outbox(services, public_id) == 1
+            wait_until(lambda: sync_state(services, public_id)[0] == "ok", what="state ok again")
+        assert outbox_count(services, public_id) == 1
         app.extensions["estafette"].engine.dispose()
+
+
+def test_a_server_bye_is_followed_by_a_reconnect_and_counted(services_, dovecot, worker) -> None:
+    from prometheus_client import REGISTRY
+
+    def reconnects() -> float:
+        return REGISTRY.get_sample_value("estafette_sync_reconnects_total") or 0.0
+
+    address, _password, public_id = create_dovecot_mailbox(services_, dovecot)
+    wait_until(lambda: sync_state(services_, public_id)[0] == "ok", what="first sync")
+    before = reconnects()
+    dovecot.doveadm("kick", address)  # Dovecot says "* BYE" and closes the session
+    wait_until(lambda: reconnects() > before, what="the BYE to be noticed")
+    dovecot.deliver(address, mail("après le BYE"))
+    wait_until(lambda: subjects(services_, public_id) == ["après le BYE"], what="the reconnect")
+    wait_until(lambda: sync_state(services_, public_id)[0] == "ok", what="state ok again")
+
+
+def test_no_mail_content_reaches_logs_or_metrics_even_at_debug(
+    services_, dovecot, worker, caplog
+) -> None:
+    import logging
+    from email.message import EmailMessage
+
+    from prometheus_client import generate_latest
+
+    import backend.logs  # noqa: F401 - its logger settings are part of what is tested
+
+    caplog.set_level(logging.DEBUG)
+    address, _password, public_id = create_dovecot_mailbox(services_, dovecot)
+    wait_until(lambda: sync_state(services_, public_id)[0] == "ok", what="first sync")
+    canary = EmailMessage()
+    canary["From"] = "Dr Canari-Expediteur <canari.expediteur@ch-exemple.mssante.fr>"
+    canary["To"] = address
+    canary["Subject"] = "CANARI-SUJET Durand Jeanne née le 01/02/1960"
+    canary.set_content("CANARI-CORPS résultats biologiques")
+    canary.add_attachment(b"%PDF", maintype="application", subtype="pdf", filename="CANARI.pdf")
+    dovecot.deliver(address, bytes(canary))
+    wait_until(lambda: subjects(services_, public_id), what="the canary to be synced")
+
+    leaked = caplog.text + generate_latest().decode()
+    for needle in ("CANARI", "Durand", "canari.expediteur", "01/02/1960"):
+        assert needle not in leaked
+
+
+def test_idle_is_renewed_before_the_server_gives_up_on_it(services_, dovecot, monkeypatch) -> None:
+    from prometheus_client import REGISTRY
+
+    import backend.sync.worker as worker_module
+
+    def renewals() -> float:
+        return REGISTRY.get_sample_value("estafette_sync_idle_renewals_total") or 0.0
+
+    monkeypatch.setattr(worker_module, "IDLE_RENEW_SECONDS", 0.3)  # RFC 2177: < 29 min
+    address, _password, public_id = create_dovecot_mailbox(services_, dovecot)
+    with RunningWorker(services_):
+        wait_until(lambda: sync_state(services_, public_id)[0] == "ok", what="first sync")
+        before = renewals()
+        wait_until(lambda: renewals() >= before + 3, what="several IDLE renewals")
+        dovecot.deliver(address, mail("entre deux renouvellements"))
+        wait_until(lambda: subjects(services_, public_id), what="mail between renewals")
+    assert outbox_count(services_, public_id) == 1
+    assert sync_state(services_, public_id)[0] == "ok"
+
+
+def test_the_patient_comes_from_the_xdm_metadata_not_from_the_x_mss_ins_flag(
+    services_, dovecot, worker
+) -> None:
+    address, _password, public_id = create_dovecot_mailbox(services_, dovecot)
+    wait_until(lambda: sync_state(services_, public_id)[0] == "ok", what="the mailbox in sync")
+    dovecot.deliver(address, samples.xdm_discharge_letter(to=address))
+    dovecot.deliver(address, mail("sans patient"))
+
+    def patients() -> dict[str, dict | None]:
+        with services_.sessions() as db:
+            rows = db.scalars(select(Message).join(Mailbox).where(Mailbox.public_id == public_id))
+            return {m.subject: m.patient for m in rows}
+
+    found = wait_until(lambda: len(patients()) == 2 and patients(), what="both imported")
+    xdm_patient = next(p for s, p in found.items() if s != "sans patient")
+    expected = samples.DEMO_PATIENT
+    assert xdm_patient["ins"] == expected.ins  # the header's "O" is a flag, not the INS
+    assert expected.family in xdm_patient["name"]
+    assert xdm_patient["birth_date"].replace("-", "") == expected.birth_date
+    assert found["sans patient"] is None
