@@ -1,10 +1,34 @@
 """The push dispatcher: drains the outbox into FCM, one delivery per (event, device).
 
-Several dispatchers may run at once: each claims events with `FOR UPDATE SKIP LOCKED`
-(PostgreSQL) and leases them for `CLAIM_SECONDS`, so a dispatcher that dies mid-batch
-leaves its events to the others once the lease runs out. A `push_deliveries` row per
-(event, device) is the record of what was sent, so a resumed event skips devices already
-served: nothing is lost, and nothing is sent twice to a device.
+Claiming. Several dispatchers may run at once. Each claims a batch of due events with
+`FOR UPDATE SKIP LOCKED` (PostgreSQL; SQLite serialises writers anyway) and, in the same
+short transaction, leases them by moving `available_at` `lease_seconds` ahead. A dispatcher
+SIGKILLed mid-batch holds no lock: once its lease runs out, another one claims the events.
+
+Exactly once per device. A `push_deliveries` row per (event, device), unique on the pair,
+is the record of what was sent: a resumed event skips every device that already has one,
+so nothing is lost and nothing is sent twice. The one window this cannot close is a
+dispatcher killed after FCM accepted a push but before the delivery row committed: the
+resumed event sends that push again. It is harmless by construction: every push of a
+mailbox carries the same collapse key (`collapse_key` on Android, `apns-collapse-id` on
+iOS), so the second one replaces the first on the phone instead of adding a notification.
+The lease must outlast a batch (`FcmSender` bounds each request by its timeout).
+
+What FCM answers (`backend.push.outcomes`):
+- ok: delivery `ok`, device `last_push_status=ok`;
+- prune (UNREGISTERED, or INVALID_ARGUMENT blaming the token): the token is dropped,
+  device `pruned`, so `GET /devices` tells the app to register again;
+- retry (429, 5xx): the event comes back after FCM's Retry-After, or an exponential
+  backoff; device `retrying`. After `MAX_ATTEMPTS` the device is `failed` (reported,
+  never queued forever);
+- failed (bad payload, sender mismatch, APNs auth): delivery and device `failed`.
+
+Tokens not refreshed for `STALE_TOKEN_DAYS` are dropped, as Firebase advises.
+
+Quiet hours: a `mail.new` for a user in their quiet hours waits until they end, unless
+the user is on call or the message is urgent. A `mail.read` (silent, it only clears
+notifications) always goes. A `mail.new` whose message was read or deleted before its
+turn came is not sent: a phone should not ring for mail already dealt with.
 """
 
 from __future__ import annotations
@@ -12,10 +36,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
-from datetime import timedelta
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from firebase_admin import messaging
+from sqlalchemy import Row, delete, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.metrics import PUSH_OUTCOMES as OUTCOMES
@@ -23,9 +50,10 @@ from backend.metrics import PUSH_PRUNED as PRUNED
 from backend.metrics import PUSH_QUEUE_DEPTH as QUEUE_DEPTH
 from backend.metrics import PUSH_QUEUE_TO_SEND as QUEUE_TO_SEND
 from backend.metrics import PUSH_SEND_LATENCY as SEND_LATENCY
-from backend.push import payloads
+from backend.push import payloads, previews
 from backend.push.fcm import Sender
-from backend.push.outcomes import OutcomeKind
+from backend.push.outcomes import Outcome, OutcomeKind
+from backend.push.quiet_hours import quiet_hours_of
 from backend.storage.database import session_scope
 from backend.storage.models import (
     Device,
@@ -35,101 +63,70 @@ from backend.storage.models import (
     Message,
     OutboxEvent,
     PushDelivery,
+    User,
     utcnow,
 )
 
 log = logging.getLogger("estafette.push")
 
-CLAIM_SECONDS = 60
+LEASE_SECONDS = 120
 BATCH_EVENTS = 500
+SEND_CHUNK = 500  # one send_each_async call
 MAX_ATTEMPTS = 8
 RETRY_BASE_SECONDS = 2.0
+RETRY_MAX_SECONDS = 3600.0
+STALE_TOKEN_DAYS = 270
+KEEP_DONE_DAYS = 7
+HOUSEKEEPING_SECONDS = 60.0
+QUEUE_DEPTH_SECONDS = 1.0
+ERROR_WAIT_SECONDS = 1.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Target:
     event_id: int
     device_id: int
-    message: object
+    message: messaging.Message
 
 
-def _unread(db: Session, mailbox_id: int) -> int:
-    return (
-        db.scalar(
-            select(func.count(Message.id))
-            .join(Folder, Folder.id == Message.folder_id)
-            .where(
-                Message.mailbox_id == mailbox_id, Folder.name == "INBOX", Message.seen.is_(False)
-            )
-        )
-        or 0
-    )
+@dataclass(slots=True)
+class _Plan:
+    """What one claimed batch comes to: sends, waits, and events with nothing left to do."""
+
+    attempts: dict[int, int]  # event id -> attempts so far, this claim included
+    created: dict[int, datetime]
+    targets: list[_Target] = field(default_factory=list)
+    deferred: dict[int, datetime] = field(default_factory=dict)  # event id -> quiet hours end
 
 
-def _claim(db: Session, limit: int) -> list[OutboxEvent]:
-    now = utcnow()
-    events = list(
-        db.scalars(
-            select(OutboxEvent)
-            .where(OutboxEvent.done_at.is_(None), OutboxEvent.available_at <= now)
-            .order_by(OutboxEvent.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-    )
-    for event in events:
-        event.available_at = now + timedelta(seconds=CLAIM_SECONDS)
-        event.attempts += 1
-    return events
-
-
-def _targets(db: Session, events: list[OutboxEvent]) -> list[_Target]:
-    """Every (event, device) still owed a push: members' devices with a live token."""
-    mailbox_ids = {e.mailbox_id for e in events}
-    devices_by_mailbox: dict[int, list[Device]] = {}
-    for mailbox_id, device in db.execute(
-        select(Membership.mailbox_id, Device)
-        .join(Device, Device.user_id == Membership.user_id)
-        .where(
-            Membership.mailbox_id.in_(mailbox_ids),
-            Device.revoked_at.is_(None),
-            Device.push_token.is_not(None),
-        )
-    ).all():
-        devices_by_mailbox.setdefault(mailbox_id, []).append(device)
-    served = set(
-        db.execute(
-            select(PushDelivery.outbox_id, PushDelivery.device_id).where(
-                PushDelivery.outbox_id.in_([e.id for e in events])
-            )
-        ).all()
-    )
-    public_ids = dict(
-        db.execute(select(Mailbox.id, Mailbox.public_id).where(Mailbox.id.in_(mailbox_ids))).all()
-    )
-    unread = {mailbox_id: _unread(db, mailbox_id) for mailbox_id in mailbox_ids}
-    targets = []
-    for event in events:
-        build = payloads.new_mail if event.kind == payloads.NEW_MAIL else payloads.mail_read
-        for device in devices_by_mailbox.get(event.mailbox_id, []):
-            if (event.id, device.id) in served:
-                continue
-            message = build(
-                device.push_token, public_ids[event.mailbox_id], unread[event.mailbox_id]
-            )
-            targets.append(_Target(event.id, device.id, message))
-    return targets
+@dataclass(frozen=True, slots=True)
+class _Recipient:
+    device_id: int
+    token: str
+    push_key: bytes | None
+    on_call: bool
+    quiet: tuple[int | None, int | None, str | None]
 
 
 class Dispatcher:
     """Claims outbox events, fans them out to devices, sends, and records each outcome."""
 
     def __init__(
-        self, sessions: sessionmaker[Session], sender: Sender, *, batch_events: int = BATCH_EVENTS
+        self,
+        sessions: sessionmaker[Session],
+        sender: Sender,
+        *,
+        batch_events: int = BATCH_EVENTS,
+        lease_seconds: float = LEASE_SECONDS,
+        previews: bool = False,
     ) -> None:
         self._sessions = sessions
         self._sender = sender
         self._batch = batch_events
+        self._lease = timedelta(seconds=lease_seconds)
+        self._previews = previews
+        self._next_housekeeping = 0.0
+        self._next_depth = 0.0
 
     def run(self, stop: threading.Event, idle_wait: float = 0.05) -> None:
         """Drain until `stop` is set; poll gently when the outbox is empty."""
@@ -139,71 +136,321 @@ class Dispatcher:
                 worked = self.dispatch_once()
             except Exception:
                 log.exception("dispatch failed; retrying")
-                worked = 0
+                stop.wait(ERROR_WAIT_SECONDS)  # a database outage must not flood the log
+                continue
             if not worked:
                 stop.wait(idle_wait)
         log.info("push dispatcher stopped")
 
     def dispatch_once(self) -> int:
         """One claim-send-record round; returns how many events it handled."""
+        self._housekeeping()
         with session_scope(self._sessions) as db:
-            events = _claim(db, self._batch)
+            events = _claim(db, self._batch, self._lease)
             if not events:
-                QUEUE_DEPTH.set(0)
+                self._update_queue_depth(db, force=False)
                 return 0
-            created = {e.id: e.created_at for e in events}
-            targets = _targets(db, events)
-        started = time.monotonic()
-        outcomes = self._sender.send([t.message for t in targets]) if targets else []
-        SEND_LATENCY.observe(time.monotonic() - started)
-        self._record(events_ids=list(created), targets=targets, outcomes=outcomes, created=created)
-        return len(created)
+            plan = self._plan(db, events)
+        retry_after: dict[int, float] = {}
+        # Outcomes are committed chunk by chunk: a dispatcher killed mid-batch leaves at
+        # most one chunk in doubt (see the module docstring).
+        for start in range(0, len(plan.targets), SEND_CHUNK):
+            chunk = plan.targets[start : start + SEND_CHUNK]
+            started = time.monotonic()
+            outcomes = self._sender.send([t.message for t in chunk])
+            SEND_LATENCY.observe(time.monotonic() - started)
+            self._record(plan, chunk, outcomes, retry_after)
+        with session_scope(self._sessions) as db:
+            self._settle_events(db, plan, retry_after, utcnow())
+            self._update_queue_depth(db, force=False)
+        return len(events)
+
+    # -- planning -------------------------------------------------------------------------
+
+    def _plan(self, db: Session, events: list[Row]) -> _Plan:
+        """Every (event, device) still owed a push, and the events that must wait."""
+        now = utcnow()
+        plan = _Plan({e.id: e.attempts for e in events}, {e.id: e.created_at for e in events})
+        mailbox_ids = {e.mailbox_id for e in events}
+        recipients = self._recipients(db, mailbox_ids, now)
+        served = set(
+            db.execute(
+                select(PushDelivery.outbox_id, PushDelivery.device_id).where(
+                    PushDelivery.outbox_id.in_([e.id for e in events])
+                )
+            ).all()
+        )
+        public_ids = dict(
+            db.execute(
+                select(Mailbox.id, Mailbox.public_id).where(Mailbox.id.in_(mailbox_ids))
+            ).all()
+        )
+        unread = _unread_counts(db, mailbox_ids)
+        news = [e for e in events if e.kind == payloads.NEW_MAIL]
+        pending = _unread_messages(db, [e.message_id for e in news if e.message_id is not None])
+        wants_previews = self._previews and any(
+            r.push_key for e in news for r in recipients.get(e.mailbox_id, ())
+        )
+        shown = _previews(db, list(pending)) if wants_previews else {}
+        latest_read = _latest_read_per_mailbox(events)
+
+        for event in events:
+            mailbox = public_ids[event.mailbox_id]
+            count = unread.get(event.mailbox_id, 0)
+            if event.kind == payloads.NEW_MAIL and event.message_id not in pending:
+                continue  # read or deleted before its turn: nothing to ring for
+            if event.kind != payloads.NEW_MAIL and latest_read[event.mailbox_id] != event.id:
+                continue  # a newer mail.read in this batch carries the same news
+            for recipient in recipients.get(event.mailbox_id, ()):
+                if (event.id, recipient.device_id) in served:
+                    continue
+                if event.kind == payloads.NEW_MAIL:
+                    if not (event.urgent or recipient.on_call):
+                        quiet = quiet_hours_of(*recipient.quiet)
+                        until = quiet.ends_after(now) if quiet else None
+                        if until is not None:
+                            plan.deferred[event.id] = min(plan.deferred.get(event.id, until), until)
+                            continue
+                    sealed = None
+                    if event.message_id in shown and _usable_key(recipient.push_key):
+                        sealed = previews.seal(recipient.push_key, mailbox, shown[event.message_id])
+                    message = payloads.new_mail(recipient.token, mailbox, count, sealed)
+                else:
+                    message = payloads.mail_read(recipient.token, mailbox, count)
+                plan.targets.append(_Target(event.id, recipient.device_id, message))
+        return plan
+
+    def _recipients(
+        self, db: Session, mailbox_ids: set[int], now: datetime
+    ) -> dict[int, list[_Recipient]]:
+        """Each mailbox's members' live devices: signed in, with a token fresh enough."""
+        stale = now - timedelta(days=STALE_TOKEN_DAYS)
+        columns = [
+            Membership.mailbox_id,
+            Device.id,
+            Device.push_token,
+            User.on_call,
+            User.quiet_start_minute,
+            User.quiet_end_minute,
+            User.quiet_timezone,
+        ]
+        if self._previews:
+            columns.append(Device.push_key)
+        rows = db.execute(
+            select(*columns)
+            .join(User, User.id == Membership.user_id)
+            .join(Device, Device.user_id == User.id)
+            .where(
+                Membership.mailbox_id.in_(mailbox_ids),
+                User.disabled.is_(False),
+                Device.revoked_at.is_(None),
+                Device.push_token.is_not(None),
+                or_(Device.push_token_updated_at.is_(None), Device.push_token_updated_at >= stale),
+            )
+            .order_by(Device.id)
+        ).all()
+        recipients: dict[int, list[_Recipient]] = defaultdict(list)
+        for row in rows:
+            key = row[7] if self._previews else None
+            recipients[row[0]].append(
+                _Recipient(row[1], row[2], key, bool(row[3]), (row[4], row[5], row[6]))
+            )
+        return recipients
+
+    # -- recording ------------------------------------------------------------------------
 
     def _record(
-        self, *, events_ids: list[int], targets: list[_Target], outcomes: list, created: dict
+        self,
+        plan: _Plan,
+        targets: list[_Target],
+        outcomes: list[Outcome],
+        retry_after: dict[int, float],
     ) -> None:
+        """Deliveries and device states of one chunk; retries are noted in `retry_after`."""
         now = utcnow()
-        retry_events: dict[int, float] = {}
-        with session_scope(self._sessions) as db:
-            for target, outcome in zip(targets, outcomes, strict=True):
-                OUTCOMES.labels(outcome.kind.value, outcome.code or "").inc()
-                device = db.get(Device, target.device_id)
-                if outcome.kind is OutcomeKind.RETRY:
-                    # FCM's Retry-After wins; without one, exponential backoff below.
-                    retry_events[target.event_id] = max(
-                        retry_events.get(target.event_id, 0.0), outcome.retry_after or 0.0
+        deliveries: list[dict] = []
+        device_status: dict[str, set[int]] = defaultdict(set)
+        for target, outcome in zip(targets, outcomes, strict=True):
+            OUTCOMES.labels(outcome.kind.value, outcome.code or "").inc()
+            if outcome.kind is OutcomeKind.RETRY:
+                if plan.attempts[target.event_id] < MAX_ATTEMPTS:
+                    retry_after[target.event_id] = max(
+                        retry_after.get(target.event_id, 0.0), outcome.retry_after or 0.0
                     )
-                    if device is not None:
-                        device.last_push_status = "retrying"
+                    device_status["retrying"].add(target.device_id)
                     continue
-                db.add(
-                    PushDelivery(
-                        outbox_id=target.event_id,
-                        device_id=target.device_id,
-                        status=outcome.kind.value,
-                        sent_at=now,
-                    )
-                )
-                if device is None:
-                    continue
-                device.last_push_at = now
-                if outcome.kind is OutcomeKind.OK:
-                    device.last_push_status = "ok"
-                    QUEUE_TO_SEND.observe((now - created[target.event_id]).total_seconds())
-                elif outcome.kind is OutcomeKind.PRUNE:
-                    device.last_push_status = "pruned"
-                    device.push_token = None
-                    PRUNED.inc()
-                else:
-                    device.last_push_status = "failed"
-            for event_id in events_ids:
-                event = db.get(OutboxEvent, event_id)
-                if event_id in retry_events and event.attempts < MAX_ATTEMPTS:
-                    delay = retry_events[event_id] or RETRY_BASE_SECONDS * 2 ** (event.attempts - 1)
-                    event.available_at = now + timedelta(seconds=delay)
-                else:
-                    event.done_at = now
-            pending = db.scalar(
-                select(func.count(OutboxEvent.id)).where(OutboxEvent.done_at.is_(None))
+                status = "failed"  # out of attempts: reported, never retried forever
+            elif outcome.kind is OutcomeKind.OK:
+                status = "ok"
+                QUEUE_TO_SEND.observe((now - plan.created[target.event_id]).total_seconds())
+            elif outcome.kind is OutcomeKind.PRUNE:
+                status = "pruned"
+                PRUNED.labels(outcome.code or "").inc()
+            else:
+                status = "failed"
+            device_status[status].add(target.device_id)
+            deliveries.append(
+                {
+                    "outbox_id": target.event_id,
+                    "device_id": target.device_id,
+                    "status": status,
+                    "sent_at": now,
+                }
             )
-            QUEUE_DEPTH.set(pending or 0)
+        with session_scope(self._sessions) as db:
+            if deliveries:
+                db.execute(_insert_ignoring_duplicates(db), deliveries)
+            # A later outcome in the batch wins: pruned beats ok for the same device.
+            for status in ("retrying", "ok", "failed", "pruned"):
+                ids = device_status.get(status)
+                if not ids:
+                    continue
+                values: dict = {"last_push_status": status}
+                if status != "retrying":
+                    values["last_push_at"] = now
+                if status == "pruned":
+                    values["push_token"] = None
+                db.execute(update(Device).where(Device.id.in_(ids)).values(**values))
+
+    def _settle_events(
+        self, db: Session, plan: _Plan, retry_after: dict[int, float], now: datetime
+    ) -> None:
+        done = [
+            event_id
+            for event_id in plan.attempts
+            if event_id not in retry_after and event_id not in plan.deferred
+        ]
+        if done:
+            db.execute(update(OutboxEvent).where(OutboxEvent.id.in_(done)).values(done_at=now))
+        for event_id in set(retry_after) | set(plan.deferred):
+            due: list[datetime] = []
+            values: dict = {}
+            if event_id in retry_after:
+                attempts = plan.attempts[event_id]
+                delay = retry_after[event_id] or RETRY_BASE_SECONDS * 2 ** (attempts - 1)
+                due.append(now + timedelta(seconds=min(delay, RETRY_MAX_SECONDS)))
+            else:
+                # Waiting out quiet hours is not a failed attempt.
+                values["attempts"] = OutboxEvent.attempts - 1
+            if event_id in plan.deferred:
+                due.append(plan.deferred[event_id])
+            values["available_at"] = min(due)
+            db.execute(update(OutboxEvent).where(OutboxEvent.id == event_id).values(**values))
+
+    # -- upkeep ---------------------------------------------------------------------------
+
+    def _housekeeping(self) -> None:
+        """Now and then: drop tokens unrefreshed for 270 days, forget old finished events."""
+        if time.monotonic() < self._next_housekeeping:
+            return
+        self._next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
+        now = utcnow()
+        with session_scope(self._sessions) as db:
+            dropped = db.execute(
+                update(Device)
+                .where(
+                    Device.push_token.is_not(None),
+                    Device.push_token_updated_at < now - timedelta(days=STALE_TOKEN_DAYS),
+                )
+                .values(push_token=None, last_push_status="pruned")
+            ).rowcount
+            db.execute(
+                delete(OutboxEvent).where(
+                    OutboxEvent.done_at < now - timedelta(days=KEEP_DONE_DAYS)
+                )
+            )
+        if dropped:
+            PRUNED.labels("STALE_TOKEN").inc(dropped)
+            log.info("dropped %d push tokens not refreshed for %d days", dropped, STALE_TOKEN_DAYS)
+
+    def _update_queue_depth(self, db: Session, *, force: bool) -> None:
+        if not force and time.monotonic() < self._next_depth:
+            return
+        self._next_depth = time.monotonic() + QUEUE_DEPTH_SECONDS
+        QUEUE_DEPTH.set(
+            db.scalar(select(func.count(OutboxEvent.id)).where(OutboxEvent.done_at.is_(None))) or 0
+        )
+
+
+def _claim(db: Session, limit: int, lease: timedelta) -> list[Row]:
+    """Take up to `limit` due events and lease them, in one statement.
+
+    `FOR UPDATE SKIP LOCKED` lets dispatchers claim side by side on PostgreSQL; on SQLite
+    the single UPDATE takes the write lock at once, so two claims never interleave.
+    """
+    now = utcnow()
+    due = (
+        select(OutboxEvent.id)
+        .where(OutboxEvent.done_at.is_(None), OutboxEvent.available_at <= now)
+        .order_by(OutboxEvent.available_at, OutboxEvent.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    claimed = db.execute(
+        update(OutboxEvent)
+        .where(OutboxEvent.id.in_(due))
+        .values(available_at=now + lease, attempts=OutboxEvent.attempts + 1)
+        .returning(
+            OutboxEvent.id,
+            OutboxEvent.kind,
+            OutboxEvent.mailbox_id,
+            OutboxEvent.message_id,
+            OutboxEvent.urgent,
+            OutboxEvent.created_at,
+            OutboxEvent.attempts,
+        )
+        .execution_options(synchronize_session=False)
+    ).all()
+    return sorted(claimed, key=lambda row: row.id)
+
+
+def _unread_counts(db: Session, mailbox_ids: set[int]) -> dict[int, int]:
+    """The badge: unread messages in each mailbox's INBOX, as they are now."""
+    return dict(
+        db.execute(
+            select(Message.mailbox_id, func.count(Message.id))
+            .join(Folder, Folder.id == Message.folder_id)
+            .where(
+                Message.mailbox_id.in_(mailbox_ids),
+                Folder.name == "INBOX",
+                Message.seen.is_(False),
+            )
+            .group_by(Message.mailbox_id)
+        ).all()
+    )
+
+
+def _unread_messages(db: Session, message_ids: list[int]) -> set[int]:
+    if not message_ids:
+        return set()
+    return set(
+        db.scalars(select(Message.id).where(Message.id.in_(message_ids), Message.seen.is_(False)))
+    )
+
+
+def _previews(db: Session, message_ids: list[int]) -> dict[int, dict[str, str]]:
+    """Sender and subject of the messages to preview (decrypted from the cache)."""
+    messages = db.scalars(select(Message).where(Message.id.in_(message_ids)))
+    return {m.id: previews.preview_of(m.sender, m.subject) for m in messages}
+
+
+def _usable_key(key: bytes | None) -> bool:
+    return key is not None and len(key) == previews.KEY_BYTES
+
+
+def _latest_read_per_mailbox(events: list[Row]) -> dict[int, int]:
+    latest: dict[int, int] = {}
+    for event in events:
+        if event.kind == payloads.MAIL_READ:
+            latest[event.mailbox_id] = max(latest.get(event.mailbox_id, 0), event.id)
+    return latest
+
+
+def _insert_ignoring_duplicates(db: Session):
+    """A delivery already recorded (by a dispatcher whose lease ran out) stays as it was."""
+    dialect = db.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(PushDelivery).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite.insert(PushDelivery).on_conflict_do_nothing()
+    return insert(PushDelivery)

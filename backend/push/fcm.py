@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import math
 import secrets
 import threading
 import time
@@ -31,9 +32,12 @@ log = logging.getLogger("estafette.push")
 
 MAX_BATCH = 500  # firebase-admin's limit for one send_each_async call
 DEFAULT_TIMEOUT = 10.0  # seconds per HTTP request; firebase-admin's default is 120
-# Requests on the wire at once. httpx keeps 20 idle connections: over HTTP/1.1 more
-# would reconnect at every burst; over HTTP/2 (Google) they are streams of one connection.
-DEFAULT_MAX_IN_FLIGHT = 20
+# Requests on the wire at once, spread over lanes of LANE_REQUESTS each.
+DEFAULT_MAX_IN_FLIGHT = 40  # measured: 20 leaves a 20 ms round trip idle, 64 gains nothing
+# Requests per httpx client ("lane"). httpcore's pool scans all its connections for every
+# request it places, so one pool of 20 HTTP/1.1 connections costs far more CPU per push
+# than ten pools of 2. Over HTTP/2 (Google) each lane is one connection.
+LANE_REQUESTS = 2
 
 _FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 _BAD_REQUEST_TYPE = "type.googleapis.com/google.rpc.BadRequest"
@@ -192,9 +196,10 @@ class _FcmHttpClient(HttpxAsyncClient):
       and the dispatcher never learns. The dispatcher owns retries (Retry-After, the
       device's `retrying` state). max_retries=0 with no status list makes
       HttpxRetryTransport return the first response and raise the first transport error.
-    - At most `max_in_flight` requests on the wire. send_each_async starts a whole batch
-      at once, and httpcore's pool gets slower with every queued request and open
-      HTTP/1.1 connection. Over HTTP/2 (Google) it is the number of concurrent streams.
+    - At most `max_in_flight` requests on the wire, spread over small httpx clients
+      ("lanes") of LANE_REQUESTS each. send_each_async starts a whole batch at once, and
+      httpcore's pool gets slower with every queued request and every connection it
+      holds: several small pools cost a fraction of the CPU of one large one.
     - No token refresh on a 401 that carries an FcmError (THIRD_PARTY_AUTH_ERROR: APNs
       or Web Push refused the project's key). The stock flow refreshes the access token
       and resends twice, each refresh a blocking call on the loop, for an answer a new
@@ -202,13 +207,32 @@ class _FcmHttpClient(HttpxAsyncClient):
     """
 
     def __init__(self, max_in_flight: int, **kwargs: Any) -> None:
-        super().__init__(retry_config=HttpxRetry(max_retries=0, status_forcelist=None), **kwargs)
-        self._slots = asyncio.Semaphore(max_in_flight)
-        self.async_client.auth = _KeepTokenOnFcmError(self.async_client.auth)
+        retry = HttpxRetry(max_retries=0, status_forcelist=None)
+        super().__init__(retry_config=retry, **kwargs)
+        lanes = [self.async_client] + [
+            HttpxAsyncClient(retry_config=retry, **kwargs).async_client
+            for _ in range(math.ceil(max_in_flight / LANE_REQUESTS) - 1)
+        ]
+        self._free: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
+        for lane in lanes:
+            lane.auth = _KeepTokenOnFcmError(lane.auth)
+        for index in range(max_in_flight):
+            self._free.put_nowait(lanes[index % len(lanes)])
+        self._lanes = lanes
 
     async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        async with self._slots:
-            return await super().request(method, url, **kwargs)
+        """firebase-admin's request, on whichever lane has a free slot."""
+        kwargs.setdefault("timeout", self.timeout)
+        lane = await self._free.get()
+        try:
+            response = await lane.request(method, self.base_url + url, **kwargs)
+        finally:
+            self._free.put_nowait(lane)
+        return response.raise_for_status()
+
+    async def aclose(self) -> None:
+        for lane in self._lanes:
+            await lane.aclose()
 
 
 class _KeepTokenOnFcmError(httpx.Auth):

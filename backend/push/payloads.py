@@ -20,13 +20,20 @@ ALERT_LOC_KEY = "NEW_SECURE_MESSAGE"
 _APNS_COLLAPSE_ID_MAX = 64  # bytes, Apple's limit on apns-collapse-id
 
 
-def new_mail(token: str, mailbox_id: str, unread: int) -> messaging.Message:
+def new_mail(
+    token: str, mailbox_id: str, unread: int, sealed: dict[str, str] | None = None
+) -> messaging.Message:
     """A visible "new secure message" push for one device, collapsed per mailbox.
 
     Exactly API.md's payload: only the opaque mailbox id and the unread count go out.
+    `sealed` is this device's encrypted preview (`enc`, `kid` from `backend.push.previews`),
+    when the establishment enabled previews and the device registered a key.
     """
+    data = _data(NEW_MAIL, mailbox_id, unread)
+    if sealed:
+        data.update(enc=sealed["enc"], kid=sealed["kid"])
     message = messaging.Message(
-        data=_data(NEW_MAIL, mailbox_id, unread),
+        data=data,
         android=messaging.AndroidConfig(priority="high", collapse_key=mailbox_id, ttl=TTL_SECONDS),
         apns=messaging.APNSConfig(
             headers={"apns-priority": "10", "apns-collapse-id": mailbox_id},

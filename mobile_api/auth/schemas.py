@@ -1,6 +1,9 @@
 """Sign-in payloads (API.md, "Sign-in")."""
 
-from marshmallow import Schema, fields, validate
+import base64
+import binascii
+
+from marshmallow import Schema, ValidationError, fields, validate
 
 from backend.accounts.devices import PLATFORMS
 
@@ -30,10 +33,31 @@ class ActivateResultSchema(Schema):
     recovery_codes = fields.List(fields.String(), required=True)
 
 
+class PushKeyField(fields.String):
+    """A device's preview key: base64 (standard or urlsafe) of exactly 32 bytes."""
+
+    def _deserialize(self, value, attr, data, **kwargs) -> bytes:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            key = base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValidationError("base64 of 32 bytes") from exc
+        if len(key) != 32:
+            raise ValidationError("base64 of 32 bytes")
+        return key
+
+
 class DeviceInSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=120))
     platform = fields.String(required=True, validate=validate.OneOf(PLATFORMS))
     push_token = fields.String(validate=validate.Length(max=4096), allow_none=True)
+    push_key = PushKeyField(
+        allow_none=True,
+        metadata={
+            "description": "base64 of 32 random bytes: the key encrypted previews are sealed "
+            "with (kept only when the establishment enables previews)"
+        },
+    )
 
 
 class OtpSignInSchema(Schema):

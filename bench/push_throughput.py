@@ -1,0 +1,300 @@
+"""Push throughput: the outbox drained through one dispatcher into a local FCM server.
+
+Creates a fresh PostgreSQL database with N users, each with one device and one mailbox
+holding one unread message, and one `mail.new` outbox row per mailbox: N pushes, the
+worst case for the dispatcher (no fan-out to share the per-event work). One Dispatcher
+(firebase-admin's send_each_async underneath) drains it into the local FCM v1 server,
+which runs in a process of its own so it does not share our GIL.
+
+In the same run, the naive peer: a plain loop of `messaging.send()` (one blocking HTTP
+request at a time), on a sample, as a rate. `p99_queue_to_send_ms` is from the outbox
+row's creation to FCM's answer being recorded; the whole backlog is written before the
+dispatcher starts, so it is close to the drain time of N pushes by construction.
+`live_p99_queue_to_send_ms` is the same figure for mail arriving one message at a time
+while the dispatcher is idle. `--latency-ms` delays each FCM answer (loopback answers in
+well under a millisecond; Google does not). Prints one JSON line.
+
+    .venv/bin/python -m bench.push_throughput --devices 20000 [--latency-ms 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import multiprocessing
+import os
+import tempfile
+import threading
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+from sqlalchemy import func, select
+
+from backend.storage.models import OutboxEvent
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN_URL = "postgresql://postgres@127.0.0.1/test"
+NAIVE_SAMPLE = 500
+LIVE_SAMPLE = 200
+
+
+def _serve_fcm(sa_path: str, latency: float, ready, stop) -> None:
+    """The local FCM server, in its own process: writes the service account, then serves."""
+    from tests.services.fcm_server import FakeFcm
+
+    with FakeFcm(latency=latency) as fake:
+        fake.write_service_account(Path(sa_path))
+        ready.send(fake.base_url)
+        stop.wait()
+        ready.send(len(fake.requests))
+
+
+def _fill(sessions, count: int) -> list[int]:
+    """N users, devices, mailboxes (with INBOX) and unread messages; returns mailbox ids."""
+    from sqlalchemy import insert, select
+
+    from backend.storage.models import (
+        Device,
+        Folder,
+        Mailbox,
+        Membership,
+        Message,
+        User,
+        utcnow,
+    )
+
+    now = utcnow()
+    tag = uuid.uuid4().hex[:6]
+    with sessions() as db:
+        db.execute(
+            insert(User),
+            [{"username": f"b{tag}{i}", "password_hash": "unused"} for i in range(count)],
+        )
+        users = list(db.scalars(select(User.id).order_by(User.id)))
+        db.execute(
+            insert(Mailbox),
+            [
+                {
+                    "address": f"b{tag}{i}@chu-bench.mssante.fr",
+                    "kind": "PER",
+                    "imap_host": "imap.invalid",
+                    "imap_port": 993,
+                    "imap_security": "tls",
+                    "imap_auth": "password",
+                }
+                for i in range(count)
+            ],
+        )
+        mailboxes = list(db.scalars(select(Mailbox.id).order_by(Mailbox.id)))
+        db.execute(
+            insert(Folder),
+            [{"mailbox_id": m, "name": "INBOX", "role": "inbox", "last_uid": 1} for m in mailboxes],
+        )
+        folders = dict(db.execute(select(Folder.mailbox_id, Folder.id)).all())
+        db.execute(
+            insert(Membership),
+            [
+                {"mailbox_id": m, "user_id": u, "role": "owner"}
+                for m, u in zip(mailboxes, users, strict=True)
+            ],
+        )
+        db.execute(
+            insert(Device),
+            [
+                {
+                    "user_id": u,
+                    "name": "bench",
+                    "platform": "android",
+                    "push_token": f"bench-token-{u}-{uuid.uuid4().hex}",
+                    "push_token_updated_at": now,
+                }
+                for u in users
+            ],
+        )
+        db.execute(
+            insert(Message),
+            [
+                {"mailbox_id": m, "folder_id": folders[m], "uid": 1, "sort_key": now}
+                for m in mailboxes
+            ],
+        )
+        db.commit()
+    return mailboxes
+
+
+def _messages(sessions) -> dict[int, int]:
+    """The one message of each mailbox."""
+    from backend.storage.models import Message
+
+    with sessions() as db:
+        return dict(db.execute(select(Message.mailbox_id, Message.id)).all())
+
+
+def _announce_all(sessions, mailboxes: list[int], message_of: dict[int, int]) -> None:
+    """The backlog: one mail.new per mailbox, written as sync would, in chunks."""
+    from backend.push import outbox
+
+    for start in range(0, len(mailboxes), 1000):
+        with sessions() as db:
+            for mailbox_id in mailboxes[start : start + 1000]:
+                outbox.announce_new(db, mailbox_id=mailbox_id, message_id=message_of[mailbox_id])
+            db.commit()
+
+
+def _pending(sessions) -> int:
+    from sqlalchemy import func, select
+
+    from backend.storage.models import OutboxEvent
+
+    with sessions() as db:
+        return db.scalar(select(func.count(OutboxEvent.id)).where(OutboxEvent.done_at.is_(None)))
+
+
+def _queue_to_send_ms(sessions, since_id: int) -> list[float]:
+    from sqlalchemy import select
+
+    from backend.storage.models import OutboxEvent, PushDelivery
+
+    with sessions() as db:
+        rows = db.execute(
+            select(PushDelivery.sent_at, OutboxEvent.created_at)
+            .join(OutboxEvent, OutboxEvent.id == PushDelivery.outbox_id)
+            .where(OutboxEvent.id > since_id, PushDelivery.status == "ok")
+        ).all()
+    return sorted((sent - created) / timedelta(milliseconds=1) for sent, created in rows)
+
+
+def _p99(values: list[float]) -> float:
+    return values[max(0, int(len(values) * 0.99) - 1)]
+
+
+def _naive_rate(sa_path: str, base_url: str) -> float:
+    """A plain loop of messaging.send(): one blocking request at a time."""
+    import firebase_admin
+    from firebase_admin import credentials, messaging
+
+    from backend.push import payloads
+    from backend.push.fcm import _configure_messaging_service
+
+    app = firebase_admin.initialize_app(credentials.Certificate(sa_path), name="bench-naive")
+    try:
+        _configure_messaging_service(app, base_url, timeout=10, max_in_flight=1)
+        messages = [
+            payloads.new_mail(f"naive-{i}", "mbx_bench", 1) for i in range(NAIVE_SAMPLE + 1)
+        ]
+        messaging.send(messages[0], app=app)  # token fetch and first connection, not timed
+        started = time.perf_counter()
+        for message in messages[1:]:
+            messaging.send(message, app=app)
+        return NAIVE_SAMPLE / (time.perf_counter() - started)
+    finally:
+        firebase_admin.delete_app(app)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--devices", type=int, default=2000)
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="delay every FCM answer, to stand in for the round trip to Google",
+    )
+    args = parser.parse_args()
+
+    name = f"estafette_bench_push_{uuid.uuid4().hex[:6]}"
+    admin = psycopg.connect(ADMIN_URL, autocommit=True)
+    admin.execute(f'CREATE DATABASE "{name}"')
+    os.environ.update(
+        {
+            "ESTAFETTE_DATABASE_URL": ADMIN_URL.rsplit("/", 1)[0] + f"/{name}",
+            "ESTAFETTE_SECRET_KEY": "bench-secret-key-bench-secret-key-bench",
+            "ESTAFETTE_DATA_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+            "ESTAFETTE_NIL": "bench",
+        }
+    )
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    stop = context.Event()
+    workdir = tempfile.mkdtemp(prefix="estafette-bench-push-")
+    sa_path = str(Path(workdir) / "service-account.json")
+    server = context.Process(
+        target=_serve_fcm, args=(sa_path, args.latency_ms / 1000, theirs, stop), daemon=True
+    )
+    server.start()
+    engine = None
+    try:
+        from backend.config import load_settings
+        from backend.push.dispatcher import Dispatcher
+        from backend.push.fcm import FcmSender
+        from backend.storage.database import make_engine, make_session_factory, upgrade_schema
+        from backend.storage.encryption import set_data_key
+
+        settings = load_settings()
+        set_data_key(settings.data_key)
+        engine = make_engine(settings.database_url)
+        upgrade_schema(engine)
+        sessions = make_session_factory(engine)
+        base_url = ours.recv()
+
+        naive = _naive_rate(sa_path, base_url)
+        mailboxes = _fill(sessions, args.devices)
+        sender = FcmSender(sa_path, base_url)
+        dispatcher = Dispatcher(sessions, sender)
+        message_of = _messages(sessions)
+        _announce_all(sessions, mailboxes, message_of)
+
+        halt = threading.Event()
+        started = time.perf_counter()
+        worker = threading.Thread(target=dispatcher.run, args=(halt, 0.005), daemon=True)
+        worker.start()
+        while _pending(sessions):
+            time.sleep(0.02)
+        drained = time.perf_counter() - started
+        backlog = _queue_to_send_ms(sessions, 0)
+
+        # Live: mail arriving one message at a time, the dispatcher idle in between.
+        with sessions() as db:
+            last_id = db.scalar(select(func.max(OutboxEvent.id))) or 0
+        for mailbox_id in mailboxes[:LIVE_SAMPLE]:
+            _announce_all(sessions, [mailbox_id], message_of)
+            time.sleep(0.01)
+        while _pending(sessions):
+            time.sleep(0.02)
+        live = _queue_to_send_ms(sessions, last_id)
+        halt.set()
+        worker.join(timeout=30)
+        sender.close()
+    finally:
+        stop.set()
+        server.join(timeout=30)
+        if engine is not None:
+            engine.dispose()
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+    rate = len(backlog) / drained
+    print(
+        json.dumps(
+            {
+                "devices": args.devices,
+                "pushes_per_s": round(rate, 1),
+                "p99_queue_to_send_ms": round(_p99(backlog), 1),
+                "naive_pushes_per_s": round(naive, 1),
+                "speedup": round(rate / naive, 1),
+                "drain_s": round(drained, 2),
+                "live_p99_queue_to_send_ms": round(_p99(live), 1),
+                "naive_sample": NAIVE_SAMPLE,
+                "fcm_latency_ms": args.latency_ms,
+                "database": "postgresql",
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
