@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import false, func, select, tuple_
+from sqlalchemy.orm import Session, defer
 
 from backend.storage.models import Folder, Mailbox, Message
 
@@ -18,6 +18,10 @@ def display_subject(subject: str | None) -> str | None:
     if subject and subject.startswith(XDM_SUBJECT_PREFIX):
         return subject[len(XDM_SUBJECT_PREFIX) :].lstrip()
     return subject
+
+
+# What an envelope never shows: left in the database, so a page decrypts only what it serves.
+NOT_IN_ENVELOPE = (defer(Message.message_id_header), defer(Message.mss_headers))
 
 
 def envelope(message: Message, mailbox: Mailbox, folder_name: str) -> dict[str, Any]:
@@ -39,6 +43,7 @@ def envelope(message: Message, mailbox: Mailbox, folder_name: str) -> dict[str, 
         "mdn_requested": message.mdn_requested,
         "malformed": message.malformed,
         "patient": message.patient,
+        "receipts": message.receipts or [],
     }
 
 
@@ -55,6 +60,31 @@ def counts(*, db: Session, mailbox: Mailbox, folder_name: str = "INBOX") -> tupl
     return int(row[1]), int(row[0])
 
 
+def counts_by_mailbox(
+    *, db: Session, mailbox_ids: list[int], folder_name: str = "INBOX"
+) -> dict[int, tuple[int, int]]:
+    """(unread, total) per mailbox in one query: index-only counts on `ix_messages_unread`."""
+    if not mailbox_ids:
+        return {}
+
+    def count(*only: Any) -> Any:
+        return (
+            select(func.count())
+            .where(Message.mailbox_id == Folder.mailbox_id, Message.folder_id == Folder.id, *only)
+            .correlate(Folder)
+            .scalar_subquery()
+        )
+
+    rows = db.execute(
+        # `seen = false`, not `seen IS FALSE`: only the former is a btree index condition.
+        select(Folder.mailbox_id, count(Message.seen == false()), count()).where(
+            Folder.mailbox_id.in_(mailbox_ids), Folder.name == folder_name
+        )
+    ).all()
+    found = {mailbox_id: (int(unread), int(total)) for mailbox_id, unread, total in rows}
+    return {mailbox_id: found.get(mailbox_id, (0, 0)) for mailbox_id in mailbox_ids}
+
+
 def list_page(
     *,
     db: Session,
@@ -63,18 +93,24 @@ def list_page(
     limit: int,
     after: tuple[datetime, int] | None,
 ) -> tuple[list[Message], tuple[datetime, int] | None]:
-    """One page newest first, and the key to continue from (None at the end)."""
-    folder_id = db.scalar(
-        select(Folder.id).where(Folder.mailbox_id == mailbox.id, Folder.name == folder_name)
+    """One page newest first, and the key to continue from (None at the end).
+
+    One statement: the folder is a scalar subquery, evaluated once before the index seek.
+    """
+    folder_id = (
+        select(Folder.id)
+        .where(Folder.mailbox_id == mailbox.id, Folder.name == folder_name)
+        .scalar_subquery()
     )
-    if folder_id is None:
-        return [], None
-    query = select(Message).where(Message.mailbox_id == mailbox.id, Message.folder_id == folder_id)
+    query = (
+        select(Message)
+        .options(*NOT_IN_ENVELOPE)
+        .where(Message.mailbox_id == mailbox.id, Message.folder_id == folder_id)
+    )
     if after is not None:
         key, last_id = after
-        query = query.where(
-            or_(Message.sort_key < key, and_(Message.sort_key == key, Message.id < last_id))
-        )
+        # A row comparison, so the index seeks straight to the cursor: no OFFSET-like scan.
+        query = query.where(tuple_(Message.sort_key, Message.id) < tuple_(key, last_id))
     rows = list(
         db.scalars(query.order_by(Message.sort_key.desc(), Message.id.desc()).limit(limit + 1))
     )

@@ -1,0 +1,104 @@
+"""What a user does to a message from the phone: mark it read or flagged, move it to Trash.
+
+The IMAP server is changed FIRST, then the cache, so the desktop client sees the same
+state and a failure leaves the cache telling the truth. The cache change takes the next
+change number (so GET /sync reports it), and a message that stops being unread writes a
+`mail.read` outbox row in the same transaction: the user's other devices clear their
+notification (clear-on-read).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from imapclient import IMAPClient
+from imapclient.imapclient import DELETED, FLAGGED, SEEN, TRASH
+from sqlalchemy.orm import Session
+
+from backend import errors
+from backend.directory import changes
+from backend.push import outbox
+from backend.reading.messages import Located
+from backend.reading.server import open_folder
+from backend.sync import store
+
+DEFAULT_TRASH = "Trash"
+
+
+@dataclass(frozen=True)
+class FlagChange:
+    seen: bool | None = None
+    flagged: bool | None = None
+
+
+def _require_uid(client: IMAPClient, uid: int) -> None:
+    if uid not in client.fetch([uid], ["FLAGS"]):
+        raise errors.NotFound("this message is no longer on the server")
+
+
+def set_flags(*, db: Session, located: Located, change: FlagChange, ca_bundle: Path | None) -> bool:
+    """Store \\Seen / \\Flagged on the server, then in the cache; True if anything changed."""
+    message = located.message
+    wanted = {SEEN: change.seen, FLAGGED: change.flagged}
+    add = [flag for flag, value in wanted.items() if value is True]
+    remove = [flag for flag, value in wanted.items() if value is False]
+    if add or remove:
+        with open_folder(
+            located.mailbox, located.folder, ca_bundle=ca_bundle, readonly=False
+        ) as client:
+            _require_uid(client, message.uid)
+            if add:
+                client.add_flags([message.uid], add, silent=True)
+            if remove:
+                client.remove_flags([message.uid], remove, silent=True)
+    before = (message.seen, message.flagged)
+    if change.seen is not None:
+        message.seen = change.seen
+    if change.flagged is not None:
+        message.flagged = change.flagged
+    if (message.seen, message.flagged) == before:
+        return False
+    message.change_seq = changes.next_change_seq(db, message.mailbox_id)
+    if message.seen and not before[0]:
+        outbox.announce_read(db, mailbox_id=message.mailbox_id, message_id=message.id)
+    db.flush()
+    return True
+
+
+def trash_folder(client: IMAPClient) -> str:
+    """The folder marked \\Trash (RFC 6154 SPECIAL-USE), else the usual name."""
+    return client.find_special_folder(TRASH) or DEFAULT_TRASH
+
+
+def move_uid(client: IMAPClient, uid: int, target: str) -> None:
+    """MOVE (RFC 6851) when offered, else COPY + \\Deleted + UID EXPUNGE (RFC 4315).
+
+    Without UIDPLUS the original is only marked \\Deleted: a plain EXPUNGE would also
+    remove messages someone else marked for deletion.
+    """
+    if client.has_capability("MOVE"):
+        client.move([uid], target)
+        return
+    client.copy([uid], target)
+    client.add_flags([uid], [DELETED], silent=True)
+    if client.has_capability("UIDPLUS"):
+        client.uid_expunge([uid])
+
+
+def move_to_trash(*, db: Session, located: Located, ca_bundle: Path | None) -> None:
+    """Move the message to the mailbox's Trash; in Trash already, delete it for good."""
+    message = located.message
+    with open_folder(
+        located.mailbox, located.folder, ca_bundle=ca_bundle, readonly=False
+    ) as client:
+        _require_uid(client, message.uid)
+        trash = trash_folder(client)
+        if located.folder.name == trash:
+            client.add_flags([message.uid], [DELETED], silent=True)
+            if client.has_capability("UIDPLUS"):
+                client.uid_expunge([message.uid])
+        else:
+            move_uid(client, message.uid, trash)
+    # Leaves a tombstone for /sync and, if it was unread, the clear-on-read push.
+    store.remove_messages(db=db, message_ids=[message.id])

@@ -1,0 +1,144 @@
+"""Opening a message and its attachments for a user who may see it.
+
+The membership check comes first: a message of a mailbox the user is not a member of is
+`not_found`, exactly like an id that does not exist, so ids cannot be probed (no 403).
+Bodies come from the encrypted cache when it still has them, else from IMAP.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend import errors
+from backend.reading import mime, server, xdm
+from backend.reading.cache import BodyCache
+from backend.storage.models import Folder, Mailbox, Membership, Message, User
+
+_PART = re.compile(r"^(?P<section>[0-9.]{1,64})(?:/xdm/(?P<document>[1-9][0-9]{0,3}))?$")
+_PUBLIC_ID = re.compile(r"^msg_[A-Za-z0-9_-]{1,27}$")
+MAX_ARCHIVE_BYTES = 60 * 1024 * 1024
+SPOOL_IN_MEMORY = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Located:
+    """A message the caller may see, with where it lives."""
+
+    message: Message
+    mailbox: Mailbox
+    folder: Folder
+    role: str
+
+
+def get_visible_message(*, db: Session, user: User, public_id: str) -> Located:
+    """The message if the user is a member of its mailbox; otherwise `not_found`."""
+    if not _PUBLIC_ID.match(public_id):  # not one of ours: no query (PostgreSQL refuses NUL)
+        raise errors.NotFound("no such message")
+    row = db.execute(
+        select(Message, Mailbox, Folder, Membership.role)
+        .join(Mailbox, Mailbox.id == Message.mailbox_id)
+        .join(Folder, Folder.id == Message.folder_id)
+        .join(Membership, Membership.mailbox_id == Mailbox.id)
+        .where(Message.public_id == public_id, Membership.user_id == user.id)
+    ).first()
+    if row is None:
+        raise errors.NotFound("no such message")
+    return Located(*row)
+
+
+def raw_message(located: Located, *, cache: BodyCache, ca_bundle: Path | None) -> bytes:
+    """The message's RFC 5322 bytes, from the cache or from IMAP (then cached)."""
+    key = located.message.public_id
+    raw = cache.get(key)
+    if raw is None:
+        with server.open_folder(
+            located.mailbox, located.folder, ca_bundle=ca_bundle, readonly=True
+        ) as client:
+            raw = server.fetch_raw(client, located.message.uid)
+        cache.put(key, raw)
+    return raw
+
+
+def read_message(
+    located: Located, *, cache: BodyCache, ca_bundle: Path | None
+) -> mime.ReadableMessage:
+    return mime.read(raw_message(located, cache=cache, ca_bundle=ca_bundle))
+
+
+@dataclass
+class Download:
+    content_type: str
+    filename: str | None
+    chunks: Iterable[bytes]
+
+
+def _chunked(data: bytes, size: int = 64 * 1024) -> Iterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+def open_part(located: Located, part: str, *, cache: BodyCache, ca_bundle: Path | None) -> Download:
+    """An attachment (`2`, `1.3`) or a document inside an IHE_XDM.ZIP (`2/xdm/1`)."""
+    match = _PART.match(part)
+    if match is None or not server.valid_section(match["section"]):
+        raise errors.NotFound("no such attachment")
+    section, document = match["section"], match["document"]
+    if document is not None:
+        return _open_document(located, section, int(document), cache=cache, ca_bundle=ca_bundle)
+    cached = cache.get(located.message.public_id)
+    if cached is not None:
+        leaf = mime.find_part(mime.parse_bytes(cached), section)
+        if leaf is None:
+            raise errors.NotFound("no such attachment")
+        return Download(
+            leaf.get_content_type(), mime.filename_of(leaf), _chunked(mime.part_bytes(leaf))
+        )
+    stream = server.stream_section(
+        located.mailbox, located.folder, located.message, section, ca_bundle=ca_bundle
+    )
+    return Download(stream.content_type, stream.filename, stream.chunks)
+
+
+def _open_document(
+    located: Located, section: str, number: int, *, cache: BodyCache, ca_bundle: Path | None
+) -> Download:
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
+    try:
+        written = 0
+        for chunk in open_part(located, section, cache=cache, ca_bundle=ca_bundle).chunks:
+            written += len(chunk)
+            if written > MAX_ARCHIVE_BYTES:
+                raise errors.ArchiveRejected("the archive is too large to open here")
+            spool.write(chunk)
+        spool.seek(0)
+        try:
+            archive = xdm.open_archive(spool)
+            package = xdm.read_package(archive)
+        except xdm.ArchiveRejected as exc:
+            raise errors.ArchiveRejected(str(exc)) from exc
+        entry = next((d for d in package.documents if d.index == number), None)
+        if entry is None:
+            raise errors.NotFound("no such document in the archive")
+    except BaseException:
+        spool.close()
+        raise
+
+    def release() -> None:
+        archive.close()
+        spool.close()
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            yield from xdm.iter_member(archive, entry.path)
+        finally:
+            release()
+
+    filename = entry.path.rsplit("/", 1)[-1]
+    return Download(entry.content_type, filename, server.ClosingChunks(chunks(), release))

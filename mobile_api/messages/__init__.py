@@ -1,0 +1,1 @@
+"""Opening, downloading, flagging and deleting one message (API.md, "Mailboxes and messages")."""

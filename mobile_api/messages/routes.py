@@ -1,0 +1,224 @@
+"""One message: open it, download its attachments, flag it, move it to Trash.
+
+Every call checks membership first (another user's message is 404, never 403), talks to
+the IMAP server (503 `mailbox_unavailable` when it cannot), and leaves an audit record
+that names the message by its opaque id only.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+from flask import Response, g
+from flask_smorest import Blueprint
+
+from backend import errors
+from backend import mailbox_actions as actions
+from backend.directory import messages as cache
+from backend.reading import messages as reading
+from backend.reading import xdm
+from backend.reading.cache import BodyCache
+from mobile_api.auth.tokens import session_required
+from mobile_api.context import current_actor, db, services
+from mobile_api.errors import PROBLEM_JSON, ProblemSchema
+from mobile_api.messages import schemas
+
+blp = Blueprint("messages", __name__, url_prefix="/api/v1", description="Messages")
+
+_PROBLEMS = {
+    404: "`not_found`: no such message, or not in a mailbox of yours (never 403).",
+    422: "`validation_error`, or `archive_rejected` for an unsafe IHE_XDM.ZIP.",
+    503: "`mailbox_unavailable`: the IMAP server cannot be reached; retry later.",
+}
+
+
+def _problems(*statuses: int) -> Callable[[Callable], Callable]:
+    """Document the problem+json answers a call may give (OpenAPI, schemathesis)."""
+
+    def decorate(view: Callable) -> Callable:
+        for status in statuses:
+            view = blp.alt_response(
+                status,
+                schema=ProblemSchema,
+                content_type=PROBLEM_JSON,
+                description=_PROBLEMS[status],
+            )(view)
+        return view
+
+    return decorate
+
+
+def _body_cache() -> BodyCache:
+    return BodyCache(services().settings.var_dir / "body-cache")
+
+
+def _ca_bundle() -> Any:
+    return services().settings.ca_bundle
+
+
+def _locate(message_id: str) -> reading.Located:
+    return reading.get_visible_message(db=db(), user=g.user, public_id=message_id)
+
+
+def _audited(action: str, located: reading.Located, run: Callable[[], Any], **details: Any) -> Any:
+    """Run `run` and commit; then record the action with its outcome (never content).
+
+    The audit writer has its own transaction, so ours is finished first: on SQLite two
+    open write transactions would wait on each other.
+    """
+    outcome = "error"
+    try:
+        result = run()
+        db().commit()
+        outcome = "ok"
+        return result
+    except errors.MailboxUnavailable:
+        outcome = "unavailable"
+        raise
+    except errors.EstafetteError as exc:
+        outcome = exc.code
+        raise
+    finally:
+        if outcome != "ok":
+            db().rollback()
+        services().audit.record(
+            action,
+            actor=current_actor(),
+            outcome=outcome,
+            target_type="message",
+            target=located.message.public_id,
+            mailbox=located.mailbox.public_id,
+            details=details or None,
+        )
+
+
+def _envelope(located: reading.Located) -> dict[str, Any]:
+    return cache.envelope(located.message, located.mailbox, located.folder.name)
+
+
+@blp.get("/messages/<message_id>")
+@blp.response(200, schemas.MessageSchema)
+@_problems(404, 503)
+@session_required
+def get_message(message_id: str) -> dict[str, Any]:
+    """The message with its text, sanitized HTML, X-MSS headers and attachments.
+
+    Reading does not mark the message seen: PATCH `seen` does. A message that cannot be
+    parsed is still returned, as raw text with the `malformed` warning.
+    """
+    located = _locate(message_id)
+    readable = _audited(
+        "message.read",
+        located,
+        lambda: reading.read_message(located, cache=_body_cache(), ca_bundle=_ca_bundle()),
+    )
+    result = _envelope(located)
+    if not (result.get("patient") or {}).get("name") and readable.patient is not None:
+        result["patient"] = xdm.patient_dict(readable.patient)
+    result.update(
+        text=readable.text,
+        html=readable.html,
+        headers=readable.headers,
+        warnings=readable.warnings,
+        attachments=[
+            {
+                "part": a.part,
+                "filename": a.filename,
+                "content_type": a.content_type,
+                "size": a.size,
+                "warnings": a.warnings,
+                "documents": None
+                if a.documents is None
+                else [
+                    {
+                        "title": d.title,
+                        "code": d.code,
+                        "code_display": d.code_display,
+                        "class_code": d.class_code,
+                        "content_type": d.content_type,
+                        "part": f"{a.part}/xdm/{d.index}",
+                        "patient": xdm.patient_dict(d.patient),
+                    }
+                    for d in a.documents
+                ],
+            }
+            for a in readable.attachments
+        ],
+    )
+    if located.message.malformed and "malformed" not in result["warnings"]:
+        result["warnings"] = sorted([*result["warnings"], "malformed"])
+    return result
+
+
+def content_disposition(filename: str | None, fallback: str = "attachment") -> str:
+    """RFC 6266: an ASCII `filename` for old clients and the exact name in `filename*`."""
+    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip(" .")
+    if not name:
+        name = fallback
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    ascii_name = re.sub(r"[^A-Za-z0-9._ -]", "_", ascii_name).strip(" .") or fallback
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+@blp.get("/messages/<message_id>/attachments/<path:part>")
+@blp.response(
+    200,
+    description="The attachment's bytes, streamed",
+    content_type="application/octet-stream",
+)
+@_problems(404, 422, 503)
+@session_required
+def download_attachment(message_id: str, part: str) -> Response:
+    """One attachment (`2`), or one document of an IHE_XDM.ZIP (`2/xdm/1`), streamed."""
+    located = _locate(message_id)
+    download = _audited(
+        "message.download",
+        located,
+        lambda: reading.open_part(located, part, cache=_body_cache(), ca_bundle=_ca_bundle()),
+        part=part[:64],
+    )
+    response = Response(download.chunks, mimetype=download.content_type, direct_passthrough=True)
+    response.headers["Content-Disposition"] = content_disposition(download.filename)
+    # Never rendered by a browser under the API's origin, whatever the sender claims.
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@blp.patch("/messages/<message_id>")
+@blp.arguments(schemas.FlagsSchema)
+@blp.response(200, schemas.EnvelopeSchema)
+@_problems(404, 422, 503)
+@session_required
+def update_flags(flags: dict[str, bool], message_id: str) -> dict[str, Any]:
+    """Mark seen/unseen or flagged/unflagged: stored on the IMAP server first."""
+    located = _locate(message_id)
+    change = actions.FlagChange(seen=flags.get("seen"), flagged=flags.get("flagged"))
+    _audited(
+        "message.flags",
+        located,
+        lambda: actions.set_flags(db=db(), located=located, change=change, ca_bundle=_ca_bundle()),
+        **{k: v for k, v in flags.items() if v is not None},
+    )
+    return _envelope(located)
+
+
+@blp.delete("/messages/<message_id>")
+@blp.response(204)
+@_problems(404, 503)
+@session_required
+def delete_message(message_id: str) -> None:
+    """Move the message to the mailbox's Trash (on the server, then in the cache)."""
+    located = _locate(message_id)
+    _audited(
+        "message.delete",
+        located,
+        lambda: actions.move_to_trash(db=db(), located=located, ca_bundle=_ca_bundle()),
+    )
+    _body_cache().discard(message_id)
