@@ -84,6 +84,8 @@ class RelayedMessage:
     recipients: tuple[str, ...]
     data: bytes
     mail_params: str = ""
+    # ESMTP parameters of each RCPT (RFC 3461 NOTIFY/ORCPT...), in `recipients` order.
+    rcpt_params: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -255,9 +257,16 @@ class _RelaySink(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], on_message: Callable[[RelayedMessage], None]):
+    def __init__(
+        self,
+        address: tuple[str, int],
+        on_message: Callable[[RelayedMessage], None],
+        owner: DovecotServer | None = None,
+    ):
         super().__init__(address, _SmtpSession)
         self.on_message = on_message
+        # Read live on each EHLO/RCPT, so a test can flip DSN or refusals on a running server.
+        self.owner = owner
         self._thread = threading.Thread(
             target=self.serve_forever, kwargs={"poll_interval": 0.05}, name="dovecot-relay-sink"
         )
@@ -279,6 +288,7 @@ EHLO_REPLY = "\r\n".join(
         "250 SIZE 52428800",
     ]
 )
+EHLO_REPLY_WITH_DSN = EHLO_REPLY.replace("250 SIZE", "250-DSN\r\n250 SIZE")
 
 
 class _SmtpSession(socketserver.StreamRequestHandler):
@@ -290,26 +300,32 @@ class _SmtpSession(socketserver.StreamRequestHandler):
 
     def handle(self) -> None:
         self.reply("220 estafette-relay ESMTP ready")
-        mail_from, params, recipients = "", "", []
+        owner = self.server.owner
+        mail_from, params, recipients, rcpt_params = "", "", [], []
         while line := self.rfile.readline(self.max_line):
             verb, _, argument = line.decode("utf-8", "replace").rstrip("\r\n").partition(" ")
             verb = verb.upper()
             if verb == "EHLO":
-                self.reply(EHLO_REPLY)
+                self.reply(EHLO_REPLY_WITH_DSN if owner and owner.relay_dsn else EHLO_REPLY)
             elif verb in ("HELO", "NOOP"):
                 self.reply("250 OK")
             elif verb == "MAIL":
                 mail_from, params = _parse_path(argument)
-                recipients = []
+                recipients, rcpt_params = [], []
                 self.reply("250 2.1.0 OK")
             elif verb == "RCPT":
-                recipients.append(_parse_path(argument)[0])
+                recipient, recipient_params = _parse_path(argument)
+                if owner and recipient.lower() in owner.relay_refuses:
+                    self.reply("550 5.1.1 Recipient refused by the relay")
+                    continue
+                recipients.append(recipient)
+                rcpt_params.append(recipient_params)
                 self.reply("250 2.1.5 OK")
             elif verb == "DATA":
-                self.reply(self._data(mail_from, params, recipients))
-                mail_from, params, recipients = "", "", []
+                self.reply(self._data(mail_from, params, recipients, rcpt_params))
+                mail_from, params, recipients, rcpt_params = "", "", [], []
             elif verb == "RSET":
-                mail_from, params, recipients = "", "", []
+                mail_from, params, recipients, rcpt_params = "", "", [], []
                 self.reply("250 OK")
             elif verb == "QUIT":
                 self.reply("221 Bye")
@@ -317,14 +333,18 @@ class _SmtpSession(socketserver.StreamRequestHandler):
             else:
                 self.reply("502 5.5.1 Command not implemented")
 
-    def _data(self, mail_from: str, params: str, recipients: list[str]) -> str:
+    def _data(
+        self, mail_from: str, params: str, recipients: list[str], rcpt_params: list[str]
+    ) -> str:
         if not recipients:
             return "503 5.5.1 No recipients"
         self.reply("354 End data with <CR><LF>.<CR><LF>")
         chunks = []
         while (line := self.rfile.readline(self.max_line)) not in (b".\r\n", b".\n", b""):
             chunks.append(line[1:] if line.startswith(b"..") else line)
-        message = RelayedMessage(mail_from, tuple(recipients), b"".join(chunks), params)
+        message = RelayedMessage(
+            mail_from, tuple(recipients), b"".join(chunks), params, tuple(rcpt_params)
+        )
         try:
             self.server.on_message(message)
         except Exception as exc:
@@ -357,6 +377,8 @@ class DovecotServer:
     [ca]; [] turns EXTERNAL off); `oauth2_introspection_url` turns XOAUTH2 and
     OAUTHBEARER on; `submission=None` enables submission when installed;
     `host=None` picks 127.0.0.2 when possible (see pick_loopback_host).
+    The relay sink behind submission advertises DSN (RFC 3461) when `relay_dsn`, and
+    answers 550 to RCPT for the addresses in `relay_refuses`; both may change while running.
     """
 
     def __init__(
@@ -371,6 +393,7 @@ class DovecotServer:
         oauth2_introspection_url: str | None = None,
         oauth2_username_attribute: str = "username",
         submission: bool | None = None,
+        relay_dsn: bool = False,
         max_connections_per_user: int = 50,
         idle_check_interval: int = 2,
         start_timeout: float = 30.0,
@@ -391,6 +414,8 @@ class DovecotServer:
         self.debug = debug
         self._host = host or pick_loopback_host()
         self._submission = submission
+        self.relay_dsn = relay_dsn
+        self.relay_refuses: set[str] = set()
         self._identity = _identity()
         self._users: dict[str, _User] = {}
         self._ports: _Ports | None = None
@@ -743,7 +768,7 @@ class DovecotServer:
     def _start_relay(self) -> None:
         ports = self._require_ports()
         try:
-            self._relay = _RelaySink((self._host, ports.relay), self._on_relayed)
+            self._relay = _RelaySink((self._host, ports.relay), self._on_relayed, self)
         except OSError as exc:
             raise DovecotError(f"cannot listen for relayed mail on {ports.relay}: {exc}") from exc
 

@@ -1,0 +1,340 @@
+"""Sending from the phone: a new message or a reply, and read receipts (MDN).
+
+The order guarantees that nothing leaves the trust space and nothing is lost silently:
+the trust-space check comes first (a refusal sends nothing), then the size limit, then
+SMTP submission; only a message the server accepted is APPENDed to Sent (so the desktop
+client sees it) and cached. A refusal or an unreachable server is raised to the caller.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesHeaderParser
+from pathlib import Path
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
+from imapclient.imapclient import SEEN, SENT
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend import errors
+from backend.config import Settings
+from backend.directory import changes
+from backend.mail.envelope import HEADER_KEY, parse_fetch
+from backend.mail.imap import ImapRefused, ImapUnavailable, connect
+from backend.outgoing import compose as composer
+from backend.outgoing import mdn, smtp
+from backend.outgoing.trust_space import TrustSpaceUnreadable, load_trust_space
+from backend.reading.messages import Located
+from backend.storage.models import Folder, Mailbox, Message, utcnow
+from backend.sync import store
+from backend.sync.worker import endpoint_for
+
+log = logging.getLogger("estafette.outgoing")
+
+IMAP_TIMEOUT = 20.0
+DEFAULT_SENT = "Sent"
+ANSWERED = b"\\Answered"
+MDN_SENT = b"$MDNSent"  # RFC 3503: this message's MDN was already sent
+_header_parser = BytesHeaderParser(policy=policy.default)
+_APPENDUID = re.compile(rb"APPENDUID (\d+) (\d+)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    to: tuple[str, ...]
+    subject: str
+    text: str
+    cc: tuple[str, ...] = ()
+    attachments: tuple[composer.Attachment, ...] = ()
+    in_reply_to: Located | None = None
+    request_read_receipt: bool = False
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """The outcome: `id` is the cached Sent copy (None if the copy could not be stored)."""
+
+    id: str | None
+    message_id: str
+    dsn_requested: bool
+    sent_copy: bool
+
+
+def check_trust_space(settings: Settings, field_addresses: dict[str, tuple[str, ...]]) -> None:
+    """Refuse, before anything is sent, any recipient outside the MSSanté trust space."""
+    try:
+        space = load_trust_space(settings.trust_space)
+    except TrustSpaceUnreadable as exc:
+        log.error("trust space unusable, refusing to send: %s", exc)
+        raise errors.MailboxUnavailable(
+            "The list of MSSanté domains cannot be read; nothing was sent"
+        ) from exc
+    problems = {
+        field: [f"{a} is outside the MSSanté trust space" for a in outsiders]
+        for field, addresses in field_addresses.items()
+        if (outsiders := space.outsiders(addresses))
+    }
+    if problems:
+        offending = [a for addrs in field_addresses.values() for a in space.outsiders(addrs)]
+        raise errors.RecipientOutsideTrustSpace(
+            "Only MSSanté addresses may receive this mail; nothing was sent",
+            errors=problems,
+            recipients=offending,
+        )
+
+
+def size_limit(mailbox: Mailbox, settings: Settings) -> int:
+    return mailbox.max_message_bytes or settings.max_message_bytes
+
+
+@contextlib.contextmanager
+def imap_session(mailbox: Mailbox, ca_bundle: Path | None) -> Iterator[IMAPClient]:
+    """The mailbox's IMAP session through the one factory; failures are 503s."""
+    try:
+        client = connect(endpoint_for(mailbox), ca_bundle=ca_bundle, timeout=IMAP_TIMEOUT)
+    except (ImapUnavailable, ImapRefused) as exc:
+        log.warning("IMAP unavailable for mailbox %s: %s", mailbox.public_id, exc)
+        raise errors.MailboxUnavailable(
+            "The mailbox server cannot be reached right now; nothing was sent"
+        ) from exc
+    try:
+        yield client
+    finally:
+        with contextlib.suppress(IMAPClientError, OSError, ssl.SSLError):
+            client.logout()
+
+
+def _fetch_headers(client: IMAPClient, located: Located, names: list[str]) -> tuple[dict, set]:
+    """Selected header fields and flags of a cached message, read from its server."""
+    try:
+        client.select_folder(located.folder.name)
+        response = client.fetch(
+            [located.message.uid], [f"BODY.PEEK[HEADER.FIELDS ({' '.join(names)})]", "FLAGS"]
+        )
+    except (IMAPClientError, OSError, ssl.SSLError) as exc:
+        raise errors.MailboxUnavailable("The mailbox server broke the session") from exc
+    data = response.get(located.message.uid)
+    if not data:
+        raise errors.NotFound("this message is no longer on the server")
+    raw = next((v for k, v in data.items() if k.startswith(b"BODY[")), b"") or b""
+    parsed = _header_parser.parsebytes(raw)
+    headers = {}
+    for name in names:
+        try:
+            value = parsed.get(name)
+        except (ValueError, IndexError, TypeError):  # a header that does not parse
+            value = None
+        headers[name.lower()] = None if value is None else str(value)
+    return headers, {bytes(f) for f in data.get(b"FLAGS", ())}
+
+
+def _reply_to(client: IMAPClient, original: Located) -> composer.ReplyTo | None:
+    headers, _flags = _fetch_headers(client, original, ["MESSAGE-ID", "REFERENCES"])
+    message_id = (headers.get("message-id") or original.message.message_id_header or "").strip()
+    if not message_id:
+        return None  # nothing to thread on: the reply goes out as a new conversation
+    references = tuple((headers.get("references") or "").split())
+    return composer.ReplyTo(message_id=message_id, references=references)
+
+
+def _submit(
+    mailbox: Mailbox,
+    settings: Settings,
+    message: EmailMessage,
+    *,
+    envelope_from: str,
+    recipients: tuple[str, ...],
+    request_dsn: bool,
+) -> smtp.Submitted:
+    endpoint = smtp.smtp_endpoint_for(mailbox)
+    try:
+        with smtp.connect(endpoint, ca_bundle=settings.ca_bundle) as session:
+            submitted = smtp.send(
+                session,
+                message,
+                envelope_from=envelope_from,
+                recipients=recipients,
+                request_dsn=request_dsn,
+            )
+    except smtp.SmtpUnavailable as exc:
+        log.warning("send failed for mailbox %s: %s", mailbox.public_id, exc)
+        raise errors.MailboxUnavailable(
+            "The mail server cannot be reached right now; nothing was sent"
+        ) from exc
+    except smtp.SmtpRefused as exc:
+        log.warning("send refused for mailbox %s: %s", mailbox.public_id, exc)
+        raise errors.SendFailed(f"The mail server refused the message: {exc}") from exc
+    return submitted
+
+
+def send_message(
+    *, db: Session, settings: Settings, mailbox: Mailbox, request: SendRequest
+) -> SentMessage:
+    """Check, compose, submit, then keep a \\Seen copy in Sent and mark the original answered."""
+    check_trust_space(settings, {"to": request.to, "cc": request.cc})
+    original = request.in_reply_to
+    with imap_session(mailbox, settings.ca_bundle) as client:
+        draft = composer.Draft(
+            sender=mailbox.address,
+            sender_name=mailbox.display_name,
+            to=request.to,
+            cc=request.cc,
+            subject=request.subject,
+            text=request.text,
+            attachments=request.attachments,
+            reply_to=_reply_to(client, original) if original is not None else None,
+            request_read_receipt=request.request_read_receipt,
+            nil=settings.nil,
+        )
+        try:
+            message = composer.compose(draft)
+            raw = composer.as_bytes(message)
+        except (ValueError, TypeError, UnicodeError) as exc:
+            # The schema should have refused it; a mail we cannot build is the client's 422.
+            raise errors.ValidationFailed({"_schema": ["This message cannot be encoded."]}) from exc
+        limit = size_limit(mailbox, settings)
+        if len(raw) > limit:
+            raise errors.PayloadTooLarge(
+                f"The message would be {len(raw)} bytes; this mailbox sends at most {limit}",
+                limit=limit,
+                size=len(raw),
+            )
+        recipients = tuple(dict.fromkeys(a.lower() for a in (*request.to, *request.cc)))
+        submitted = _submit(
+            mailbox,
+            settings,
+            message,
+            envelope_from=mailbox.address,
+            recipients=recipients,
+            request_dsn=True,
+        )
+        public_id = _keep_sent_copy(
+            db, client, mailbox, raw, has_attachments=bool(draft.attachments)
+        )
+        if original is not None and _mark_answered(client, original):
+            original.message.answered = True
+            original.message.change_seq = changes.next_change_seq(db, mailbox.id)
+            db.commit()
+    if submitted.refused:
+        raise errors.RecipientsPartiallyRefused(
+            f"{len(submitted.refused)} of {len(recipients)} recipients were refused; "
+            "the others received the message",
+            refused=list(submitted.refused),
+            id=public_id,
+            message_id=str(message["Message-ID"]),
+        )
+    return SentMessage(
+        id=public_id,
+        message_id=str(message["Message-ID"]),
+        dsn_requested=submitted.dsn_requested,
+        sent_copy=public_id is not None,
+    )
+
+
+def _keep_sent_copy(
+    db: Session, client: IMAPClient, mailbox: Mailbox, raw: bytes, *, has_attachments: bool
+) -> str | None:
+    """APPEND to the \\Sent folder (RFC 6154) with \\Seen, and cache it by its APPENDUID.
+
+    The mail is already sent: a failure here is logged and reported as a missing copy,
+    never turned into a send error (the user would send it twice).
+    """
+    now = utcnow()
+    try:
+        folder_name = client.find_special_folder(SENT) or DEFAULT_SENT
+        if not client.folder_exists(folder_name):
+            client.create_folder(folder_name)
+        reply = client.append(folder_name, raw, flags=(SEEN,), msg_time=now)
+    except (IMAPClientError, OSError, ssl.SSLError) as exc:
+        log.warning("sent copy not stored for mailbox %s: %s", mailbox.public_id, exc)
+        return None
+    match = _APPENDUID.search(reply or b"")
+    if match is None:
+        return None  # no UIDPLUS (RFC 4315): the sync will find the copy itself
+    uidvalidity, uid = int(match.group(1)), int(match.group(2))
+    header_end = raw.find(b"\r\n\r\n")
+    envelope = parse_fetch(
+        uid,
+        {
+            HEADER_KEY: raw[: header_end + 4] if header_end >= 0 else raw,
+            b"FLAGS": (SEEN,),
+            b"RFC822.SIZE": len(raw),
+            b"INTERNALDATE": now,
+        },
+    )
+    envelope.has_attachments = has_attachments
+    position = store.folder_position(db=db, mailbox_id=mailbox.id, name=folder_name, role="sent")
+    folder = db.get(Folder, position.folder_id)
+    if folder.uidvalidity is None:
+        folder.uidvalidity = uidvalidity
+    elif folder.uidvalidity != uidvalidity:
+        return None  # the folder was recreated meanwhile: the next resync will list it
+    new_ids = store.store_new_messages(
+        db=db, mailbox_id=mailbox.id, folder_id=folder.id, envelopes=[envelope], announce=False
+    )
+    db.commit()
+    row_id = new_ids[0] if new_ids else None
+    if row_id is None:
+        row_id = db.scalar(
+            select(Message.id).where(Message.folder_id == folder.id, Message.uid == uid)
+        )
+    return db.scalar(select(Message.public_id).where(Message.id == row_id))
+
+
+def _mark_answered(client: IMAPClient, original: Located) -> bool:
+    """\\Answered on the original, as a desktop client would set it (best effort)."""
+    try:
+        client.select_folder(original.folder.name)
+        client.add_flags([original.message.uid], [ANSWERED], silent=True)
+    except (IMAPClientError, OSError, ssl.SSLError) as exc:
+        log.info("could not mark message %s answered: %s", original.message.public_id, exc)
+        return False
+    return True
+
+
+def send_read_receipt(*, settings: Settings, located: Located) -> str:
+    """Send the RFC 8098 MDN the original's sender asked for; return its Message-ID."""
+    mailbox = located.mailbox
+    with imap_session(mailbox, settings.ca_bundle) as client:
+        headers, flags = _fetch_headers(
+            client, located, ["MESSAGE-ID", "DISPOSITION-NOTIFICATION-TO", "ORIGINAL-RECIPIENT"]
+        )
+        notify_to = mdn.notification_address(headers.get("disposition-notification-to"))
+        message_id = (headers.get("message-id") or "").strip()
+        if notify_to is None or not message_id:
+            raise errors.Conflict("The sender asked for no read receipt for this message")
+        if MDN_SENT in flags:
+            raise errors.Conflict("A read receipt was already sent for this message")
+        check_trust_space(settings, {"disposition_notification_to": (notify_to,)})
+        report = mdn.build_mdn(
+            mdn.Original(
+                message_id=message_id,
+                notify_to=notify_to,
+                recipient=mailbox.address,
+                original_recipient=headers.get("original-recipient"),
+            ),
+            sender_name=mailbox.display_name,
+        )
+        # RFC 8098 §2.1: an MDN's envelope sender is null, so it never bounces back.
+        _submit(
+            mailbox,
+            settings,
+            report,
+            envelope_from="",
+            recipients=(notify_to,),
+            request_dsn=False,
+        )
+        try:
+            client.add_flags([located.message.uid], [MDN_SENT], silent=True)
+        except (IMAPClientError, OSError, ssl.SSLError) as exc:
+            log.info("could not flag $MDNSent on %s: %s", located.message.public_id, exc)
+    return str(report["Message-ID"])

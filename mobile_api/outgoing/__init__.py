@@ -1,0 +1,1 @@
+"""Sending from the phone: new messages, replies and read receipts (API.md)."""

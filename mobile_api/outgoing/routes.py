@@ -1,0 +1,149 @@
+"""POST a message from a mailbox, and POST a read receipt for a received one.
+
+Both check membership first (404 for a mailbox or message the user may not see), refuse
+recipients outside the MSSanté trust space with nothing sent (422), and leave an audit
+record naming mailbox and message by opaque id, whatever the outcome.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+import unicodedata
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from flask import g, request
+from flask_smorest import Blueprint
+
+from backend import errors
+from backend.directory import mailboxes as directory
+from backend.outgoing import sending
+from backend.outgoing.compose import Attachment
+from backend.reading import messages as reading
+from mobile_api.auth.tokens import session_required
+from mobile_api.context import current_actor, db, services
+from mobile_api.outgoing import schemas
+
+_CONTENT_TYPE = re.compile(
+    r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}$"
+)
+
+
+class SendBlueprint(Blueprint):
+    """JSON or multipart on one route: webargs' `json_or_form`, documented as both bodies."""
+
+    DEFAULT_LOCATION_CONTENT_TYPE_MAPPING: ClassVar[dict[str, str]] = {
+        **Blueprint.DEFAULT_LOCATION_CONTENT_TYPE_MAPPING,
+        "json_or_form": "application/json",
+    }
+
+
+blp = SendBlueprint("outgoing", __name__, url_prefix="/api/v1", description="Sending")
+
+
+def _audited(action: str, mailbox: str, run: Callable[[], Any], **details: Any) -> Any:
+    """Run `run` and record the action with its outcome and the resulting message id."""
+    outcome, target = "error", details.pop("target", None)
+    try:
+        result = run()
+        outcome, target = "ok", getattr(result, "id", None) or target
+        return result
+    except errors.RecipientsPartiallyRefused as exc:
+        # Sent to the others: the Sent copy is the target; the refused are counted, not named.
+        outcome, target = "partial", exc.extra.get("id") or target
+        details.update(code=exc.code, refused=len(exc.extra.get("refused", ())))
+        raise
+    except errors.EstafetteError as exc:
+        outcome = "failed"
+        details["code"] = exc.code
+        raise
+    finally:
+        services().audit.record(
+            action,
+            actor=current_actor(),
+            outcome=outcome,
+            target_type="message",
+            target=target,
+            mailbox=mailbox,
+            details=details,
+        )
+
+
+def _safe_filename(name: str | None) -> str:
+    """The upload's base name without control characters (it only ever names a MIME part)."""
+    base = re.split(r"[/\\]", name or "")[-1]
+    base = "".join(c for c in base if unicodedata.category(c)[0] != "C").strip()
+    return base[:255] or "attachment"
+
+
+def _attachments(limit: int) -> tuple[Attachment, ...]:
+    """Uploaded files, read up to the mailbox's limit (past it: 413, nothing sent)."""
+    result, total = [], 0
+    for upload in request.files.getlist("attachments"):
+        data = upload.stream.read(limit - total + 1)
+        total += len(data)
+        if total > limit:
+            raise errors.PayloadTooLarge(
+                f"The attachments exceed this mailbox's limit of {limit} bytes", limit=limit
+            )
+        filename = _safe_filename(upload.filename)
+        content_type = (upload.mimetype or "").lower()
+        if not _CONTENT_TYPE.match(content_type) or content_type == "application/octet-stream":
+            content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        result.append(Attachment(filename=filename, content_type=content_type, data=data))
+    return tuple(result)
+
+
+@blp.post("/mailboxes/<mailbox_id>/messages")
+@blp.arguments(schemas.SendMessageSchema, location="json_or_form")
+@blp.doc(requestBody={"content": {"multipart/form-data": {"schema": schemas.MULTIPART_BODY}}})
+@blp.response(202, schemas.SentMessageSchema)
+@session_required
+def send_message(args: dict, mailbox_id: str) -> sending.SentMessage:
+    """Send a message (or a reply) inside the MSSanté trust space; a copy goes to Sent."""
+    settings = services().settings
+    mailbox, _role = directory.get_visible_mailbox(db=db(), user=g.user, public_id=mailbox_id)
+    original = None
+    if args["in_reply_to"]:
+        original = reading.get_visible_message(db=db(), user=g.user, public_id=args["in_reply_to"])
+        if original.mailbox.id != mailbox.id:
+            raise errors.ValidationFailed({"in_reply_to": ["Reply from the original's mailbox."]})
+    attachments = _attachments(sending.size_limit(mailbox, settings))
+    send_request = sending.SendRequest(
+        to=tuple(args["to"]),
+        cc=tuple(args["cc"]),
+        subject=args["subject"],
+        text=args["text"],
+        attachments=attachments,
+        in_reply_to=original,
+        request_read_receipt=args["request_read_receipt"],
+    )
+    result = _audited(
+        "message.send",
+        mailbox.public_id,
+        lambda: sending.send_message(
+            db=db(), settings=settings, mailbox=mailbox, request=send_request
+        ),
+        recipients=len(send_request.to) + len(send_request.cc),
+        attachments=len(attachments),
+        read_receipt_requested=send_request.request_read_receipt,
+        in_reply_to=original.message.public_id if original else None,
+    )
+    db().commit()
+    return result
+
+
+@blp.post("/messages/<message_id>/read-receipt")
+@blp.response(202, schemas.ReadReceiptSchema)
+@session_required
+def send_read_receipt(message_id: str) -> dict:
+    """Send the read receipt (RFC 8098 MDN) the sender of this message asked for."""
+    located = reading.get_visible_message(db=db(), user=g.user, public_id=message_id)
+    mdn_id = _audited(
+        "message.read_receipt",
+        located.mailbox.public_id,
+        lambda: sending.send_read_receipt(settings=services().settings, located=located),
+        target=located.message.public_id,
+    )
+    return {"message_id": mdn_id}

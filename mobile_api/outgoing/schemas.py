@@ -1,0 +1,82 @@
+"""What a client sends to compose a message, and what it gets back."""
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+MAX_RECIPIENTS = 100
+# MSSanté addresses are plain ASCII (no SMTPUTF8, no quoted local parts).
+_ADDRESS = validate.Regexp(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$",
+    error="An MSSanté address (ASCII, name@domain).",
+)
+
+
+def _utf8(value: str) -> None:
+    """JSON may carry lone surrogates, which no mail can: refuse them here, not as a 500."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("Not valid Unicode text.") from None
+
+
+def _one_line(value: str) -> None:
+    """A header value never holds a line break (no header injection) nor NUL."""
+    _utf8(value)
+    if any(c in value for c in "\r\n\0"):
+        raise ValidationError("A single line of text.")
+
+
+def _address_field() -> fields.Email:
+    return fields.Email(validate=[validate.Length(max=254), _ADDRESS])
+
+
+class SendMessageSchema(Schema):
+    """JSON body, or the same fields as multipart form fields next to `attachments` files."""
+
+    to = fields.List(
+        _address_field(),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_RECIPIENTS),
+    )
+    cc = fields.List(
+        _address_field(),
+        load_default=list,
+        validate=validate.Length(max=MAX_RECIPIENTS),
+    )
+    subject = fields.String(required=True, validate=[validate.Length(max=900), _one_line])
+    text = fields.String(load_default="", validate=_utf8)
+    in_reply_to = fields.String(
+        load_default=None, allow_none=True, validate=[validate.Length(min=1, max=32), _one_line]
+    )
+    request_read_receipt = fields.Boolean(load_default=False)
+
+
+# OpenAPI for the multipart variant (files cannot be described by a marshmallow field).
+MULTIPART_BODY = {
+    "type": "object",
+    "required": ["to", "subject"],
+    "properties": {
+        "to": {"type": "array", "items": {"type": "string", "format": "email"}, "minItems": 1},
+        "cc": {"type": "array", "items": {"type": "string", "format": "email"}},
+        "subject": {"type": "string", "maxLength": 900},
+        "text": {"type": "string"},
+        "in_reply_to": {"type": "string", "maxLength": 32},
+        "request_read_receipt": {"type": "boolean"},
+        "attachments": {"type": "array", "items": {"type": "string", "format": "binary"}},
+    },
+}
+
+
+class SentMessageSchema(Schema):
+    id = fields.String(
+        allow_none=True,
+        required=True,
+        metadata={"description": "The Sent copy's message id; null if it could not be stored"},
+    )
+    message_id = fields.String(required=True, metadata={"description": "The Message-ID header"})
+    dsn_requested = fields.Boolean(required=True)
+    sent_copy = fields.Boolean(required=True)
+
+
+class ReadReceiptSchema(Schema):
+    message_id = fields.String(required=True, metadata={"description": "The MDN's Message-ID"})

@@ -1,0 +1,62 @@
+"""Fixtures for sending: an app that trusts the test Dovecot's CA, and doctors who send."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.sending.support import Doctor
+
+
+@pytest.fixture
+def send_env(base_env, dovecot) -> dict[str, str]:
+    return {**base_env, "ESTAFETTE_CA_BUNDLE": str(dovecot.ca_cert_path)}
+
+
+@pytest.fixture
+def sender_app(send_env):
+    from mobile_api import create_app
+
+    app = create_app({**send_env, "TESTING": True})
+    yield app
+    app.extensions["estafette"].engine.dispose()
+
+
+@pytest.fixture
+def sender_services(sender_app):
+    return sender_app.extensions["estafette"]
+
+
+@pytest.fixture
+def http(sender_app):
+    return sender_app.test_client()
+
+
+@pytest.fixture
+def alice(http, sender_services, dovecot) -> Doctor:
+    """A signed-in doctor whose mailbox sends through Dovecot's submission (STARTTLS, 587)."""
+    return Doctor.create(http, sender_services, dovecot)
+
+
+@pytest.fixture
+def bob(http, sender_services, dovecot) -> Doctor:
+    """A second doctor, on the same operator: what alice sends really lands in his INBOX."""
+    return Doctor.create(http, sender_services, dovecot)
+
+
+@pytest.fixture
+def dsn_relay(dovecot):
+    """The relay behind Dovecot's submission offers DSN (RFC 3461) for this test only.
+
+    Dovecot 2.3's submission is a proxy: after AUTH it announces the relay's DSN and
+    passes NOTIFY/ORCPT/RET/ENVID through (doc.dovecot.org, "Submission Server").
+    """
+    dovecot.relay_dsn = True
+    yield dovecot
+    dovecot.relay_dsn = False
+
+
+@pytest.fixture
+def refusing_relay(dovecot):
+    """The relay answers 550 to RCPT for the addresses a test adds (lower case)."""
+    yield dovecot.relay_refuses
+    dovecot.relay_refuses.clear()
