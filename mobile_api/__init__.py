@@ -50,8 +50,19 @@ class TrustedProxies:
 class ProblemApi(Api):
     """flask-smorest's Api, with its error envelope replaced by our problem+json."""
 
+    ERROR_SCHEMA = errors.ProblemSchema
+
     def handle_http_exception(self, error: HTTPException) -> Any:
         return errors._from_http(error)
+
+    def _register_responses(self) -> None:
+        """Document every error response as what it is: application/problem+json."""
+        content_type = self.DEFAULT_RESPONSE_CONTENT_TYPE
+        self.DEFAULT_RESPONSE_CONTENT_TYPE = errors.PROBLEM_JSON
+        try:
+            super()._register_responses()
+        finally:
+            self.DEFAULT_RESPONSE_CONTENT_TYPE = content_type
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -114,11 +125,18 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
 
 def _register_blueprints(app: Flask, api: Api) -> None:
+    from mobile_api.admin import register_admin
     from mobile_api.auth.routes import blp as auth
+    from mobile_api.changes.routes import blp as changes
     from mobile_api.devices.routes import blp as devices
     from mobile_api.mailboxes.routes import blp as mailboxes
+    from mobile_api.messages.routes import blp as messages
+    from mobile_api.notifications.routes import blp as notifications
     from mobile_api.ops.routes import blp as ops
+    from mobile_api.outgoing.routes import blp as outgoing
 
-    for blueprint in (auth, devices, mailboxes):
+    for blueprint in (auth, devices, mailboxes, changes, notifications, messages):
         api.register_blueprint(blueprint)
+    register_admin(api)
+    api.register_blueprint(outgoing)
     app.register_blueprint(ops)

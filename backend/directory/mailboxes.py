@@ -26,6 +26,10 @@ class ServerSettings:
     auth: str
     username: str | None = None
     secret: str | None = None
+    # xoauth2 only: the OAuth2 client-credentials token endpoint and client id
+    # (`secret` is then the client secret).
+    token_url: str | None = None
+    client_id: str | None = None
 
 
 def _check_server(prefix: str, server: ServerSettings) -> dict[str, list[str]]:
@@ -75,6 +79,8 @@ def create_mailbox(
         imap_username=imap.username or address,
         imap_secret=imap.secret,
         imap_certificate=certificate,
+        imap_token_url=imap.token_url,
+        imap_client_id=imap.client_id,
     )
     if smtp is not None:
         mailbox.smtp_host, mailbox.smtp_port = smtp.host, smtp.port

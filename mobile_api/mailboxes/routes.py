@@ -23,8 +23,10 @@ blp = Blueprint("mailboxes", __name__, url_prefix="/api/v1", description="Mailbo
 def list_mailboxes() -> list[dict]:
     """The mailboxes the signed-in user owns or is a delegate of, with counts and sync state."""
     result = []
-    for mailbox, role in directory.visible_mailboxes(db=db(), user=g.user):
-        unread, total = cache.counts(db=db(), mailbox=mailbox)
+    visible = directory.visible_mailboxes(db=db(), user=g.user)
+    counts = cache.counts_by_mailbox(db=db(), mailbox_ids=[m.id for m, _role in visible])
+    for mailbox, role in visible:
+        unread, total = counts[mailbox.id]
         result.append(
             {
                 "id": mailbox.public_id,

@@ -32,6 +32,17 @@ class PatientSchema(Schema):
     birth_date = fields.String(allow_none=True)
 
 
+class ReceiptSchema(Schema):
+    """A read (MDN) or delivery (DSN) report received for this message."""
+
+    type = fields.String(
+        required=True,
+        metadata={"description": "read, deleted, processed, delivered, failed or delayed"},
+    )
+    at = fields.String(required=True, metadata={"format": "date-time"})  # stored as RFC 3339
+    recipient = fields.String(allow_none=True)
+
+
 class EnvelopeSchema(Schema):
     id = fields.String(required=True)
     mailbox_id = fields.String(required=True)
@@ -49,6 +60,7 @@ class EnvelopeSchema(Schema):
     mdn_requested = fields.Boolean()
     malformed = fields.Boolean()
     patient = fields.Nested(PatientSchema, allow_none=True)
+    receipts = fields.List(fields.Nested(ReceiptSchema))
 
 
 class MessageListArgsSchema(PageArgsSchema):
