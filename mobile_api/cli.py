@@ -75,6 +75,7 @@ db_cli = AppGroup("db", help="Database schema.")
 users_cli = AppGroup("users", help="User accounts.")
 mailboxes_cli = AppGroup("mailboxes", help="MSSanté mailboxes.")
 audit_cli = AppGroup("audit", help="The traceability trail.")
+certificates_cli = AppGroup("certificates", help="Client certificates and CAs.")
 
 
 @db_cli.command("upgrade")
@@ -105,6 +106,58 @@ def users_create(username: str, admin: bool, password_stdin: bool) -> None:
     click.echo(f"created user {username} ({public_id})")
 
 
+def _admin_user_change(username: str, patch: dict[str, Any]) -> None:
+    from backend.admin import accounts as admin_accounts
+
+    with session_scope(_services().sessions) as db:
+        user = users.find_user(db=db, username=username)
+        if user is None:
+            raise click.ClickException(f"no such user {username}")
+        details = admin_accounts.update_user(db=db, user=user, patch=patch)
+        public_id = user.public_id
+    _services().audit.record(
+        "admin.user_update", target_type="user", target=public_id, details={**details, "via": "cli"}
+    )
+    click.echo(f"{username}: {details.get('sessions_revoked', 0)} sessions ended")
+
+
+@users_cli.command("disable")
+@click.argument("username")
+@needs_current_schema
+@_domain_errors
+def users_disable(username: str) -> None:
+    """Disable an account and end all its sessions at once."""
+    _admin_user_change(username, {"disabled": True})
+
+
+@users_cli.command("enable")
+@click.argument("username")
+@needs_current_schema
+@_domain_errors
+def users_enable(username: str) -> None:
+    """Re-enable a disabled account."""
+    _admin_user_change(username, {"disabled": False})
+
+
+@users_cli.command("reset-otp")
+@click.argument("username")
+@needs_current_schema
+@_domain_errors
+def users_reset_otp(username: str) -> None:
+    """Forget the user's TOTP (lost phone): sessions end, enrolment at next sign-in."""
+    _admin_user_change(username, {"reset_otp": True})
+
+
+@users_cli.command("reset-password")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the new password from stdin.")
+@needs_current_schema
+@_domain_errors
+def users_reset_password(username: str, password_stdin: bool) -> None:
+    """Set a new password; every session of the user ends at once."""
+    _admin_user_change(username, {"password": _read_secret(password_stdin, "New password")})
+
+
 @mailboxes_cli.command("create")
 @click.argument("address")
 @click.option("--kind", type=click.Choice(directory.KINDS), required=True)
@@ -119,6 +172,8 @@ def users_create(username: str, admin: bool, password_stdin: bool) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Client certificate (.p12) for --auth certificate.",
 )
+@click.option("--token-url", help="OAuth2 token endpoint for --auth xoauth2.")
+@click.option("--client-id", help="OAuth2 client id for --auth xoauth2 (secret on stdin).")
 @click.option("--display-name")
 @needs_current_schema
 @_domain_errors
@@ -132,19 +187,32 @@ def mailboxes_create(
     username: str | None,
     secret_stdin: bool,
     certificate: Path | None,
+    token_url: str | None,
+    client_id: str | None,
     display_name: str | None,
 ) -> None:
-    """Register an MSSanté mailbox; the sync worker picks it up on its next heartbeat."""
-    needs_secret = secret_stdin or auth in ("password", "master")
+    """Register an MSSanté mailbox; the sync worker picks it up on its next heartbeat.
+
+    The secret on stdin is the password (password, master), the client secret (xoauth2)
+    or the .p12 passphrase (certificate).
+    """
+    if auth == "xoauth2" and not (token_url and client_id):
+        raise click.UsageError("--auth xoauth2 needs --token-url and --client-id")
+    needs_secret = secret_stdin or auth in ("password", "master", "xoauth2")
     secret = _read_secret(secret_stdin, "Secret") if needs_secret else None
+    p12 = certificate.read_bytes() if certificate else None
+    if p12 is not None:
+        _check_p12(p12, secret)
     with session_scope(_services().sessions) as db:
         mailbox = directory.create_mailbox(
             db=db,
             address=address,
             kind=kind,
             display_name=display_name,
-            imap=directory.ServerSettings(imap_host, imap_port, security, auth, username, secret),
-            certificate=certificate.read_bytes() if certificate else None,
+            imap=directory.ServerSettings(
+                imap_host, imap_port, security, auth, username, secret, token_url, client_id
+            ),
+            certificate=p12,
         )
         public_id = mailbox.public_id
     _services().audit.record(
@@ -155,6 +223,22 @@ def mailboxes_create(
         details={"kind": kind, "auth": auth, "via": "cli"},
     )
     click.echo(f"created mailbox {address} ({public_id})")
+
+
+def _check_p12(p12: bytes, passphrase: str | None) -> None:
+    """A wrong passphrase or a .p12 without a key fails now, not at the first sync."""
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    try:
+        key, cert, _chain = pkcs12.load_key_and_certificates(
+            p12, passphrase.encode() if passphrase else None
+        )
+    except ValueError:
+        raise click.ClickException(
+            "cannot open the .p12: wrong passphrase or not a PKCS#12"
+        ) from None
+    if key is None or cert is None:
+        raise click.ClickException("the .p12 holds no private key and certificate")
 
 
 @mailboxes_cli.command("grant")
@@ -182,6 +266,50 @@ def mailboxes_grant(address: str, username: str, role: str) -> None:
     click.echo(f"{username} is now {role} of {address}")
 
 
+@mailboxes_cli.command("revoke")
+@click.argument("address")
+@click.argument("username")
+@needs_current_schema
+@_domain_errors
+def mailboxes_revoke(address: str, username: str) -> None:
+    """Remove a user from a mailbox: their access and pushes for it stop at once."""
+    from backend.admin import mailboxes as admin_mailboxes
+
+    with session_scope(_services().sessions) as db:
+        mailbox = directory.find_mailbox(db=db, address=address)
+        user = users.find_user(db=db, username=username)
+        if mailbox is None or user is None:
+            raise click.ClickException("no such mailbox or user")
+        role = admin_mailboxes.remove_member(db=db, mailbox=mailbox, user=user)
+        ids = (mailbox.public_id, user.public_id)
+    _services().audit.record(
+        "admin.member_revoke",
+        target_type="user",
+        target=ids[1],
+        mailbox=ids[0],
+        details={"before.role": role, "via": "cli"},
+    )
+    click.echo(f"{username} no longer has access to {address}")
+
+
+@certificates_cli.command("check")
+@needs_current_schema
+def certificates_check() -> None:
+    """List every client certificate and CA; exit 1 if one is expired or unusable."""
+    from backend.certificates import inventory
+
+    services = _services()
+    with services.sessions() as db:
+        statuses = inventory(db=db, ca_bundle=services.settings.ca_bundle)
+    for status in statuses:
+        expiry = status.not_after.date().isoformat() if status.not_after else "-"
+        click.echo(
+            f"{status.status:8} {status.id:32} {expiry} {status.days_left} days {status.subject}"
+        )
+    if any(status.status == "error" for status in statuses):
+        sys.exit(1)
+
+
 @audit_cli.command("verify")
 @needs_current_schema
 def audit_verify() -> None:
@@ -195,6 +323,73 @@ def audit_verify() -> None:
     sys.exit(1)
 
 
+@audit_cli.command("purge")
+@needs_current_schema
+def audit_purge() -> None:
+    """Delete records past ESTAFETTE_AUDIT_RETENTION_DAYS, keeping an anchor so verify passes."""
+    from backend.audit.retention import ChainBroken, purge_expired
+
+    services = _services()
+    try:
+        result = purge_expired(
+            services.sessions, services.audit, retention_days=services.settings.audit_retention_days
+        )
+    except ChainBroken as exc:
+        click.echo(f"audit purge REFUSED: {exc}", err=True)
+        sys.exit(1)
+    if result is None:
+        click.echo("nothing to purge")
+        return
+    click.echo(
+        f"purged {result.purged} records before {result.cutoff.isoformat(timespec='seconds')}; "
+        f"anchor {result.anchor_id} {result.anchor_hash}"
+    )
+
+
+@audit_cli.command("export")
+@click.option("--actor")
+@click.option("--action", help="An action, or a prefix ending in * (admin.*).")
+@click.option("--mailbox")
+@click.option("--since", type=click.DateTime(), help="UTC")
+@click.option("--until", type=click.DateTime(), help="UTC")
+@click.option("--output", type=click.File("w"), default="-", show_default=True)
+@needs_current_schema
+def audit_export(
+    actor: str | None,
+    action: str | None,
+    mailbox: str | None,
+    since: Any,
+    until: Any,
+    output: Any,
+) -> None:
+    """Write matching records as a FHIR R4 Bundle of AuditEvents (JSON)."""
+    import json
+    from datetime import UTC
+
+    from backend.audit import fhir
+    from backend.audit.search import AuditQuery, search
+
+    query = AuditQuery(
+        actor=actor,
+        action=action,
+        mailbox=mailbox,
+        since=since.replace(tzinfo=UTC) if since else None,
+        until=until.replace(tzinfo=UTC) if until else None,
+    )
+    records, after = [], None
+    with _services().sessions() as db:
+        while True:
+            page, after = search(db=db, query=query, limit=1000, after=after)
+            records.extend(page)
+            if after is None:
+                break
+        json.dump(fhir.bundle(records), output, indent=1)
+    output.write("\n")
+    _services().audit.record(
+        "audit.export", target_type="audit", details={"records": len(records), "via": "cli"}
+    )
+
+
 def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -204,14 +399,23 @@ def _stop_on_signals() -> threading.Event:
 
 @click.command("sync")
 @click.option("--pool-size", type=int, default=16, show_default=True)
+@click.option(
+    "--max-mailboxes",
+    type=click.IntRange(min=1),
+    default=100_000,
+    show_default=True,
+    help="Lease at most this many mailboxes; other workers take the rest.",
+)
 @needs_current_schema
-def sync_command(pool_size: int) -> None:
+def sync_command(pool_size: int, max_mailboxes: int) -> None:
     """Run a sync worker: IMAP IDLE on the mailboxes it leases."""
     from backend.sync.worker import SyncWorker
 
     configure_logging()
     services = _services()
-    SyncWorker(services.sessions, services.settings, pool_size=pool_size).run(_stop_on_signals())
+    SyncWorker(
+        services.sessions, services.settings, pool_size=pool_size, max_mailboxes=max_mailboxes
+    ).run(_stop_on_signals())
 
 
 @click.command("push")
@@ -225,7 +429,12 @@ def push_command() -> None:
     services = _services()
     sender = create_sender(services.settings.fcm_credentials, services.settings.fcm_endpoint)
     try:
-        Dispatcher(services.sessions, sender).run(_stop_on_signals())
+        Dispatcher(
+            services.sessions,
+            sender,
+            lease_seconds=services.settings.push_lease_seconds,
+            previews=services.settings.push_previews,
+        ).run(_stop_on_signals())
     finally:
         sender.close()
 
@@ -249,6 +458,7 @@ def register_commands(app: Flask) -> None:
         users_cli,
         mailboxes_cli,
         audit_cli,
+        certificates_cli,
         sync_command,
         push_command,
         serve_command,

@@ -36,7 +36,12 @@ class _Background:
         settings = self._services.settings
         worker = SyncWorker(self._services.sessions, settings)
         self._sender = create_sender(settings.fcm_credentials, settings.fcm_endpoint)
-        dispatcher = Dispatcher(self._services.sessions, self._sender)
+        dispatcher = Dispatcher(
+            self._services.sessions,
+            self._sender,
+            lease_seconds=settings.push_lease_seconds,
+            previews=settings.push_previews,
+        )
         self._threads = [
             threading.Thread(target=worker.run, args=(self._stop,), name="sync", daemon=True),
             threading.Thread(target=dispatcher.run, args=(self._stop,), name="push", daemon=True),

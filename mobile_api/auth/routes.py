@@ -9,6 +9,7 @@ from backend import errors
 from backend.accounts import cps, totp, users
 from backend.accounts import devices as device_service
 from backend.audit.trail import Actor
+from backend.storage.models import utcnow
 from mobile_api.auth import schemas
 from mobile_api.auth.tokens import (
     issue_mfa_token,
@@ -51,6 +52,8 @@ def _open_session(spec: dict, method: str) -> dict:
         push_token=spec.get("push_token"),
         auth_method=method,
     )
+    if spec.get("push_key") and services().settings.push_previews:
+        device.push_key = spec["push_key"]  # encrypted at rest; only this device can read
     session = issue_session(device, g.user)
     db().commit()
     g.actor = Actor(user=g.user.public_id, device=device.public_id, source_ip=client_ip())
@@ -126,6 +129,23 @@ def sign_in_with_otp(body: dict) -> dict:
     session = _open_session(body["device"], "totp")
     revoke_current_token()  # the mfa token is single-use
     return session
+
+
+@blp.post("/otp/verify")
+@blp.arguments(schemas.CodeSchema)
+@blp.response(204)
+@session_required
+@limiter.limit(OTP_PER_ACCOUNT, key_func=account_from_token)
+def reverify(body: dict) -> None:
+    """Confirm a TOTP code on the current session: renews the fresh second factor admins need."""
+    try:
+        users.verify_second_factor(db=db(), user=g.user, code=body["code"])
+    except errors.EstafetteError as exc:
+        _refused("auth.otp_verify", exc)
+        raise
+    g.device.authenticated_at = utcnow()
+    db().commit()
+    _audit("auth.otp_verify")
 
 
 @blp.post("/cps")

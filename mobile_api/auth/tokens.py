@@ -208,12 +208,32 @@ def session_required(view: Callable | None = None, *, refresh: bool = False) -> 
     return decorate(view) if view is not None else decorate
 
 
+ADMIN_MFA_MINUTES = 10
+
+
+def has_fresh_second_factor(device: Device) -> bool:
+    """A CPS card session, or a TOTP code verified on this device in the last 10 minutes."""
+    if device.auth_method == "cps":
+        return True
+    return utcnow() - device.authenticated_at <= timedelta(minutes=ADMIN_MFA_MINUTES)
+
+
 def admin_required(view: Callable) -> Callable:
+    """Administrators only, with a fresh second factor (POST /auth/otp/verify renews it).
+
+    Put it right under the route decorator: the caller is checked before the body is read.
+    """
+
     @session_required
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not g.user.is_admin:
             raise errors.Forbidden("administrators only")
+        if not has_fresh_second_factor(g.device):
+            raise errors.FreshMfaRequired(
+                f"Confirm a one-time code with POST /api/v1/auth/otp/verify; admin calls need "
+                f"a second factor from the last {ADMIN_MFA_MINUTES} minutes"
+            )
         return view(*args, **kwargs)
 
     return wrapper

@@ -1,0 +1,183 @@
+"""Inventory of every configured certificate: mailbox client certificates (.p12) and the CAs.
+
+An expired APP certificate silently stops a mailbox, so operators see each certificate
+with its expiry, `warning` under 30 days and `error` once expired, here and as the
+Prometheus gauge `estafette_certificate_days_left` (labelled by an opaque id, never an
+address or a subject).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import pkcs12
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import REGISTRY, Collector
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.storage.models import Mailbox, utcnow
+
+WARNING_DAYS = 30
+
+
+@dataclass(frozen=True)
+class CertificateStatus:
+    """One certificate as operators see it. `id` is opaque: `mbx_…:client` or `ca:<sha256>`."""
+
+    id: str
+    kind: str  # client | ca
+    mailbox_id: str | None
+    subject: str | None
+    issuer: str | None
+    not_after: datetime | None
+    days_left: int | None
+    status: str  # ok | warning | error
+    detail: str | None = None
+
+
+def status_of(not_after: datetime, now: datetime) -> tuple[int, str]:
+    """Whole days left (negative once expired) and the status they mean."""
+    left = (not_after - now).total_seconds()
+    days = int(left / 86400)  # toward zero: 29 d 23 h left is 29; expired 3 d 2 h ago is -3
+    if left <= 0:
+        return days, "error"
+    return days, "warning" if days < WARNING_DAYS else "ok"
+
+
+def _describe(
+    certificate: x509.Certificate, *, id: str, kind: str, mailbox_id: str | None, now: datetime
+) -> CertificateStatus:
+    not_after = certificate.not_valid_after_utc
+    days, status = status_of(not_after, now)
+    return CertificateStatus(
+        id=id,
+        kind=kind,
+        mailbox_id=mailbox_id,
+        subject=certificate.subject.rfc4514_string(),
+        issuer=certificate.issuer.rfc4514_string(),
+        not_after=not_after,
+        days_left=days,
+        status=status,
+    )
+
+
+def client_certificate(
+    p12: bytes, passphrase: str | None, *, mailbox_id: str, now: datetime
+) -> CertificateStatus:
+    """A mailbox's .p12; one that cannot be opened is an `error` (sync would fail too)."""
+    try:
+        _key, certificate, _chain = pkcs12.load_key_and_certificates(
+            p12, passphrase.encode() if passphrase else None
+        )
+    except ValueError:
+        certificate = None
+    if certificate is None:
+        return CertificateStatus(
+            id=f"{mailbox_id}:client",
+            kind="client",
+            mailbox_id=mailbox_id,
+            subject=None,
+            issuer=None,
+            not_after=None,
+            days_left=None,
+            status="error",
+            detail="the .p12 cannot be opened with the stored passphrase",
+        )
+    return _describe(
+        certificate, id=f"{mailbox_id}:client", kind="client", mailbox_id=mailbox_id, now=now
+    )
+
+
+def ca_certificates(bundle: Path, now: datetime) -> list[CertificateStatus]:
+    """Every CA in ESTAFETTE_CA_BUNDLE, named by its SHA-256 fingerprint."""
+    result = []
+    for certificate in x509.load_pem_x509_certificates(bundle.read_bytes()):
+        fingerprint = hashlib.sha256(certificate.tbs_certificate_bytes).hexdigest()[:16]
+        result.append(
+            _describe(certificate, id=f"ca:{fingerprint}", kind="ca", mailbox_id=None, now=now)
+        )
+    return result
+
+
+def inventory(
+    *, db: Session, ca_bundle: Path | None, now: datetime | None = None
+) -> list[CertificateStatus]:
+    """Every configured certificate: mailbox client certificates first, then the CAs."""
+    now = now or utcnow()
+    mailboxes = db.scalars(
+        select(Mailbox).where(Mailbox.imap_certificate.is_not(None)).order_by(Mailbox.id)
+    )
+    result = [
+        client_certificate(m.imap_certificate, m.imap_secret, mailbox_id=m.public_id, now=now)
+        for m in mailboxes
+    ]
+    if ca_bundle is not None:
+        result.extend(ca_certificates(ca_bundle, now))
+    return result
+
+
+class CertificateCollector(Collector):
+    """Computes the gauge at scrape time from the inventory, cached for `ttl` seconds.
+
+    One per process: the app that registers last provides the data (one app per process
+    in production; tests build many).
+    """
+
+    def __init__(self, ttl: float = 300.0) -> None:
+        self._ttl = ttl
+        self._lock = threading.Lock()
+        self._source: tuple[sessionmaker[Session], Path | None] | None = None
+        self._cached: list[CertificateStatus] = []
+        self._cached_at = 0.0
+
+    def attach(self, sessions: sessionmaker[Session], ca_bundle: Path | None) -> None:
+        with self._lock:
+            self._source = (sessions, ca_bundle)
+            self._cached_at = 0.0
+
+    def update(self, statuses: list[CertificateStatus]) -> None:
+        """Take a freshly computed inventory (e.g. from the admin call) as the cache."""
+        with self._lock:
+            self._cached, self._cached_at = list(statuses), time.monotonic()
+
+    def _current(self) -> list[CertificateStatus]:
+        with self._lock:
+            source, fresh = self._source, time.monotonic() - self._cached_at < self._ttl
+            if fresh or source is None:
+                return self._cached
+        sessions, ca_bundle = source
+        try:
+            with sessions() as db:
+                statuses = inventory(db=db, ca_bundle=ca_bundle)
+        except Exception:  # a scrape must not fail because the database blinked
+            return self._cached
+        self.update(statuses)
+        return statuses
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return [self._family()]
+
+    def _family(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "estafette_certificate_days_left",
+            "Days until a configured certificate expires (negative: expired or unusable)",
+            labels=["certificate", "kind"],
+        )
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        family = self._family()
+        for status in self._current():
+            days = status.days_left if status.days_left is not None else -1
+            family.add_metric([status.id, status.kind], days)
+        return [family]
+
+
+CERTIFICATES = CertificateCollector()
+REGISTRY.register(CERTIFICATES)

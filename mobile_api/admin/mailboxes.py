@@ -1,0 +1,253 @@
+"""Admin: mailboxes of the four kinds, their IMAP/SMTP settings, and delegation.
+
+Secrets and the .p12 are written, encrypted at rest by the model, and never read back
+out: responses show `secret_set` / `certificate_set` only.
+"""
+
+from __future__ import annotations
+
+from flask import request
+from flask_smorest import Blueprint
+from marshmallow import ValidationError
+from sqlalchemy import select
+
+from backend import errors
+from backend.accounts import users as accounts
+from backend.admin import changes
+from backend.admin import mailboxes as admin_mailboxes
+from backend.admin.accounts import page_of
+from backend.directory import mailboxes as directory
+from backend.storage.models import Mailbox
+from mobile_api.admin import audit_admin, schemas
+from mobile_api.auth.tokens import admin_required
+from mobile_api.context import db
+from mobile_api.pagination import PageArgsSchema, decode_cursor, encode_cursor
+
+blp = Blueprint(
+    "admin_mailboxes",
+    __name__,
+    url_prefix="/api/v1/admin/mailboxes",
+    description="Admin: mailboxes and delegation",
+)
+
+
+def _server(mailbox: Mailbox, prefix: str) -> dict | None:
+    host = getattr(mailbox, f"{prefix}_host")
+    if host is None:
+        return None
+    view = {
+        name: getattr(mailbox, f"{prefix}_{name}")
+        for name in ("host", "port", "security", "auth", "username")
+    }
+    view["secret_set"] = getattr(mailbox, f"{prefix}_secret") is not None
+    if prefix == "imap":
+        view["certificate_set"] = mailbox.imap_certificate is not None
+        view["token_url"] = mailbox.imap_token_url
+        view["client_id"] = mailbox.imap_client_id
+    return view
+
+
+def _view(mailbox: Mailbox, *, with_members: bool = True) -> dict:
+    view = {
+        "id": mailbox.public_id,
+        "address": mailbox.address,
+        "kind": mailbox.kind,
+        "display_name": mailbox.display_name,
+        "imap": _server(mailbox, "imap"),
+        "smtp": _server(mailbox, "smtp"),
+        "max_message_bytes": mailbox.max_message_bytes,
+        "sync": {
+            "state": mailbox.sync_state,
+            "detail": mailbox.sync_detail,
+            "changed_at": mailbox.sync_changed_at,
+            "settings_version": mailbox.settings_version,
+        },
+        "created_at": mailbox.created_at,
+    }
+    if with_members:
+        view["members"] = [
+            {"user_id": user.public_id, "username": user.username, "role": role}
+            for user, role in admin_mailboxes.members(db=db(), mailbox=mailbox)
+        ]
+    return view
+
+
+def _server_settings(values: dict) -> directory.ServerSettings:
+    return directory.ServerSettings(
+        values["host"],
+        values["port"],
+        values["security"],
+        values["auth"],
+        values.get("username"),
+        values.get("secret"),
+        values.get("token_url"),
+        values.get("client_id"),
+    )
+
+
+@blp.get("")
+@admin_required
+@blp.arguments(PageArgsSchema, location="query")
+@blp.response(200, schemas.MailboxPageSchema)
+def list_mailboxes(args: dict) -> dict:
+    """Every mailbox, oldest first, with its sync state (members: GET one mailbox)."""
+    after = decode_cursor(args["cursor"], 1)
+    rows, next_key = page_of(
+        db(),
+        select(Mailbox),
+        Mailbox.id,
+        limit=args["limit"],
+        after=int(after[0]) if after else None,
+    )
+    return {
+        "items": [_view(m, with_members=False) for m in rows],
+        "next": encode_cursor(next_key) if next_key else None,
+    }
+
+
+@blp.post("")
+@admin_required
+@blp.arguments(schemas.MailboxCreateSchema)
+@blp.response(201, schemas.AdminMailboxSchema)
+def create_mailbox(body: dict) -> dict:
+    """Register a PER, ORG, APP or CAB mailbox; sync picks it up on its next heartbeat."""
+    imap = body["imap"]
+    certificate = imap.get("certificate")
+    if certificate is not None:
+        admin_mailboxes.check_certificate(certificate, imap.get("secret"), "imap.certificate")
+    mailbox = directory.create_mailbox(
+        db=db(),
+        address=body["address"],
+        kind=body["kind"],
+        display_name=body["display_name"],
+        imap=_server_settings(imap),
+        certificate=certificate,
+        smtp=_server_settings(body["smtp"]) if body["smtp"] else None,
+    )
+    mailbox.max_message_bytes = body["max_message_bytes"]
+    admin_mailboxes.check_settings(mailbox)
+    db().commit()
+    audit_admin(
+        "admin.mailbox_create",
+        target_type="mailbox",
+        target=mailbox.public_id,
+        mailbox=mailbox.public_id,
+        details=changes.created(changes.mailbox_settings(mailbox)),
+    )
+    return _view(mailbox)
+
+
+@blp.get("/<mailbox_id>")
+@admin_required
+@blp.response(200, schemas.AdminMailboxSchema)
+def get_mailbox(mailbox_id: str) -> dict:
+    """One mailbox with its settings (secrets shown as set or not) and its members."""
+    return _view(admin_mailboxes.get_mailbox(db=db(), public_id=mailbox_id))
+
+
+@blp.patch("/<mailbox_id>")
+@admin_required
+@blp.arguments(schemas.MailboxPatchSchema)
+@blp.response(200, schemas.AdminMailboxSchema)
+def update_mailbox(body: dict, mailbox_id: str) -> dict:
+    """Change settings; an IMAP change restarts this mailbox's sync, not the worker."""
+    mailbox = admin_mailboxes.get_mailbox(db=db(), public_id=mailbox_id)
+    change = admin_mailboxes.update_mailbox(db=db(), mailbox=mailbox, patch=body)
+    db().commit()
+    audit_admin(
+        "admin.mailbox_update",
+        target_type="mailbox",
+        target=mailbox.public_id,
+        mailbox=mailbox.public_id,
+        details={**change.details, "sync_restarted": change.restarted_sync},
+    )
+    return _view(mailbox)
+
+
+@blp.put("/<mailbox_id>/certificate")
+@admin_required
+@blp.arguments(schemas.CertificateFileSchema, location="files")
+@blp.response(200, schemas.AdminMailboxSchema)
+def upload_certificate(files: dict, mailbox_id: str) -> dict:
+    """Multipart upload of the mailbox's .p12: a `certificate` file part, and an optional
+    `passphrase` form field (else the stored secret opens it)."""
+    # OpenAPI 3 has one request body: the form field is read here, still through a schema.
+    try:
+        form = schemas.CertificateFormSchema().load(request.form)
+    except ValidationError as exc:
+        raise errors.ValidationFailed(exc.normalized_messages()) from None
+    mailbox = admin_mailboxes.get_mailbox(db=db(), public_id=mailbox_id)
+    p12 = files["certificate"].read(schemas.MAX_P12_BYTES + 1)
+    if not p12 or len(p12) > schemas.MAX_P12_BYTES:
+        raise errors.ValidationFailed(
+            {"certificate": [f"Between 1 and {schemas.MAX_P12_BYTES} bytes."]}
+        )
+    imap: dict = {"certificate": p12}
+    if form["passphrase"] is not None:
+        imap["secret"] = form["passphrase"]
+    change = admin_mailboxes.update_mailbox(db=db(), mailbox=mailbox, patch={"imap": imap})
+    db().commit()
+    audit_admin(
+        "admin.mailbox_update",
+        target_type="mailbox",
+        target=mailbox.public_id,
+        mailbox=mailbox.public_id,
+        details={**change.details, "sync_restarted": change.restarted_sync},
+    )
+    return _view(mailbox)
+
+
+@blp.delete("/<mailbox_id>")
+@admin_required
+@blp.response(204)
+def delete_mailbox(mailbox_id: str) -> None:
+    """Forget the mailbox (members, cache, pending pushes); mail on the server stays."""
+    mailbox = admin_mailboxes.get_mailbox(db=db(), public_id=mailbox_id)
+    public_id, before = mailbox.public_id, changes.mailbox_settings(mailbox)
+    admin_mailboxes.delete_mailbox(db=db(), mailbox=mailbox)
+    db().commit()
+    audit_admin(
+        "admin.mailbox_delete",
+        target_type="mailbox",
+        target=public_id,
+        mailbox=public_id,
+        details={f"before.{k}": v for k, v in before.items() if k in ("kind", "imap.auth")},
+    )
+
+
+@blp.put("/<mailbox_id>/members/<user_id>")
+@admin_required
+@blp.arguments(schemas.RoleSchema)
+@blp.response(200, schemas.MemberSchema)
+def put_member(body: dict, mailbox_id: str, user_id: str) -> dict:
+    """Make a user the owner or a delegate of the mailbox (or change their role)."""
+    mailbox = admin_mailboxes.get_mailbox(db=db(), public_id=mailbox_id)
+    user = accounts.get_user(db=db(), public_id=user_id)
+    previous = admin_mailboxes.set_member(db=db(), mailbox=mailbox, user=user, role=body["role"])
+    db().commit()
+    audit_admin(
+        "admin.member_grant",
+        target_type="user",
+        target=user.public_id,
+        mailbox=mailbox.public_id,
+        details={"before.role": previous, "after.role": body["role"]},
+    )
+    return {"user_id": user.public_id, "username": user.username, "role": body["role"]}
+
+
+@blp.delete("/<mailbox_id>/members/<user_id>")
+@admin_required
+@blp.response(204)
+def delete_member(mailbox_id: str, user_id: str) -> None:
+    """Remove a member: their access and their pushes for this mailbox stop at once."""
+    mailbox = admin_mailboxes.get_mailbox(db=db(), public_id=mailbox_id)
+    user = accounts.get_user(db=db(), public_id=user_id)
+    role = admin_mailboxes.remove_member(db=db(), mailbox=mailbox, user=user)
+    db().commit()
+    audit_admin(
+        "admin.member_revoke",
+        target_type="user",
+        target=user.public_id,
+        mailbox=mailbox.public_id,
+        details={"before.role": role},
+    )
