@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.storage.models import AuditChainHead, AuditRecord, utcnow
@@ -80,6 +80,9 @@ class Actor:
 SYSTEM = Actor()
 
 
+_RECORD_COLUMNS = tuple(AuditRecord.__table__.columns)
+
+
 class AuditTrail:
     """Appends records in their own short transaction, so the chain lock is held briefly."""
 
@@ -101,15 +104,16 @@ class AuditTrail:
         """Append one record to the chain and return it."""
         encoded = _encode_details(details)
         with self._sessions() as session, session.begin():
-            # UPDATE first: it takes the row lock (PostgreSQL) or the write lock (SQLite)
-            # before we read the head, so two writers can never chain onto the same record.
-            session.execute(
+            # Taking the next id from the head row also takes its lock (PostgreSQL row lock,
+            # SQLite write lock), so two writers can never chain onto the same record.
+            head = session.execute(
                 update(AuditChainHead)
-                .where(AuditChainHead.id == 1)
-                .values(last_id=AuditChainHead.last_id)
-            )
-            head = session.get(AuditChainHead, 1)  # created by the first migration
+                .where(AuditChainHead.id == 1)  # created by the first migration
+                .values(last_id=AuditChainHead.last_id + 1)
+                .returning(AuditChainHead.last_id, AuditChainHead.last_hash)
+            ).one()
             entry = AuditRecord(
+                id=head.last_id,
                 occurred_at=at or utcnow(),
                 actor=actor.user,
                 device=actor.device,
@@ -121,13 +125,17 @@ class AuditTrail:
                 source_ip=actor.source_ip,
                 details=encoded,
                 prev_hash=head.last_hash,
-                hash="",
             )
-            session.add(entry)
-            session.flush()
             entry.hash = chain_hash(entry)
-            head.last_id = entry.id
-            head.last_hash = entry.hash
+            # Core statements: three round trips per record, no unit-of-work bookkeeping.
+            session.execute(
+                insert(AuditRecord).values(
+                    {column.key: getattr(entry, column.key) for column in _RECORD_COLUMNS}
+                )
+            )
+            session.execute(
+                update(AuditChainHead).where(AuditChainHead.id == 1).values(last_hash=entry.hash)
+            )
         # The operational log gets the same ids and codes as the trail, never more.
         log.info(
             "%s %s actor=%s device=%s target=%s mailbox=%s",
