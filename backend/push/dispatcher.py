@@ -54,6 +54,7 @@ from backend.push import payloads, previews
 from backend.push.fcm import Sender
 from backend.push.outcomes import Outcome, OutcomeKind
 from backend.push.quiet_hours import quiet_hours_of
+from backend.push.wakeup import OutboxWakeup
 from backend.storage.database import session_scope
 from backend.storage.models import (
     Device,
@@ -128,18 +129,22 @@ class Dispatcher:
         self._next_housekeeping = 0.0
         self._next_depth = 0.0
 
-    def run(self, stop: threading.Event, idle_wait: float = 0.05) -> None:
-        """Drain until `stop` is set; poll gently when the outbox is empty."""
+    def run(self, stop: threading.Event) -> None:
+        """Drain until `stop` is set; when the outbox is empty, wait for a NOTIFY or a poll."""
         log.info("push dispatcher starting")
-        while not stop.is_set():
-            try:
-                worked = self.dispatch_once()
-            except Exception:
-                log.exception("dispatch failed; retrying")
-                stop.wait(ERROR_WAIT_SECONDS)  # a database outage must not flood the log
-                continue
-            if not worked:
-                stop.wait(idle_wait)
+        wakeup = OutboxWakeup(self._sessions.kw["bind"])
+        try:
+            while not stop.is_set():
+                try:
+                    worked = self.dispatch_once()
+                except Exception:
+                    log.exception("dispatch failed; retrying")
+                    stop.wait(ERROR_WAIT_SECONDS)  # a database outage must not flood the log
+                    continue
+                if not worked:
+                    wakeup.wait(stop)
+        finally:
+            wakeup.close()
         log.info("push dispatcher stopped")
 
     def dispatch_once(self) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from backend.push.payloads import MAIL_READ, NEW_MAIL
+from backend.push.wakeup import notify
 from backend.storage.models import OutboxEvent
 
 
@@ -22,6 +23,7 @@ def announce_new(
     """
     event = OutboxEvent(kind=NEW_MAIL, mailbox_id=mailbox_id, message_id=message_id, urgent=urgent)
     db.add(event)
+    notify(db)
     return event
 
 
@@ -33,4 +35,5 @@ def announce_read(db: Session, *, mailbox_id: int, message_id: int | None = None
     """
     event = OutboxEvent(kind=MAIL_READ, mailbox_id=mailbox_id, message_id=message_id)
     db.add(event)
+    notify(db)
     return event
