@@ -40,7 +40,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.postgres)
         if "dovecot" in names:
             item.add_marker(pytest.mark.dovecot)
-        if "redis_url" in names:
+        if "redis_url" in names or "redis" in params.values():  # also getfixturevalue'd
             item.add_marker(pytest.mark.redis)
         service_marks = {"postgres", "dovecot", "redis", "e2e", "unit"}
         if not service_marks & {m.name for m in item.iter_markers()}:
