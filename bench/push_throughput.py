@@ -250,7 +250,7 @@ def main() -> None:
 
         halt = threading.Event()
         started = time.perf_counter()
-        worker = threading.Thread(target=dispatcher.run, args=(halt, 0.005), daemon=True)
+        worker = threading.Thread(target=dispatcher.run, args=(halt,), daemon=True)
         worker.start()
         while _pending(sessions):
             time.sleep(0.02)

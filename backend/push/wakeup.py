@@ -25,9 +25,18 @@ LISTEN_POLL_SECONDS = 1.0
 
 
 def notify(db: Session) -> None:
-    """Ask for a wake-up when `db`'s transaction commits (PostgreSQL only)."""
-    if db.get_bind().dialect.name == "postgresql":
-        db.execute(text(f"NOTIFY {CHANNEL}"))
+    """Ask for a wake-up when `db`'s transaction commits (PostgreSQL only).
+
+    Once per transaction is enough (PostgreSQL folds repeats anyway): a sync batch of many
+    new messages costs one NOTIFY round trip, not one each.
+    """
+    if db.get_bind().dialect.name != "postgresql":
+        return
+    transaction = db.get_transaction()
+    if transaction is not None and db.info.get("outbox_notified") is transaction:
+        return
+    db.execute(text(f"NOTIFY {CHANNEL}"))
+    db.info["outbox_notified"] = db.get_transaction()
 
 
 class OutboxWakeup:
