@@ -8,10 +8,12 @@ A client never sees HTML or a stack trace.
 from __future__ import annotations
 
 import logging
+import traceback
 from typing import Any
 
 from flask import Flask, Response, json, request
 from marshmallow import INCLUDE, Schema, fields
+from sqlalchemy.exc import DataError, DBAPIError
 from werkzeug.exceptions import HTTPException
 
 from backend import errors
@@ -118,18 +120,49 @@ def _from_http(exc: HTTPException) -> Response:
     return response
 
 
+def _bad_value(exc: DataError) -> Response:
+    """A value the database cannot take (PostgreSQL: a NUL character, a number too large).
+
+    SQLite stores what PostgreSQL refuses, so schemas cannot catch all of it up front.
+    """
+    _log_database_error(exc, logging.WARNING)
+    return problem(
+        400,
+        "invalid_value",
+        "A value cannot be accepted",
+        "A field holds a character or a number that cannot be stored (a NUL character?)",
+    )
+
+
 def _unexpected(exc: Exception) -> Response:
     # The traceback goes to the log for operators; the client gets a plain 500.
-    log.error(
-        "unhandled %s on %s %s", type(exc).__name__, request.method, request.path, exc_info=exc
-    )
+    if isinstance(exc, DBAPIError):
+        _log_database_error(exc, logging.ERROR)
+    else:
+        log.error(
+            "unhandled %s on %s %s", type(exc).__name__, request.method, request.path, exc_info=exc
+        )
     return problem(500, "internal_error", "Internal error", "The error was logged")
+
+
+def _log_database_error(exc: DBAPIError, level: int) -> None:
+    """Where it failed, never what was in it: driver messages quote values (DETAIL: Key …)."""
+    log.log(
+        level,
+        "database %s (SQLSTATE %s) on %s %s\n%s",
+        type(exc.orig).__name__,
+        getattr(exc.orig, "sqlstate", None),
+        request.method,
+        request.path,
+        "".join(traceback.format_tb(exc.__traceback__)),
+    )
 
 
 def register_error_handlers(app: Flask) -> None:
     """Route every error class to problem+json."""
     app.register_error_handler(errors.EstafetteError, _from_domain)
     app.register_error_handler(HTTPException, _from_http)
+    app.register_error_handler(DataError, _bad_value)
     app.register_error_handler(Exception, _unexpected)
 
 

@@ -36,7 +36,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         params = getattr(getattr(item, "callspec", None), "params", {})
-        if params.get("database_url") == "postgresql":
+        if "postgresql" in params.values():  # database_url, or a module fixture's own
             item.add_marker(pytest.mark.postgres)
         if "dovecot" in names:
             item.add_marker(pytest.mark.dovecot)

@@ -20,12 +20,20 @@ class SchemaOutOfDate(RuntimeError):
 
 
 def make_engine(url: str) -> Engine:
-    """Create the engine with the settings each backend needs for concurrent workers."""
+    """Create the engine with the settings each backend needs for concurrent workers.
+
+    `hide_parameters`: bound values (subjects, addresses) never enter an exception's text,
+    so no traceback can carry them into a log.
+    """
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(
+            url,
+            connect_args={"timeout": 30, "check_same_thread": False},
+            hide_parameters=True,
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -37,7 +45,9 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True
+    )
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -1,8 +1,9 @@
 """Schemathesis over the served OpenAPI document: the message calls, signed in, never a 5xx.
 
-The fuzzed gateway runs on SQLite (the engine does not change what the API accepts) against
-the real test Dovecot, with a mailbox holding real mail: generated ids are sometimes swapped
-for real ones, so the calls also reach their success paths. Any route added under
+The fuzzed gateway runs on SQLite and on PostgreSQL (which refuses what SQLite stores, NUL
+characters for one) against the real test Dovecot, with a mailbox holding real mail:
+generated ids are sometimes swapped for real ones, so the calls also reach their success
+paths. Any route added under
 /mailboxes, /messages or /sync is fuzzed without touching this file.
 """
 
@@ -19,7 +20,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi import checks
 
-from tests.conftest import TEST_DATA_KEY, TEST_SECRET_KEY
+from tests.conftest import TEST_DATA_KEY, TEST_SECRET_KEY, _reset_postgres
 from tests.messages.support import Inbox
 
 MESSAGE_CALLS = r"^/api/v1/(mailboxes|messages|sync)"
@@ -38,15 +39,20 @@ def _mail(subject: str) -> bytes:
     return bytes(message)
 
 
-@pytest.fixture(scope="module")
-def fuzzed_app(tmp_path_factory, sqlite_template, dovecot) -> Iterator[Any]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def fuzzed_app(request, tmp_path_factory, dovecot) -> Iterator[Any]:
     from mobile_api import create_app
 
     home = tmp_path_factory.mktemp("fuzz")
-    shutil.copy(sqlite_template, home / "estafette.db")
+    if request.param == "sqlite":
+        shutil.copy(request.getfixturevalue("sqlite_template"), home / "estafette.db")
+        url = f"sqlite:///{home / 'estafette.db'}"
+    else:
+        url = request.getfixturevalue("postgres_database")
+        _reset_postgres(url)
     app = create_app(
         {
-            "ESTAFETTE_DATABASE_URL": f"sqlite:///{home / 'estafette.db'}",
+            "ESTAFETTE_DATABASE_URL": url,
             "ESTAFETTE_SECRET_KEY": TEST_SECRET_KEY,
             "ESTAFETTE_DATA_KEY": TEST_DATA_KEY,
             "ESTAFETTE_VAR_DIR": str(home / "var"),

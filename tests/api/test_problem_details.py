@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from openapi_spec_validator import validate
 
@@ -46,6 +48,21 @@ def test_oversized_body_is_a_payload_too_large_problem(client, app) -> None:
         "/api/v1/auth/login", data=b"x" * (limit + 1), content_type="application/json"
     )
     _assert_problem(response, 413, "payload_too_large")
+
+
+def test_a_nul_character_is_a_bad_value_problem_and_the_value_stays_out_of_the_log(
+    client, caplog
+) -> None:
+    # PostgreSQL refuses NUL in text where SQLite stores it: either way, never a 500.
+    caplog.set_level(logging.DEBUG)
+    response = client.post(
+        "/api/v1/auth/login", json={"username": "dr\u0000canary-7f3a", "password": "p"}
+    )
+    if client.application.extensions["estafette"].engine.dialect.name == "postgresql":
+        _assert_problem(response, 400, "invalid_value")
+    else:
+        _assert_problem(response, 401, "invalid_credentials")
+    assert "canary-7f3a" not in caplog.text
 
 
 def test_missing_token_is_an_unauthorized_problem(client) -> None:
