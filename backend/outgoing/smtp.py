@@ -10,6 +10,7 @@ identity, RFC 4616), `certificate` (client certificate + AUTH EXTERNAL, RFC 4422
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import smtplib
 import ssl
@@ -19,6 +20,7 @@ from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 
+from backend.mail.imap import ImapEndpoint
 from backend.mail.tls import client_context
 from backend.storage.models import Mailbox
 from backend.sync.worker import endpoint_for
@@ -39,19 +41,8 @@ class SmtpRefused(Exception):
     """The server refused us or the message (5xx, bad certificate, bad credentials)."""
 
 
-@dataclass(frozen=True)
-class SmtpEndpoint:
-    """How to reach one mailbox's submission server; secrets stay in memory only."""
-
-    address: str
-    host: str
-    port: int
-    security: str
-    auth: str
-    username: str
-    secret: str | None = None
-    certificate: bytes | None = None
-    token_provider: Callable[[], str] | None = None
+# The same fields as IMAP's: one server, one set of credentials for this mailbox.
+SmtpEndpoint = ImapEndpoint
 
 
 @dataclass(frozen=True)
@@ -70,17 +61,7 @@ def smtp_endpoint_for(mailbox: Mailbox) -> SmtpEndpoint:
     """
     imap = endpoint_for(mailbox)
     if not mailbox.smtp_host:
-        return SmtpEndpoint(
-            address=mailbox.address,
-            host=imap.host,
-            port=SUBMISSION_TLS_PORT,
-            security="tls",
-            auth=imap.auth,
-            username=imap.username,
-            secret=imap.secret,
-            certificate=imap.certificate,
-            token_provider=imap.token_provider,
-        )
+        return dataclasses.replace(imap, port=SUBMISSION_TLS_PORT, security="tls")
     auth = mailbox.smtp_auth or imap.auth
     return SmtpEndpoint(
         address=mailbox.address,

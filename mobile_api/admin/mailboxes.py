@@ -151,8 +151,12 @@ def get_mailbox(mailbox_id: str) -> dict:
 @blp.response(200, schemas.AdminMailboxSchema)
 def update_mailbox(body: dict, mailbox_id: str) -> dict:
     """Change settings; an IMAP change restarts this mailbox's sync, not the worker."""
-    mailbox = admin_mailboxes.get_mailbox(db=db(), public_id=mailbox_id)
-    change = admin_mailboxes.update_mailbox(db=db(), mailbox=mailbox, patch=body)
+    return _apply_update(admin_mailboxes.get_mailbox(db=db(), public_id=mailbox_id), body)
+
+
+def _apply_update(mailbox: Mailbox, patch: dict) -> dict:
+    """Store a settings change and audit it (before/after, secrets only as set/replaced)."""
+    change = admin_mailboxes.update_mailbox(db=db(), mailbox=mailbox, patch=patch)
     db().commit()
     audit_admin(
         "admin.mailbox_update",
@@ -185,16 +189,7 @@ def upload_certificate(files: dict, mailbox_id: str) -> dict:
     imap: dict = {"certificate": p12}
     if form["passphrase"] is not None:
         imap["secret"] = form["passphrase"]
-    change = admin_mailboxes.update_mailbox(db=db(), mailbox=mailbox, patch={"imap": imap})
-    db().commit()
-    audit_admin(
-        "admin.mailbox_update",
-        target_type="mailbox",
-        target=mailbox.public_id,
-        mailbox=mailbox.public_id,
-        details={**change.details, "sync_restarted": change.restarted_sync},
-    )
-    return _view(mailbox)
+    return _apply_update(mailbox, {"imap": imap})
 
 
 @blp.delete("/<mailbox_id>")
