@@ -429,7 +429,7 @@ def test_xoauth2_refuses_inactive_or_foreign_token(
 @pytest.mark.dovecot
 def test_submission_relays_and_delivers_to_local_inbox(server: DovecotServer) -> None:
     if server.submission_port is None:
-        pytest.skip("dovecot-submissiond is not installed")
+        pytest.fail("dovecot-submissiond is not installed (make system-deps installs it)")
     context = ssl.create_default_context(cafile=str(server.ca_cert_path))
     with smtplib.SMTP(server.host, server.submission_port, timeout=15) as smtp:
         smtp.starttls(context=context)
@@ -449,7 +449,7 @@ def test_submission_relays_and_delivers_to_local_inbox(server: DovecotServer) ->
 @pytest.mark.dovecot
 def test_submission_refuses_auth_before_starttls(server: DovecotServer) -> None:
     if server.submission_port is None:
-        pytest.skip("dovecot-submissiond is not installed")
+        pytest.fail("dovecot-submissiond is not installed (make system-deps installs it)")
     with smtplib.SMTP(server.host, server.submission_port, timeout=15) as smtp:
         smtp.ehlo()
         assert "auth" not in smtp.esmtp_features
