@@ -19,23 +19,20 @@ import http.client
 import json
 import os
 import random
-import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 import psycopg
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.gunicorn import free_port, start_gunicorn
+
 ADMIN_URL = "postgresql://postgres@127.0.0.1/test"
 PAGE = 50
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
@@ -48,12 +45,6 @@ WHERE mailbox_id = %s AND folder_id = %s AND (sort_key, id) < (%s, %s)
 ORDER BY sort_key DESC, id DESC
 LIMIT %s
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -312,7 +303,7 @@ def main() -> None:
     admin = psycopg.connect(ADMIN_URL, autocommit=True)
     admin.execute(f'CREATE DATABASE "{name}"')
     url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    port = _free_port()
+    port = free_port()
     env = {
         "ESTAFETTE_DATABASE_URL": url,
         "ESTAFETTE_SECRET_KEY": "bench-secret-key-bench-secret-key-bench",
@@ -330,31 +321,8 @@ def main() -> None:
         sizes = _sizes(args.envelopes, args.mailboxes)
         _load_envelopes(url, plan["boxes"], sizes)
         load_s = time.perf_counter() - load_started
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                "infra/gunicorn.conf.py",
-                "mobile_api.wsgi:app",
-            ],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        server = start_gunicorn(env, port)
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise SystemExit("gunicorn did not become ready")
-            time.sleep(0.2)
 
         seek = _index_seek(url, plan["boxes"][0])
         with ThreadPoolExecutor(8) as pool:  # every phone's first sync (also warms the workers)

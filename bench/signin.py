@@ -14,28 +14,19 @@ import argparse
 import base64
 import json
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import psycopg
 import pyotp
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.gunicorn import free_port, start_gunicorn
+
 ADMIN_URL = "postgresql://postgres@127.0.0.1/test"
 PASSWORD = "bench password long enough"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _argon2_floor_ms(samples: int = 20) -> float:
@@ -105,7 +96,7 @@ def main() -> None:
     name = f"estafette_bench_signin_{uuid.uuid4().hex[:6]}"
     admin = psycopg.connect(ADMIN_URL, autocommit=True)
     admin.execute(f'CREATE DATABASE "{name}"')
-    port = _free_port()
+    port = free_port()
     env = {
         "ESTAFETTE_DATABASE_URL": ADMIN_URL.rsplit("/", 1)[0] + f"/{name}",
         "ESTAFETTE_SECRET_KEY": "bench-secret-key-bench-secret-key-bench",
@@ -118,31 +109,8 @@ def main() -> None:
     server = None
     try:
         secrets = _create_users(env, args.users)
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                "infra/gunicorn.conf.py",
-                "mobile_api.wsgi:app",
-            ],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        server = start_gunicorn(env, port)
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise SystemExit("gunicorn did not become ready")
-            time.sleep(0.2)
         floor = _argon2_floor_ms()
         started = time.perf_counter()
         with ThreadPoolExecutor(args.clients) as pool:
