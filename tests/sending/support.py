@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import uuid
-from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
 
-from imapclient import IMAPClient
 from sqlalchemy import select
 
 from backend.accounts import users
 from backend.directory import mailboxes as directory
-from backend.mail.imap import connect
 from backend.storage.database import session_scope
-from backend.storage.models import AuditRecord, Mailbox, Message
-from backend.sync.catch_up import catch_up
-from backend.sync.worker import endpoint_for
+from backend.storage.models import Mailbox, Message
 from tests.factories import create_user, unique
+from tests.messages.support import Inbox
 from tests.support import Authenticator, bearer, body
 
 
@@ -71,18 +66,8 @@ def register_mailbox(
     return address, password, public_id
 
 
-@dataclass
-class Doctor:
+class Doctor(Inbox):
     """One user, one mailbox they own (IMAP + SMTP on the test Dovecot), their bearer."""
-
-    http: Any
-    services: Any
-    dovecot: Any
-    username: str
-    address: str
-    password: str
-    mailbox_id: str
-    headers: dict[str, str]
 
     @classmethod
     def create(cls, http: Any, services: Any, dovecot: Any, **mailbox: Any) -> Doctor:
@@ -130,17 +115,6 @@ class Doctor:
 
     # -- what the sync worker and the desktop client see ----------------------------
 
-    def sync(self) -> None:
-        """Bring the INBOX cache level, as the sync worker does on IDLE."""
-        with self.services.sessions() as db:
-            mailbox = db.scalar(select(Mailbox).where(Mailbox.public_id == self.mailbox_id))
-            endpoint, mailbox_pk = endpoint_for(mailbox), mailbox.id
-        client = connect(endpoint, ca_bundle=self.services.settings.ca_bundle)
-        try:
-            catch_up(client, self.services.sessions, mailbox_id=mailbox_pk)
-        finally:
-            client.logout()
-
     def inbox_id(self, message_id_header: str) -> str:
         """The cached id of the INBOX message carrying this Message-ID."""
         self.sync()
@@ -154,15 +128,6 @@ class Doctor:
                 if row.message_id_header == message_id_header:
                     return row.public_id
         raise AssertionError(f"{message_id_header} is not in {self.address}'s cache")
-
-    def desktop(self) -> IMAPClient:
-        client = IMAPClient(
-            self.dovecot.host,
-            port=self.dovecot.imaps_port,
-            ssl_context=self.dovecot.client_ssl_context(),
-        )
-        client.login(self.address, self.password)
-        return client
 
     def folder_messages(self, folder: str) -> list[tuple[EmailMessage, set[bytes]]]:
         """Every message of a folder as the desktop client reads it, with its flags."""
@@ -188,21 +153,3 @@ class Doctor:
 def relayed_with(dovecot: Any, message_id: str) -> list[Any]:
     """What Dovecot's submission relayed onwards carrying this Message-ID."""
     return [r for r in dovecot.relayed if f"Message-ID: {message_id}".encode() in r.data]
-
-
-def audit_rows(services: Any, action: str) -> list[AuditRecord]:
-    with services.sessions() as db:
-        return list(
-            db.scalars(
-                select(AuditRecord).where(AuditRecord.action == action).order_by(AuditRecord.id)
-            )
-        )
-
-
-def audit_text(services: Any) -> str:
-    with services.sessions() as db:
-        rows = db.scalars(select(AuditRecord)).all()
-        return "\n".join(
-            json.dumps({c.name: str(getattr(r, c.name)) for c in AuditRecord.__table__.columns})
-            for r in rows
-        )

@@ -8,7 +8,8 @@ from email import message_from_bytes, policy
 from sqlalchemy import func, select
 
 from backend.storage.models import Mailbox, Message, OutboxEvent
-from tests.sending.support import audit_rows, audit_text, relayed_with
+from tests.messages.support import audit_rows, audit_text
+from tests.sending.support import relayed_with
 from tests.support import body, wait_until
 from tests.sync.support import RunningWorker
 

@@ -11,7 +11,8 @@ from backend.accounts import users
 from backend.directory import mailboxes as directory
 from backend.storage.database import session_scope
 from backend.storage.models import Mailbox
-from tests.sending.support import Doctor, audit_rows, audit_text, relayed_with
+from tests.messages.support import audit_rows, audit_text
+from tests.sending.support import Doctor, relayed_with
 from tests.support import body
 
 

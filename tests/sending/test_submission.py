@@ -14,7 +14,8 @@ from sqlalchemy import select
 from backend.demo.pki import make_ca
 from backend.storage.models import Mailbox
 from tests.factories import unique
-from tests.sending.support import Doctor, audit_rows
+from tests.messages.support import audit_rows
+from tests.sending.support import Doctor
 from tests.support import body
 
 
