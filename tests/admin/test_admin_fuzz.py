@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi import checks
 
 from tests.admin.conftest import SignedIn, sign_in
+from tests.api.fuzzing import FuzzedApp, served_schema
 from tests.conftest import TEST_DATA_KEY, TEST_SECRET_KEY
 
 ADMIN_CALLS = r"^/api/v1/admin/"
@@ -74,37 +74,8 @@ def targets(fuzzed_app) -> _Targets:
     return _Targets(fuzzed_app)
 
 
-def _served_document() -> dict:
-    from mobile_api import create_app
-
-    spec_only = create_app({**_settings_for_spec()})
-    response = spec_only.test_client().get("/api/v1/openapi.json")
-    assert response.status_code == 200
-    spec_only.extensions["estafette"].engine.dispose()
-    return response.json
-
-
-def _settings_for_spec() -> dict[str, Any]:
-    return {
-        "ESTAFETTE_DATABASE_URL": "sqlite://",
-        "ESTAFETTE_SECRET_KEY": TEST_SECRET_KEY,
-        "ESTAFETTE_DATA_KEY": TEST_DATA_KEY,
-        "ESTAFETTE_VAR_DIR": "/nonexistent",
-        "ESTAFETTE_NIL": "test-nil",
-        "TESTING": True,
-    }
-
-
-class _FuzzedApp:
-    target: Any = None
-
-    def __call__(self, environ: dict, start_response: Any) -> Any:
-        return self.target(environ, start_response)
-
-
-FUZZED = _FuzzedApp()
-schema = schemathesis.openapi.from_dict(_served_document()).include(path_regex=ADMIN_CALLS)
-schema.app = FUZZED
+FUZZED = FuzzedApp()
+schema = served_schema(ADMIN_CALLS, FUZZED)
 
 
 def _aim_at_real_objects(case: Any, targets: _Targets) -> None:

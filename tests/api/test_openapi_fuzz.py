@@ -16,10 +16,10 @@ from email.message import EmailMessage
 from typing import Any
 
 import pytest
-import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi import checks
 
+from tests.api.fuzzing import FuzzedApp, served_schema
 from tests.conftest import TEST_DATA_KEY, TEST_SECRET_KEY, _reset_postgres
 from tests.messages.support import Inbox
 
@@ -73,40 +73,9 @@ def signed_in(fuzzed_app, dovecot) -> Inbox:
     return inbox
 
 
-def _served_document() -> dict:
-    """The OpenAPI document as the app serves it (the spec needs no database to build)."""
-    from mobile_api import create_app
-
-    spec_only = create_app(
-        {
-            "ESTAFETTE_DATABASE_URL": "sqlite://",
-            "ESTAFETTE_SECRET_KEY": TEST_SECRET_KEY,
-            "ESTAFETTE_DATA_KEY": TEST_DATA_KEY,
-            "ESTAFETTE_VAR_DIR": "/nonexistent",
-            "ESTAFETTE_NIL": "test-nil",
-            "TESTING": True,
-        }
-    )
-    response = spec_only.test_client().get("/api/v1/openapi.json")
-    assert response.status_code == 200
-    spec_only.extensions["estafette"].engine.dispose()
-    return response.json
-
-
-class _FuzzedApp:
-    """The WSGI app schemathesis calls: the module fixture's app, plugged in at setup."""
-
-    target: Any = None
-
-    def __call__(self, environ: dict, start_response: Any) -> Any:
-        return self.target(environ, start_response)
-
-
-FUZZED = _FuzzedApp()
-
+FUZZED = FuzzedApp()
 # Loaded at collection (schemathesis' lazy fixture loader does not run on pytest 9).
-schema = schemathesis.openapi.from_dict(_served_document()).include(path_regex=MESSAGE_CALLS)
-schema.app = FUZZED
+schema = served_schema(MESSAGE_CALLS, FUZZED)
 
 
 def _aim_at_real_objects(case: Any, inbox: Inbox) -> None:
