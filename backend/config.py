@@ -47,6 +47,7 @@ class Settings:
     access_token_minutes: int = 10
     max_message_bytes: int = 25 * 1024 * 1024
     sync_lease_seconds: int = 30
+    imap_timeout_seconds: int = 30
     audit_retention_days: int = 365
     push_previews: bool = False
     push_lease_seconds: int = 120
@@ -208,6 +209,7 @@ def load_settings(
         access_token_minutes=_positive_int(values, "ESTAFETTE_ACCESS_TOKEN_MINUTES", 10),
         max_message_bytes=_positive_int(values, "ESTAFETTE_MAX_MESSAGE_BYTES", 25 * 1024 * 1024),
         sync_lease_seconds=_positive_int(values, "ESTAFETTE_SYNC_LEASE_SECONDS", 30, minimum=5),
+        imap_timeout_seconds=_positive_int(values, "ESTAFETTE_IMAP_TIMEOUT_SECONDS", 30),
         audit_retention_days=retention,
         push_previews=_on_off(values, "ESTAFETTE_PUSH_PREVIEWS", default=False),
         push_lease_seconds=_positive_int(values, "ESTAFETTE_PUSH_LEASE_SECONDS", 120, minimum=5),

@@ -378,7 +378,11 @@ class SyncWorker:
     # -- jobs (run in the pool) ---------------------------------------------------------
 
     def _job_connect(self, session: MailboxSession) -> None:
-        client = connect(session.endpoint, ca_bundle=self._settings.ca_bundle)
+        client = connect(
+            session.endpoint,
+            ca_bundle=self._settings.ca_bundle,
+            timeout=self._settings.imap_timeout_seconds,
+        )
         session.client = client
         session.condstore = enable_condstore(client)
         selected = client.select_folder("INBOX")

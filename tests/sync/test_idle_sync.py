@@ -7,13 +7,15 @@ from pathlib import Path
 
 import pytest
 from imapclient import IMAPClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from backend.demo import samples
 from backend.demo.dovecot import DovecotServer
+from backend.storage.database import session_scope
 from backend.storage.models import Folder, Mailbox, Message
 from backend.sync.worker import SyncWorker
 from tests.factories import create_dovecot_mailbox
+from tests.services.silent_relay import SilentRelay
 from tests.support import wait_until
 from tests.sync.support import RunningWorker, mail, outbox_count, subjects, sync_state
 
@@ -190,6 +192,50 @@ def test_a_server_bye_is_followed_by_a_reconnect_and_counted(services_, dovecot,
     dovecot.deliver(address, mail("après le BYE"))
     wait_until(lambda: subjects(services_, public_id) == ["après le BYE"], what="the reconnect")
     wait_until(lambda: sync_state(services_, public_id)[0] == "ok", what="state ok again")
+
+
+def test_a_half_open_connection_is_noticed_at_renewal_and_reopened(
+    base_env, dovecot, monkeypatch
+) -> None:
+    """A NAT that forgets the flow sends no FIN: only the renewal's timeout can tell."""
+    import backend.sync.worker as worker_module
+    from mobile_api import create_app
+
+    monkeypatch.setattr(worker_module, "IDLE_RENEW_SECONDS", 1.0)
+    app = create_app(
+        {
+            **base_env,
+            "ESTAFETTE_CA_BUNDLE": str(dovecot.ca_cert_path),
+            "ESTAFETTE_IMAP_TIMEOUT_SECONDS": "3",
+        }
+    )
+    services = app.extensions["estafette"]
+    with SilentRelay(dovecot.host, dovecot.imaps_port) as relay:
+        address, _password, public_id = create_dovecot_mailbox(services, dovecot)
+        with session_scope(services.sessions) as db:
+            db.execute(
+                update(Mailbox).where(Mailbox.public_id == public_id).values(imap_port=relay.port)
+            )
+        with RunningWorker(services):
+            wait_until(lambda: sync_state(services, public_id)[0] == "ok", what="first sync")
+            relay.silence()
+            dovecot.deliver(address, mail("pendant la coupure"))
+            state = wait_until(
+                lambda: (
+                    sync_state(services, public_id)[0] != "ok" and sync_state(services, public_id)
+                ),
+                what="the silent connection to be given up",
+            )
+            assert "TimeoutError" in (state[1] or "")
+            relay.restore()
+            wait_until(
+                lambda: subjects(services, public_id) == ["pendant la coupure"],
+                timeout=30,
+                what="a new connection to fetch what came during the silence",
+            )
+            wait_until(lambda: sync_state(services, public_id)[0] == "ok", what="state ok again")
+    assert outbox_count(services, public_id) == 1
+    services.engine.dispose()
 
 
 def test_no_mail_content_reaches_logs_or_metrics_even_at_debug(
