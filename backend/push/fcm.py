@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import firebase_admin
+import google.auth.credentials
 import google.auth.exceptions
+import google.auth.transport.requests
 import httpx
 from firebase_admin import credentials, exceptions, messaging
 from firebase_admin._http_client import HttpxAsyncClient
@@ -204,6 +206,7 @@ class _FcmHttpClient(HttpxAsyncClient):
       or Web Push refused the project's key). The stock flow refreshes the access token
       and resends twice, each refresh a blocking call on the loop, for an answer a new
       Google token cannot change. A plain 401 (our token refused) still refreshes.
+      (`_CredentialFlow`, which also reuses one google-auth transport.)
     """
 
     def __init__(self, max_in_flight: int, **kwargs: Any) -> None:
@@ -215,7 +218,7 @@ class _FcmHttpClient(HttpxAsyncClient):
         ]
         self._free: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
         for lane in lanes:
-            lane.auth = _KeepTokenOnFcmError(lane.auth)
+            lane.auth = _CredentialFlow(kwargs["credential"])
         for index in range(max_in_flight):
             self._free.put_nowait(lanes[index % len(lanes)])
         self._lanes = lanes
@@ -235,25 +238,36 @@ class _FcmHttpClient(HttpxAsyncClient):
             await lane.aclose()
 
 
-class _KeepTokenOnFcmError(httpx.Auth):
-    """Wraps firebase-admin's credential flow; see `_FcmHttpClient`."""
+class _CredentialFlow(httpx.Auth):
+    """firebase-admin's GoogleAuthCredentialFlow, minus two costs; see `_FcmHttpClient`.
+
+    - One google-auth transport for every request. The stock flow builds one (a new
+      `requests.Session`) per request, only in case the token needs a refresh: a fifth
+      of the sender's CPU at a thousand pushes a second.
+    - A 401 carrying an FcmError is returned as it is, without a refresh.
+    """
 
     requires_response_body = True  # to read the FcmError detail of a 401
+    MAX_REFRESHES = 2  # as firebase-admin
 
-    def __init__(self, flow: httpx.Auth) -> None:
-        self._flow = flow
+    def __init__(self, credential: google.auth.credentials.Credentials) -> None:
+        self._credential = credential
+        self._transport = google.auth.transport.requests.Request()
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        flow = self._flow.auth_flow(request)
-        request = next(flow)
-        while True:
+        original = request.headers.copy()
+        for refreshes in range(self.MAX_REFRESHES + 1):
+            if refreshes:
+                request.headers = original.copy()
+            # Refreshes the access token first when it is missing or about to expire.
+            self._credential.before_request(
+                self._transport, request.method, str(request.url), request.headers
+            )
             response = yield request
-            if response.status_code == 401 and _fcm_error_code(_error_body(response)):
+            if response.status_code != 401 or _fcm_error_code(_error_body(response)):
                 return
-            try:
-                request = flow.send(response)
-            except StopIteration:
-                return
+            if refreshes < self.MAX_REFRESHES:
+                self._credential.refresh(self._transport)  # our token was refused
 
 
 def outcome_for_error(exc: BaseException | None) -> Outcome:
