@@ -177,19 +177,8 @@ class Dispatcher:
         now = utcnow()
         plan = _Plan({e.id: e.attempts for e in events}, {e.id: e.created_at for e in events})
         mailbox_ids = {e.mailbox_id for e in events}
-        recipients = self._recipients(db, mailbox_ids, now)
-        served = set(
-            db.execute(
-                select(PushDelivery.outbox_id, PushDelivery.device_id).where(
-                    PushDelivery.outbox_id.in_([e.id for e in events])
-                )
-            ).all()
-        )
-        public_ids = dict(
-            db.execute(
-                select(Mailbox.id, Mailbox.public_id).where(Mailbox.id.in_(mailbox_ids))
-            ).all()
-        )
+        recipients, public_ids = self._recipients(db, mailbox_ids, now)
+        served = _served(db, [e.id for e in events])
         unread = _unread_counts(db, mailbox_ids)
         news = [e for e in events if e.kind == payloads.NEW_MAIL]
         pending = _unread_messages(db, [e.message_id for e in news if e.message_id is not None])
@@ -200,7 +189,9 @@ class Dispatcher:
         latest_read = _latest_read_per_mailbox(events)
 
         for event in events:
-            mailbox = public_ids[event.mailbox_id]
+            mailbox = public_ids.get(event.mailbox_id)
+            if mailbox is None:
+                continue  # nobody to tell
             count = unread.get(event.mailbox_id, 0)
             if event.kind == payloads.NEW_MAIL and event.message_id not in pending:
                 continue  # read or deleted before its turn: nothing to ring for
@@ -227,8 +218,9 @@ class Dispatcher:
 
     def _recipients(
         self, db: Session, mailbox_ids: set[int], now: datetime
-    ) -> dict[int, list[_Recipient]]:
-        """Each mailbox's members' live devices: signed in, with a token fresh enough."""
+    ) -> tuple[dict[int, list[_Recipient]], dict[int, str]]:
+        """Each mailbox's members' live devices (signed in, token fresh enough), and the
+        public ids of the mailboxes that have any."""
         stale = now - timedelta(days=STALE_TOKEN_DAYS)
         columns = [
             Membership.mailbox_id,
@@ -238,11 +230,13 @@ class Dispatcher:
             User.quiet_start_minute,
             User.quiet_end_minute,
             User.quiet_timezone,
+            Mailbox.public_id,
         ]
         if self._previews:
             columns.append(Device.push_key)
         rows = db.execute(
             select(*columns)
+            .join(Mailbox, Mailbox.id == Membership.mailbox_id)
             .join(User, User.id == Membership.user_id)
             .join(Device, Device.user_id == User.id)
             .where(
@@ -255,12 +249,14 @@ class Dispatcher:
             .order_by(Device.id)
         ).all()
         recipients: dict[int, list[_Recipient]] = defaultdict(list)
+        public_ids: dict[int, str] = {}
         for row in rows:
-            key = row[7] if self._previews else None
+            key = row[8] if self._previews else None
             recipients[row[0]].append(
                 _Recipient(row[1], row[2], key, bool(row[3]), (row[4], row[5], row[6]))
             )
-        return recipients
+            public_ids[row[0]] = row[7]
+        return recipients, public_ids
 
     # -- recording ------------------------------------------------------------------------
 
@@ -407,6 +403,18 @@ def _claim(db: Session, limit: int, lease: timedelta) -> list[Row]:
         .execution_options(synchronize_session=False)
     ).all()
     return sorted(claimed, key=lambda row: row.id)
+
+
+def _served(db: Session, event_ids: list[int]) -> set[tuple[int, int]]:
+    """(event, device) pairs already delivered: by a dispatcher whose lease ran out, or
+    before the event waited out someone's quiet hours."""
+    return set(
+        db.execute(
+            select(PushDelivery.outbox_id, PushDelivery.device_id).where(
+                PushDelivery.outbox_id.in_(event_ids)
+            )
+        ).tuples()
+    )
 
 
 def _unread_counts(db: Session, mailbox_ids: set[int]) -> dict[int, int]:
