@@ -165,12 +165,20 @@ def mfa_required(view: Callable) -> Callable:
     return wrapper
 
 
-def _load_device(claims: dict, user: User) -> Device:
-    device = db().scalar(
-        select(Device).where(Device.public_id == claims.get("dev"), Device.user_id == user.id)
+def _load_session(claims: dict) -> tuple[User, Device]:
+    """The token's user and device, in one query: every signed-in call starts here."""
+    row = (
+        db()
+        .execute(
+            select(User, Device)
+            .join(Device, Device.user_id == User.id)
+            .where(User.public_id == claims["sub"], Device.public_id == claims.get("dev"))
+        )
+        .one_or_none()
     )
-    if device is None or device.revoked_at is not None:
+    if row is None or row.User.disabled or row.Device.revoked_at is not None:
         raise errors.TokenRevoked()
+    user, device = row.User, row.Device
     idle = timedelta(minutes=services().settings.session_idle_minutes)
     if utcnow() - device.last_seen_at > idle:
         device_service.revoke_device(db=db(), device=device)
@@ -182,7 +190,7 @@ def _load_device(claims: dict, user: User) -> Device:
             target=device.public_id,
         )
         raise errors.TokenRevoked("The session ended after inactivity; sign in again")
-    return device
+    return user, device
 
 
 def session_required(view: Callable | None = None, *, refresh: bool = False) -> Callable:
@@ -195,8 +203,7 @@ def session_required(view: Callable | None = None, *, refresh: bool = False) -> 
             claims = get_jwt()
             if claims.get("scope") != "session":
                 raise errors.Forbidden("this call needs a signed-in session")
-            user = _load_user(claims["sub"])
-            device = _load_device(claims, user)
+            user, device = _load_session(claims)
             if not refresh and device_service.touch(device):
                 db().commit()
             g.user, g.device, g.claims = user, device, claims
