@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Engine, bindparam, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.storage.models import AuditChainHead, AuditRecord, utcnow
@@ -80,14 +80,28 @@ class Actor:
 SYSTEM = Actor()
 
 
-_RECORD_COLUMNS = tuple(AuditRecord.__table__.columns)
+_RECORDS = AuditRecord.__table__
+_HEAD = AuditChainHead.__table__
+_RECORD_COLUMNS = tuple(_RECORDS.columns)
+# Built once, executed with parameters: Core statements on the tables, with no ORM layer
+# and no per-call value coercion, so a record costs its round trips and little else.
+# Taking the next id from the head row also takes its lock (PostgreSQL row lock, SQLite
+# write lock), so two writers can never chain onto the same record.
+_TAKE_NEXT_ID = (
+    update(_HEAD)
+    .where(_HEAD.c.id == 1)  # created by the first migration
+    .values(last_id=_HEAD.c.last_id + 1)
+    .returning(_HEAD.c.last_id, _HEAD.c.last_hash)
+)
+_APPEND = insert(_RECORDS)
+_ADVANCE_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(last_hash=bindparam("new_hash"))
 
 
 class AuditTrail:
     """Appends records in their own short transaction, so the chain lock is held briefly."""
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
-        self._sessions = session_factory
+        self._engine: Engine = session_factory.kw["bind"]
 
     def record(
         self,
@@ -103,15 +117,8 @@ class AuditTrail:
     ) -> AuditRecord:
         """Append one record to the chain and return it."""
         encoded = _encode_details(details)
-        with self._sessions() as session, session.begin():
-            # Taking the next id from the head row also takes its lock (PostgreSQL row lock,
-            # SQLite write lock), so two writers can never chain onto the same record.
-            head = session.execute(
-                update(AuditChainHead)
-                .where(AuditChainHead.id == 1)  # created by the first migration
-                .values(last_id=AuditChainHead.last_id + 1)
-                .returning(AuditChainHead.last_id, AuditChainHead.last_hash)
-            ).one()
+        with self._engine.begin() as connection:
+            head = connection.execute(_TAKE_NEXT_ID).one()
             entry = AuditRecord(
                 id=head.last_id,
                 occurred_at=at or utcnow(),
@@ -127,15 +134,10 @@ class AuditTrail:
                 prev_hash=head.last_hash,
             )
             entry.hash = chain_hash(entry)
-            # Core statements: three round trips per record, no unit-of-work bookkeeping.
-            session.execute(
-                insert(AuditRecord).values(
-                    {column.key: getattr(entry, column.key) for column in _RECORD_COLUMNS}
-                )
+            connection.execute(
+                _APPEND, {column.key: getattr(entry, column.key) for column in _RECORD_COLUMNS}
             )
-            session.execute(
-                update(AuditChainHead).where(AuditChainHead.id == 1).values(last_hash=entry.hash)
-            )
+            connection.execute(_ADVANCE_HEAD, {"new_hash": entry.hash})
         # The operational log gets the same ids and codes as the trail, never more.
         log.info(
             "%s %s actor=%s device=%s target=%s mailbox=%s",
