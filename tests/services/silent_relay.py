@@ -30,7 +30,7 @@ class _Flow:
 
 
 class SilentRelay:
-    """Relays `host`:`port` (a port of its own) to the server; `silence()` black-holes every flow it holds.
+    """Relays a port of its own on `host` to the server; `silence()` black-holes every flow.
 
     Flows opened while silenced are black holes too (no server greeting ever comes).
     After `restore()`, new flows reach the server again; silenced flows stay dead.

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from backend.storage.models import Mailbox, Message, OutboxEvent
 from backend.sync.worker import SyncWorker
+from tests.support import wait_until
 
 
 def mail(subject: str, to: str = "x@chu-test.mssante.fr") -> bytes:
@@ -52,6 +53,12 @@ def subjects(services: Any, public_id: str) -> list[str]:
         return sorted(
             m.subject for m in db.scalars(select(Message).where(Message.mailbox_id == mailbox_id))
         )
+
+
+def wait_for_recovery(services: Any, public_id: str, expected: list[str], what: str) -> None:
+    """After a failure: the mail that came meanwhile in the cache, and the state `ok` again."""
+    wait_until(lambda: subjects(services, public_id) == expected, timeout=30, what=what)
+    wait_until(lambda: sync_state(services, public_id)[0] == "ok", what="state ok again")
 
 
 def outbox_count(services: Any, public_id: str, kind: str = "mail.new") -> int:

@@ -17,7 +17,14 @@ from backend.sync.worker import SyncWorker
 from tests.factories import create_dovecot_mailbox
 from tests.services.silent_relay import SilentRelay
 from tests.support import wait_until
-from tests.sync.support import RunningWorker, mail, outbox_count, subjects, sync_state
+from tests.sync.support import (
+    RunningWorker,
+    mail,
+    outbox_count,
+    subjects,
+    sync_state,
+    wait_for_recovery,
+)
 
 
 @pytest.fixture
@@ -168,12 +175,9 @@ def test_a_server_restart_mid_idle_is_survived(base_env, tmp_path: Path) -> None
             wait_until(lambda: sync_state(services, public_id)[0] == "ok", what="first sync")
             server.restart()
             server.deliver(address, mail("après redémarrage"))
-            wait_until(
-                lambda: subjects(services, public_id) == ["après redémarrage"],
-                timeout=30,
-                what="the worker to reconnect and fetch",
+            wait_for_recovery(
+                services, public_id, ["après redémarrage"], what="the worker to reconnect and fetch"
             )
-            wait_until(lambda: sync_state(services, public_id)[0] == "ok", what="state ok again")
         assert outbox_count(services, public_id) == 1
         app.extensions["estafette"].engine.dispose()
 
@@ -190,8 +194,7 @@ def test_a_server_bye_is_followed_by_a_reconnect_and_counted(services_, dovecot,
     dovecot.doveadm("kick", address)  # Dovecot says "* BYE" and closes the session
     wait_until(lambda: reconnects() > before, what="the BYE to be noticed")
     dovecot.deliver(address, mail("après le BYE"))
-    wait_until(lambda: subjects(services_, public_id) == ["après le BYE"], what="the reconnect")
-    wait_until(lambda: sync_state(services_, public_id)[0] == "ok", what="state ok again")
+    wait_for_recovery(services_, public_id, ["après le BYE"], what="the reconnect")
 
 
 def test_a_half_open_connection_is_noticed_at_renewal_and_reopened(
@@ -228,12 +231,12 @@ def test_a_half_open_connection_is_noticed_at_renewal_and_reopened(
             )
             assert "TimeoutError" in (state[1] or "")
             relay.restore()
-            wait_until(
-                lambda: subjects(services, public_id) == ["pendant la coupure"],
-                timeout=30,
+            wait_for_recovery(
+                services,
+                public_id,
+                ["pendant la coupure"],
                 what="a new connection to fetch what came during the silence",
             )
-            wait_until(lambda: sync_state(services, public_id)[0] == "ok", what="state ok again")
     assert outbox_count(services, public_id) == 1
     services.engine.dispose()
 
