@@ -413,7 +413,7 @@ def _served(db: Session, event_ids: list[int]) -> set[tuple[int, int]]:
             select(PushDelivery.outbox_id, PushDelivery.device_id).where(
                 PushDelivery.outbox_id.in_(event_ids)
             )
-        ).tuples()
+        ).all()
     )
 
 

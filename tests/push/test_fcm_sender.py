@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
-import firebase_admin
 import httpx
 import pytest
-from firebase_admin import credentials, messaging
+from firebase_admin import messaging
 
 from backend.push import payloads
 from backend.push.fcm import (
     FcmSender,
     LogSender,
-    _configure_messaging_service,
     _retry_after,
     create_sender,
 )
@@ -286,33 +283,3 @@ def test_retry_after_is_read_as_seconds_or_as_an_http_date() -> None:
     assert 55 < _retry_after(httpx.Response(503, headers={"Retry-After": in_a_minute})) <= 60
     assert _retry_after(httpx.Response(503)) is None
     assert _retry_after(httpx.Response(503, headers={"Retry-After": "soon"})) is None
-
-
-def test_throughput_of_one_send_against_a_plain_send_loop(
-    fake: FakeFcm, sender: FcmSender, service_account: Path
-) -> None:
-    """A measurement, printed (pytest -s), not asserted: timings depend on the machine."""
-    batch = [payloads.new_mail(f"device-{i}", MAILBOX, 1) for i in range(5000)]
-    started = time.perf_counter()
-    outcomes = sender.send(batch)
-    batch_rate = len(batch) / (time.perf_counter() - started)
-    assert all(o.kind is OutcomeKind.OK for o in outcomes)
-
-    app = firebase_admin.initialize_app(
-        credentials.Certificate(str(service_account)), name="plain-send-loop"
-    )
-    try:
-        _configure_messaging_service(app, fake.base_url, timeout=10, max_in_flight=1)
-        loop = batch[:2000]
-        messaging.send(loop[0], app=app)  # token fetch and first connection, not timed
-        started = time.perf_counter()
-        for message in loop:
-            messaging.send(message, app=app)
-        loop_rate = len(loop) / (time.perf_counter() - started)
-    finally:
-        firebase_admin.delete_app(app)
-
-    print(
-        f"\nFcmSender.send(5000): {batch_rate:.0f} pushes/s; "
-        f"plain messaging.send loop: {loop_rate:.0f} pushes/s"
-    )
