@@ -17,6 +17,7 @@ from pathlib import Path
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
+from imapclient.response_parser import parse_fetch_response
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -170,6 +171,46 @@ def read_idle_responses(client: IMAPClient) -> list[bytes]:
             sock.setblocking(True)
             client._set_read_timeout()
     return lines
+
+
+def fetch_changes_since(
+    client: IMAPClient, last_uid: int, modseq: int
+) -> tuple[dict[int, dict], list[int]]:
+    """Flag changes and expunged UIDs in `1:last_uid` since `modseq` (RFC 7162 §3.2.6).
+
+    One `UID FETCH 1:<last> (FLAGS MODSEQ) (CHANGEDSINCE <modseq> VANISHED)`: a FETCH for
+    each message whose flags changed, and `VANISHED (EARLIER)` naming the UIDs expunged.
+    VANISHED responses that came earlier (in IDLE, or during other commands) wait in
+    imaplib's untagged responses and are taken too. Needs QRESYNC enabled. imapclient's
+    fetch() cannot take a UID range (it filters its answer by the ids asked for), hence
+    the command is sent here and its answer parsed with imapclient's parser.
+    """
+    imap = client._imap
+    tag = imap._command(
+        "UID",
+        "FETCH",
+        f"1:{last_uid}",
+        "(FLAGS MODSEQ)",
+        f"(CHANGEDSINCE {modseq} VANISHED)",
+    )
+    typ, data = imap._command_complete("FETCH", tag)
+    if typ != "OK":
+        raise IMAPClientError(f"UID FETCH CHANGEDSINCE failed: {data!r}")
+    typ, data = imap._untagged_response(typ, data, "FETCH")
+    changed = parse_fetch_response(data, client.normalise_times, True)
+    return dict(changed), _uid_set(imap.untagged_responses.pop("VANISHED", []))
+
+
+def _uid_set(responses: list[bytes]) -> list[int]:
+    """The UIDs of VANISHED responses: `(EARLIER) 41,43:45` or `41,43:45` (§3.2.10)."""
+    uids: set[int] = set()
+    for data in responses:
+        text = data.decode("ascii") if isinstance(data, bytes) else str(data)
+        for part in filter(None, text.removeprefix("(EARLIER)").strip().split(",")):
+            low, _, high = part.partition(":")
+            first, last = sorted((int(low), int(high or low)))
+            uids.update(range(first, last + 1))
+    return sorted(uids)
 
 
 def _authenticate(client: IMAPClient, endpoint: ImapEndpoint) -> None:

@@ -2,7 +2,9 @@
 
 Resumable by construction: we keep UIDVALIDITY and the highest UID seen per folder
 (RFC 3501 §2.3.1.1), and HIGHESTMODSEQ when the server offers CONDSTORE (RFC 7162), so a
-reconnect fetches only what changed while we were away.
+reconnect fetches only what changed while we were away. With QRESYNC (Dovecot offers it),
+flag changes and expunges since that MODSEQ come in one FETCH; without it, a MODSEQ search
+finds the flags, and a list of the UIDs still there finds the expunges.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from backend.audit.trail import AuditTrail
 from backend.mail.envelope import FETCH_ITEMS, flags_state, parse_fetch
+from backend.mail.imap import fetch_changes_since
 from backend.push import outbox
 from backend.storage.database import session_scope
 from backend.storage.models import Folder, Message
@@ -34,12 +37,20 @@ class CatchUpResult:
     resynced: bool = False
 
 
-def enable_condstore(client: IMAPClient) -> bool:
-    """Ask for MODSEQs (RFC 7162 §3.1) when offered; then SELECT reports HIGHESTMODSEQ."""
-    if b"CONDSTORE" not in client.capabilities():
-        return False
-    client.enable("CONDSTORE")
-    return True
+def enable_change_tracking(client: IMAPClient) -> tuple[bool, bool]:
+    """(condstore, qresync): ask for MODSEQs (RFC 7162 §3.1), and for VANISHED when offered.
+
+    QRESYNC (§3.2) implies CONDSTORE. With it, the server names the UIDs it expunged, live
+    in IDLE and, on request, since a MODSEQ: no need to list every UID to find them.
+    """
+    capabilities = client.capabilities()
+    if b"QRESYNC" in capabilities:
+        client.enable("QRESYNC")
+        return True, True
+    if b"CONDSTORE" in capabilities:
+        client.enable("CONDSTORE")
+        return True, False
+    return False, False
 
 
 def catch_up(
@@ -50,6 +61,7 @@ def catch_up(
     folder_name: str = "INBOX",
     selected: dict | None = None,
     condstore: bool | None = None,
+    qresync: bool = False,
     flags: bool = True,
     expunges: bool = True,
 ) -> CatchUpResult:
@@ -60,6 +72,7 @@ def catch_up(
     MODSEQ seen in this catch-up's FETCHes (`condstore`), which never runs ahead of changes
     we have not seen: every change it could hide happened before the flag search below.
     `flags`/`expunges` False skip those searches when the IDLE responses announced none.
+    `qresync`: QRESYNC is enabled on `client`; one FETCH then finds both kinds of change.
     """
     status = selected if selected is not None else client.select_folder(folder_name)
     uidvalidity = int(status[b"UIDVALIDITY"])
@@ -113,10 +126,17 @@ def catch_up(
         receipts.audit_received(AuditTrail(sessions), attached)  # committed: now audit
 
     if not first_sync and not result.resynced and position.last_uid > 0:
-        if flags:
-            result.flag_changes = _sync_flags(client, sessions, mailbox_id, position, seen_modseqs)
-        if expunges:
-            result.expunged = _sync_expunges(client, sessions, position)
+        if qresync and position.highest_modseq is not None and (flags or expunges):
+            result.flag_changes, result.expunged = _sync_changes_since(
+                client, sessions, mailbox_id, position, seen_modseqs
+            )
+        else:
+            if flags:
+                result.flag_changes = _sync_flags(
+                    client, sessions, mailbox_id, position, seen_modseqs
+                )
+            if expunges:
+                result.expunged = _sync_expunges(client, sessions, position)
     if highest_modseq is None and condstore and seen_modseqs and flags:
         # Without the flag search, a flag change below these MODSEQs could still be unseen.
         highest_modseq = max(seen_modseqs)
@@ -154,6 +174,40 @@ def _sync_flags(
     changed: dict = {}
     for start in range(0, len(uids), FETCH_BATCH * 5):
         changed.update(client.fetch(uids[start : start + FETCH_BATCH * 5], items))
+    return _apply_flags(sessions, mailbox_id, position, changed, seen_modseqs)
+
+
+def _sync_changes_since(
+    client: IMAPClient,
+    sessions: sessionmaker[Session],
+    mailbox_id: int,
+    position: store.FolderPosition,
+    seen_modseqs: list[int],
+) -> tuple[int, int]:
+    """Flag changes and expunges since our MODSEQ, in one command (RFC 7162 §3.2.6)."""
+    changed, vanished = fetch_changes_since(client, position.last_uid, position.highest_modseq)
+    flag_changes = _apply_flags(sessions, mailbox_id, position, changed, seen_modseqs)
+    if not vanished:
+        return flag_changes, 0
+    with session_scope(sessions) as db:
+        gone = db.scalars(
+            select(Message.id).where(
+                Message.folder_id == position.folder_id,
+                Message.uid.in_(vanished),
+                Message.uid <= position.last_uid,
+            )
+        ).all()
+        return flag_changes, store.remove_messages(db=db, message_ids=list(gone))
+
+
+def _apply_flags(
+    sessions: sessionmaker[Session],
+    mailbox_id: int,
+    position: store.FolderPosition,
+    changed: dict,
+    seen_modseqs: list[int],
+) -> int:
+    """Store the flags the server reported; a message that became read clears the phones."""
     seen_modseqs += [int(d[b"MODSEQ"][0]) for d in changed.values() if d.get(b"MODSEQ")]
     if not changed:
         return 0

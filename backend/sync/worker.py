@@ -47,7 +47,7 @@ from backend.metrics import SYNC_RECONNECTS as RECONNECTS
 from backend.storage.database import session_scope
 from backend.storage.models import Mailbox
 from backend.sync import leases, store
-from backend.sync.catch_up import catch_up, enable_condstore
+from backend.sync.catch_up import catch_up, enable_change_tracking
 
 log = logging.getLogger("estafette.sync")
 
@@ -80,6 +80,7 @@ class MailboxSession:
     connected: bool = False
     uidvalidity: int = 0
     condstore: bool = False
+    qresync: bool = False
     generation: int = field(default=0)
 
 
@@ -384,10 +385,16 @@ class SyncWorker:
             timeout=self._settings.imap_timeout_seconds,
         )
         session.client = client
-        session.condstore = enable_condstore(client)
+        session.condstore, session.qresync = enable_change_tracking(client)
         selected = client.select_folder("INBOX")
         session.uidvalidity = int(selected[b"UIDVALIDITY"])
-        catch_up(client, self._sessions, mailbox_id=session.mailbox_id, selected=selected)
+        catch_up(
+            client,
+            self._sessions,
+            mailbox_id=session.mailbox_id,
+            selected=selected,
+            qresync=session.qresync,
+        )
         self._record_state(session.mailbox_id, "ok")
         self._start_idle(session)
         session.failures = 0
@@ -403,7 +410,8 @@ class SyncWorker:
             return  # "* OK Still here": the server's keepalive, nothing to sync
         _text, late = session.client.idle_done()  # news that came while we said DONE
         kinds = {word for line in changes for word in line.split()[1:3]}
-        kinds |= {r[1] for r in late if len(r) > 1 and isinstance(r[1], bytes)}
+        # Parsed: (3, b"EXPUNGE") but (b"VANISHED", 5).
+        kinds |= {item for r in late for item in r[:2] if isinstance(item, bytes)}
         # The folder stays selected: no re-SELECT, and only the searches the news call for.
         catch_up(
             session.client,
@@ -411,6 +419,7 @@ class SyncWorker:
             mailbox_id=session.mailbox_id,
             selected={b"UIDVALIDITY": session.uidvalidity},
             condstore=session.condstore,
+            qresync=session.qresync,
             flags=b"FETCH" in kinds,
             expunges=bool(kinds & {b"EXPUNGE", b"VANISHED"}),
         )
@@ -425,7 +434,13 @@ class SyncWorker:
         session.client.idle_done()
         selected = session.client.select_folder("INBOX")
         session.uidvalidity = int(selected[b"UIDVALIDITY"])
-        catch_up(session.client, self._sessions, mailbox_id=session.mailbox_id, selected=selected)
+        catch_up(
+            session.client,
+            self._sessions,
+            mailbox_id=session.mailbox_id,
+            selected=selected,
+            qresync=session.qresync,
+        )
         self._start_idle(session)
         IDLE_RENEWALS.inc()
 

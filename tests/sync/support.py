@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from email.message import EmailMessage
 from typing import Any
 
+from imapclient import IMAPClient
 from sqlalchemy import func, select
 
 from backend.storage.models import Mailbox, Message, OutboxEvent
@@ -20,6 +23,17 @@ def mail(subject: str, to: str = "x@chu-test.mssante.fr") -> bytes:
     message["Subject"] = subject
     message.set_content("Corps du message.")
     return bytes(message)
+
+
+@contextlib.contextmanager
+def desktop_client(dovecot: Any, address: str, password: str) -> Iterator[IMAPClient]:
+    """The user's desktop mail client, on the INBOX: the other way into the mailbox."""
+    with IMAPClient(
+        dovecot.host, port=dovecot.imaps_port, ssl_context=dovecot.client_ssl_context()
+    ) as desktop:
+        desktop.login(address, password)
+        desktop.select_folder("INBOX")
+        yield desktop
 
 
 class RunningWorker:

@@ -19,6 +19,7 @@ from tests.services.silent_relay import SilentRelay
 from tests.support import wait_until
 from tests.sync.support import (
     RunningWorker,
+    desktop_client,
     mail,
     outbox_count,
     subjects,
@@ -46,6 +47,21 @@ def sync_app(base_env, dovecot):
 @pytest.fixture
 def services_(sync_app):
     return sync_app.extensions["estafette"]
+
+
+@pytest.fixture(params=["qresync", "condstore"])
+def tracking(request, monkeypatch) -> str:
+    """Dovecot offers QRESYNC; "condstore" plays a server that offers only CONDSTORE."""
+    import backend.sync.worker as worker_module
+
+    if request.param == "condstore":
+
+        def condstore_only(client: IMAPClient) -> tuple[bool, bool]:
+            client.enable("CONDSTORE")
+            return True, False
+
+        monkeypatch.setattr(worker_module, "enable_change_tracking", condstore_only)
+    return request.param
 
 
 @pytest.fixture
@@ -82,17 +98,15 @@ def test_mail_that_arrived_while_away_is_fetched_on_reconnect(services_, dovecot
     assert outbox_count(services_, public_id) == 1
 
 
-def test_flags_set_in_the_desktop_client_come_back_through_idle(services_, dovecot, worker) -> None:
+def test_flags_set_in_the_desktop_client_come_back_through_idle(
+    services_, dovecot, tracking, worker
+) -> None:
     address, password, public_id = create_dovecot_mailbox(services_, dovecot)
     dovecot.deliver(address, mail("à lire"))
     wait_until(lambda: sync_state(services_, public_id)[0] == "ok", what="sync")
     wait_until(lambda: subjects(services_, public_id), what="the import")
 
-    with IMAPClient(
-        dovecot.host, port=dovecot.imaps_port, ssl_context=dovecot.client_ssl_context()
-    ) as desktop:
-        desktop.login(address, password)
-        desktop.select_folder("INBOX")
+    with desktop_client(dovecot, address, password) as desktop:
         desktop.add_flags(desktop.search("ALL"), [b"\\Seen", b"\\Flagged"])
 
     def flags() -> tuple[bool, bool]:
@@ -104,19 +118,45 @@ def test_flags_set_in_the_desktop_client_come_back_through_idle(services_, dovec
     assert outbox_count(services_, public_id, kind="mail.read") == 1
 
 
-def test_an_expunge_in_the_desktop_client_leaves_the_cache(services_, dovecot, worker) -> None:
+def test_an_expunge_in_the_desktop_client_leaves_the_cache(
+    services_, dovecot, tracking, worker
+) -> None:
     address, password, public_id = create_dovecot_mailbox(services_, dovecot)
     dovecot.deliver(address, mail("à supprimer"))
     dovecot.deliver(address, mail("à garder"))
     wait_until(lambda: len(subjects(services_, public_id)) == 2, what="the import")
-    with IMAPClient(
-        dovecot.host, port=dovecot.imaps_port, ssl_context=dovecot.client_ssl_context()
-    ) as desktop:
-        desktop.login(address, password)
-        desktop.select_folder("INBOX")
+    with desktop_client(dovecot, address, password) as desktop:
         desktop.delete_messages(desktop.search(["SUBJECT", "supprimer"]))
         desktop.expunge()
     wait_until(lambda: subjects(services_, public_id) == ["à garder"], what="the expunge")
+
+
+def test_flags_and_expunges_made_while_away_are_found_on_reconnect(
+    services_, dovecot, tracking
+) -> None:
+    """QRESYNC: one FETCH (CHANGEDSINCE, VANISHED); CONDSTORE: SEARCH MODSEQ and a UID list."""
+    address, password, public_id = create_dovecot_mailbox(
+        services_, dovecot, already_there=[mail("lu ailleurs"), mail("a effacer"), mail("intact")]
+    )
+    with RunningWorker(services_):
+        wait_until(lambda: len(subjects(services_, public_id)) == 3, what="the import")
+    with desktop_client(dovecot, address, password) as desktop:
+        desktop.add_flags(desktop.search(["SUBJECT", "lu ailleurs"]), [b"\\Seen"])
+        desktop.delete_messages(desktop.search(["SUBJECT", "effacer"]))
+        desktop.expunge()
+
+    def cache() -> dict[str, bool]:
+        with services_.sessions() as db:
+            rows = db.scalars(select(Message).join(Mailbox).where(Mailbox.public_id == public_id))
+            return {m.subject: m.seen for m in rows}
+
+    with RunningWorker(services_):
+        wait_until(
+            lambda: cache() == {"lu ailleurs": True, "intact": False},
+            what="the changes made while away",
+        )
+    # Read elsewhere, and deleted unread: each clears a notification on the phones.
+    assert outbox_count(services_, public_id, kind="mail.read") == 2
 
 
 def test_a_uidvalidity_change_rebuilds_the_folder_without_new_pushes(services_, dovecot) -> None:
