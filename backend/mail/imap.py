@@ -198,18 +198,20 @@ def fetch_changes_since(
         raise IMAPClientError(f"UID FETCH CHANGEDSINCE failed: {data!r}")
     typ, data = imap._untagged_response(typ, data, "FETCH")
     changed = parse_fetch_response(data, client.normalise_times, True)
-    return dict(changed), _uid_set(imap.untagged_responses.pop("VANISHED", []))
+    vanished = vanished_uids(imap.untagged_responses.pop("VANISHED", []), up_to=last_uid)
+    return dict(changed), vanished
 
 
-def _uid_set(responses: list[bytes]) -> list[int]:
-    """The UIDs of VANISHED responses: `(EARLIER) 41,43:45` or `41,43:45` (§3.2.10)."""
+def vanished_uids(responses: list[bytes], *, up_to: int) -> list[int]:
+    """The UIDs of VANISHED responses (`(EARLIER) 41,43:45` or `41,43:45`, §3.2.10) up to
+    `up_to`: the UIDs we can hold. A server may name far more (`1:4294967295`)."""
     uids: set[int] = set()
     for data in responses:
         text = data.decode("ascii") if isinstance(data, bytes) else str(data)
         for part in filter(None, text.removeprefix("(EARLIER)").strip().split(",")):
             low, _, high = part.partition(":")
             first, last = sorted((int(low), int(high or low)))
-            uids.update(range(first, last + 1))
+            uids.update(range(first, min(last, up_to) + 1))
     return sorted(uids)
 
 

@@ -189,15 +189,16 @@ def _sync_changes_since(
     flag_changes = _apply_flags(sessions, mailbox_id, position, changed, seen_modseqs)
     if not vanished:
         return flag_changes, 0
+    gone: list[int] = []
     with session_scope(sessions) as db:
-        gone = db.scalars(
-            select(Message.id).where(
-                Message.folder_id == position.folder_id,
-                Message.uid.in_(vanished),
-                Message.uid <= position.last_uid,
+        for start in range(0, len(vanished), store.IN_CHUNK):
+            gone += db.scalars(
+                select(Message.id).where(
+                    Message.folder_id == position.folder_id,
+                    Message.uid.in_(vanished[start : start + store.IN_CHUNK]),
+                )
             )
-        ).all()
-        return flag_changes, store.remove_messages(db=db, message_ids=list(gone))
+        return flag_changes, store.remove_messages(db=db, message_ids=gone)
 
 
 def _apply_flags(

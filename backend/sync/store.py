@@ -18,6 +18,8 @@ from backend.push import outbox
 from backend.storage.models import Folder, Mailbox, Message, utcnow
 from backend.sync import receipts
 
+IN_CHUNK = 1000  # ids per IN (...) list
+
 
 @dataclass(frozen=True)
 class FolderPosition:
@@ -126,18 +128,25 @@ def store_new_messages(
 
 
 def remove_messages(*, db: Session, message_ids: list[int]) -> int:
-    """Drop expunged messages from the cache; an unread one clears its notification."""
-    if not message_ids:
-        return 0
-    unread = db.execute(
-        select(Message.id, Message.mailbox_id).where(
-            Message.id.in_(message_ids), Message.seen.is_(False)
+    """Drop expunged messages from the cache; unread ones clear their notifications.
+
+    In chunks: a folder emptied on the desktop can name more messages than a statement
+    may carry parameters (SQLite 32,766, PostgreSQL 65,535).
+    """
+    cleared: set[int] = set()  # mailboxes whose badge went down
+    for start in range(0, len(message_ids), IN_CHUNK):
+        chunk = message_ids[start : start + IN_CHUNK]
+        cleared.update(
+            db.scalars(
+                select(Message.mailbox_id)
+                .where(Message.id.in_(chunk), Message.seen.is_(False))
+                .distinct()
+            )
         )
-    ).all()
-    for _message_id, mailbox_id in unread:
-        outbox.announce_read(db, mailbox_id=mailbox_id)
-    changes.bury(db, Message.id.in_(message_ids))
-    db.execute(delete(Message).where(Message.id.in_(message_ids)))
+        changes.bury(db, Message.id.in_(chunk))
+        db.execute(delete(Message).where(Message.id.in_(chunk)))
+    for mailbox_id in sorted(cleared):
+        outbox.announce_read(db, mailbox_id=mailbox_id)  # one carries the new count
     return len(message_ids)
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from backend.directory import changes
 from backend.storage.database import session_scope
-from backend.storage.models import AuditRecord, Folder, Mailbox, utcnow
+from backend.storage.models import AuditRecord, Folder, Mailbox, OutboxEvent, utcnow
 from backend.sync import store
 from tests.mailboxes.support import (
     deliver,
@@ -38,6 +38,18 @@ def _ok(client, headers, since=None, **params) -> dict:
 
 def _ops(result: dict) -> list[tuple[str, str]]:
     return [(change["op"], change["message"]["id"]) for change in result["changes"]]
+
+
+def _all_changes(client, headers, since=None, limit=200) -> tuple[list, str, int]:
+    """Follow `more` to the end: every (op, id), the final state, and the pages it took."""
+    ops, state, pages = [], since, 0
+    while True:
+        page = _ok(client, headers, state, limit=limit)
+        ops += _ops(page)
+        state, pages = page["state"], pages + 1
+        if not page["more"]:
+            return ops, state, pages
+        assert page["changes"], "a page that says `more` makes progress"
 
 
 def test_without_since_the_snapshot_holds_every_message_of_every_visible_mailbox(
@@ -93,6 +105,27 @@ def test_new_mail_a_flag_change_and_an_expunge_come_as_upserts_and_a_delete(
     assert _ok(client, headers, delta["state"])["changes"] == []
 
 
+def test_a_folder_emptied_on_the_desktop_leaves_in_chunks_with_one_read_push(
+    client, services
+) -> None:
+    """More ids than one IN list should carry; the badge push is one, not one per mail."""
+    username, headers = sign_in(client, services)
+    mailbox = make_mailbox(services, member=username)
+    *emptied, kept = deliver(services, mailbox, store.IN_CHUNK * 2 + 501)
+    _snapshot, state, _pages = _all_changes(client, headers)
+
+    expunge(services, emptied)
+    ops, _state, _pages = _all_changes(client, headers, state)
+
+    assert sorted(ops) == sorted(("delete", gone) for gone in emptied)
+    with services.sessions() as db:
+        mailbox_pk = db.scalar(select(Mailbox.id).where(Mailbox.public_id == mailbox))
+        kinds = db.scalars(select(OutboxEvent.kind).where(OutboxEvent.mailbox_id == mailbox_pk))
+        assert list(kinds) == ["mail.read"]
+    page = client.get(f"/api/v1/mailboxes/{mailbox}/messages", headers=headers)
+    assert [m["id"] for m in body(page)["items"]] == [kept]
+
+
 def test_a_uidvalidity_reset_deletes_the_old_ids_and_upserts_the_new_ones(client, services) -> None:
     username, headers = sign_in(client, services)
     mailbox = make_mailbox(services, member=username)
@@ -120,15 +153,9 @@ def test_a_big_snapshot_comes_in_pages_that_together_hold_each_message_once(
     for _ in range(5):  # store batches of 3: one change number each
         stored += deliver(services, first, 3) + deliver(services, second, 2)
 
-    seen, state, pages = [], None, 0
-    while True:
-        page = _ok(client, headers, state, limit=4)
-        seen += [message_id for _op, message_id in _ops(page)]
-        state, pages = page["state"], pages + 1
-        if not page["more"]:
-            break
-        assert page["changes"], "a page that says `more` makes progress"
+    ops, state, pages = _all_changes(client, headers, limit=4)
 
+    seen = [message_id for _op, message_id in ops]
     assert sorted(seen) == sorted(stored) and len(seen) == len(stored)
     assert pages > 3
     assert _ok(client, headers, state)["changes"] == []
