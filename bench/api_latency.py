@@ -5,7 +5,9 @@ mailboxes (COPY of pre-encrypted values), starts the api under gunicorn, and dri
 GET /mailboxes/{id}/messages (first and deeper pages, following `next`) and
 GET /sync?since=<state> from `--clients` concurrent clients. In the same run it times the
 bare SQL of the same pages (`db_p50_ms`), and the api alone with one client (no queueing).
-Prints one JSON line.
+The main figures come from closed-loop clients that saturate the server; `paced` repeats
+the run with the same clients pausing `--think-ms` on average between calls. Prints one
+JSON line.
 
     .venv/bin/python -m bench.api_latency --envelopes 20000          # while developing
     .venv/bin/python -m bench.api_latency                            # 1,000,000 / 1,000
@@ -287,6 +289,40 @@ def _snapshot(base: str, token: str) -> str:
                 return state
 
 
+def _drive(
+    drivers: list[Driver], states: dict[int, str], requests: int, *, think_s: float
+) -> tuple[list[tuple[str, float]], float]:
+    """`requests` calls shared by the drivers, each on a thread of its own; (results, seconds).
+
+    With `think_s` 0 the clients are closed-loop and saturate the server: latency is then
+    mostly queueing. Otherwise each client pauses between calls for an exponentially
+    distributed time of that mean, as people reading their mail do.
+    """
+    lock = threading.Lock()
+    results: list[tuple[str, float]] = []
+    remaining = [requests]
+
+    def client(driver: Driver) -> None:
+        while True:
+            with lock:
+                if remaining[0] <= 0:
+                    return
+                remaining[0] -= 1
+            if think_s:
+                time.sleep(driver.rng.expovariate(1 / think_s))
+            outcome = driver.one(states)
+            with lock:
+                results.append(outcome)
+
+    threads = [threading.Thread(target=client, args=(d,)) for d in drivers]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results, time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--envelopes", type=int, default=1_000_000)
@@ -294,6 +330,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--requests", type=int, default=6000)
     parser.add_argument("--token-users", type=int, default=100)
+    parser.add_argument(
+        "--think-ms", type=float, default=1000.0, help="mean pause between a paced client's calls"
+    )
+    parser.add_argument("--paced-requests", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=3)
     # As deployed (infra/estafette.env.example): revocations are checked in Redis.
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
@@ -332,27 +372,11 @@ def main() -> None:
         single = [lone.one(states)[1] for _ in range(300)]
 
         drivers = [Driver(port, plan, seed=100 + i) for i in range(args.clients)]
-        lock = threading.Lock()
-        results: list[tuple[str, float]] = []
-        remaining = [args.requests]
-
-        def client(driver: Driver) -> None:
-            while True:
-                with lock:
-                    if remaining[0] <= 0:
-                        return
-                    remaining[0] -= 1
-                outcome = driver.one(states)
-                with lock:
-                    results.append(outcome)
-
-        threads = [threading.Thread(target=client, args=(d,)) for d in drivers]
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        elapsed = time.perf_counter() - started
+        results, elapsed = _drive(drivers, states, args.requests, think_s=0.0)
+        paced_drivers = [Driver(port, plan, seed=500 + i) for i in range(args.clients)]
+        paced, paced_elapsed = _drive(
+            paced_drivers, states, args.paced_requests, think_s=args.think_ms / 1000
+        )
         db_ms = _bare_query_ms(url, plan["boxes"], 500, sizes)
         # The same deep pages of the biggest mailbox and of one of 100, one client, no queue.
         big_small = [_walk_pages(port, plan, user, pages=40) for user in (0, 1)]
@@ -382,6 +406,12 @@ def main() -> None:
                     str(sizes[1]): round(big_small[1], 2),
                 },
                 "p50_by_call_ms": by_kind,
+                "paced": {
+                    "think_ms": args.think_ms,
+                    "rps": round(len(paced) / paced_elapsed, 1),
+                    "p50_ms": round(statistics.median(ms for _k, ms in paced), 2),
+                    "p99_ms": round(_percentile([ms for _k, ms in paced], 0.99), 2),
+                },
                 "index_seek": seek,
                 "envelopes": args.envelopes,
                 "mailboxes": args.mailboxes,
