@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 
 from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -126,10 +127,11 @@ def catch_up(
         receipts.audit_received(AuditTrail(sessions), attached)  # committed: now audit
 
     if not first_sync and not result.resynced and position.last_uid > 0:
+        found = None
         if qresync and position.highest_modseq is not None and (flags or expunges):
-            result.flag_changes, result.expunged = _sync_changes_since(
-                client, sessions, mailbox_id, position, seen_modseqs
-            )
+            found = _sync_changes_since(client, sessions, mailbox_id, position, seen_modseqs)
+        if found is not None:
+            result.flag_changes, result.expunged = found
         else:
             if flags:
                 result.flag_changes = _sync_flags(
@@ -183,9 +185,22 @@ def _sync_changes_since(
     mailbox_id: int,
     position: store.FolderPosition,
     seen_modseqs: list[int],
-) -> tuple[int, int]:
-    """Flag changes and expunges since our MODSEQ, in one command (RFC 7162 §3.2.6)."""
-    changed, vanished = fetch_changes_since(client, position.last_uid, position.highest_modseq)
+) -> tuple[int, int] | None:
+    """Flag changes and expunges since our MODSEQ, in one command (RFC 7162 §3.2.6).
+
+    None when the server refuses the command it advertised: the caller searches instead.
+    """
+    try:
+        changed, vanished = fetch_changes_since(client, position.last_uid, position.highest_modseq)
+    except IMAPClientAbortError:
+        raise  # the connection is gone: reconnect
+    except IMAPClientError as exc:
+        log.warning(
+            "mailbox %s: UID FETCH CHANGEDSINCE refused (%s); searching instead",
+            mailbox_id,
+            type(exc).__name__,
+        )
+        return None
     flag_changes = _apply_flags(sessions, mailbox_id, position, changed, seen_modseqs)
     if not vanished:
         return flag_changes, 0

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
 from sqlalchemy import select, update
 
 from backend.demo import samples
@@ -49,11 +50,19 @@ def services_(sync_app):
     return sync_app.extensions["estafette"]
 
 
-@pytest.fixture(params=["qresync", "condstore"])
+@pytest.fixture(params=["qresync", "condstore", "qresync-refused"])
 def tracking(request, monkeypatch) -> str:
-    """Dovecot offers QRESYNC; "condstore" plays a server that offers only CONDSTORE."""
+    """Dovecot offers QRESYNC; "condstore" plays a server that offers only CONDSTORE, and
+    "qresync-refused" one that offers QRESYNC but answers BAD to CHANGEDSINCE ... VANISHED."""
+    import backend.sync.catch_up as catch_up_module
     import backend.sync.worker as worker_module
 
+    if request.param == "qresync-refused":
+
+        def refused(*_args: object) -> None:
+            raise IMAPClientError("UID FETCH command error: BAD [b'Invalid arguments']")
+
+        monkeypatch.setattr(catch_up_module, "fetch_changes_since", refused)
     if request.param == "condstore":
 
         def condstore_only(client: IMAPClient) -> tuple[bool, bool]:
