@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -179,6 +180,25 @@ def test_a_transient_failure_heals_on_the_dispatchers_next_attempt(
     assert sender.send([message])[0].kind is OutcomeKind.RETRY
     assert sender.send([message])[0].kind is OutcomeKind.OK
     assert [r.status for r in fake.requests] == [503, 200]
+
+
+def test_an_unreachable_fcm_is_a_retry_for_every_message(service_account: Path) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        nobody = f"http://127.0.0.1:{closed.getsockname()[1]}"  # bound, never listening
+        with FcmSender(service_account, nobody) as fcm:
+            outcomes = fcm.send([payloads.new_mail(t, MAILBOX, 1) for t in ("a", "b")])
+
+    assert [o.kind for o in outcomes] == [OutcomeKind.RETRY, OutcomeKind.RETRY]
+
+
+def test_an_fcm_that_never_answers_is_a_retry_after_the_timeout(service_account: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
+        silent_url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        with FcmSender(service_account, silent_url, timeout=0.5) as fcm:
+            [outcome] = fcm.send([payloads.new_mail("a", MAILBOX, 1)])
+
+    assert outcome.kind is OutcomeKind.RETRY
 
 
 def test_a_message_firebase_admin_refuses_to_encode_fails_alone(sender: FcmSender) -> None:
