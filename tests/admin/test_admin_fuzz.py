@@ -13,11 +13,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
-from schemathesis.specs.openapi import checks
 
 from tests.admin.conftest import SignedIn, sign_in
-from tests.api.fuzzing import FuzzedApp, served_schema
+from tests.api.fuzzing import EXCLUDED_CHECKS, FuzzedApp, fuzz_settings, served_schema
 from tests.conftest import TEST_DATA_KEY, TEST_SECRET_KEY
 
 ADMIN_CALLS = r"^/api/v1/admin/"
@@ -86,18 +84,11 @@ def _aim_at_real_objects(case: Any, targets: _Targets) -> None:
 
 
 @schema.parametrize()
-@settings(
-    max_examples=MAX_EXAMPLES,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-    derandomize=True,
-)
+@fuzz_settings(MAX_EXAMPLES)
 def test_the_admin_calls_never_answer_a_server_error(case, fuzzed_app, targets) -> None:
     _aim_at_real_objects(case, targets)
     FUZZED.target = fuzzed_app
-    # Left out, as for the message calls: opaque ids and cursors we did not issue are
-    # rightly refused, and unknown query parameters are ignored.
     case.call_and_validate(
         headers=targets.admin.headers,
-        excluded_checks=[checks.positive_data_acceptance, checks.negative_data_rejection],
+        excluded_checks=EXCLUDED_CHECKS,
     )

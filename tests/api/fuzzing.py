@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi import checks
 
 from tests.conftest import TEST_DATA_KEY, TEST_SECRET_KEY
 
@@ -42,3 +44,20 @@ def served_schema(path_regex: str, app: FuzzedApp) -> Any:
     schema = schemathesis.openapi.from_dict(response.json).include(path_regex=path_regex)
     schema.app = app
     return schema
+
+
+# Left out of every run: `positive_data_acceptance` (cursors, sync states and ids are
+# opaque strings: a schema-valid one we did not issue is rightly refused) and
+# `negative_data_rejection` (unknown query parameters are ignored, for forward
+# compatibility, not refused).
+EXCLUDED_CHECKS = [checks.positive_data_acceptance, checks.negative_data_rejection]
+
+
+def fuzz_settings(max_examples: int) -> Any:
+    """Repeatable runs (derandomized) with no per-example deadline: each call hits a database."""
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        derandomize=True,
+    )

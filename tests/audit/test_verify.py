@@ -5,25 +5,12 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from backend.audit.trail import Actor
+from tests.audit.support import write_reads
 from tests.support import body, wait_until
 
 
-def _write(services, n: int) -> list[int]:
-    return [
-        services.audit.record(
-            "message.read",
-            actor=Actor("usr_reader", "dev_reader", "10.0.0.7"),
-            target_type="message",
-            target=f"msg_{i}",
-            mailbox="mbx_cardio",
-        ).id
-        for i in range(n)
-    ]
-
-
 def test_an_honest_trail_verifies_over_http(client, services, admin) -> None:
-    _write(services, 5)
+    write_reads(services, 5)
     response = client.get("/api/v1/admin/audit/verify", headers=admin.headers)
     assert response.status_code == 200
     result = body(response)
@@ -34,7 +21,7 @@ def test_an_honest_trail_verifies_over_http(client, services, admin) -> None:
 def test_an_edited_row_is_named_over_http_and_on_the_command_line(
     app, client, services, admin
 ) -> None:
-    ids = _write(services, 5)
+    ids = write_reads(services, 5)
     with services.engine.begin() as conn:
         conn.execute(
             text("UPDATE audit_records SET target = 'msg_other' WHERE id = :id"), {"id": ids[3]}
@@ -51,7 +38,7 @@ def test_an_edited_row_is_named_over_http_and_on_the_command_line(
 
 
 def test_a_deleted_row_is_named_by_its_successor(app, client, services, admin) -> None:
-    ids = _write(services, 5)
+    ids = write_reads(services, 5)
     with services.engine.begin() as conn:
         conn.execute(text("DELETE FROM audit_records WHERE id = :id"), {"id": ids[1]})
     result = body(client.get("/api/v1/admin/audit/verify", headers=admin.headers))
@@ -62,7 +49,7 @@ def test_a_deleted_row_is_named_by_its_successor(app, client, services, admin) -
 
 
 def test_deleting_the_newest_rows_is_detected(app, services) -> None:
-    ids = _write(services, 3)
+    ids = write_reads(services, 3)
     with services.engine.begin() as conn:
         conn.execute(text("DELETE FROM audit_records WHERE id = :id"), {"id": ids[-1]})
     cli = app.test_cli_runner().invoke(args=["audit", "verify"])
@@ -87,12 +74,12 @@ def test_verify_passes_while_the_gateway_keeps_writing(services) -> None:
 
     from backend.audit.trail import verify_chain
 
-    _write(services, 50)
+    write_reads(services, 50)
     done, written = threading.Event(), []
 
     def keep_writing() -> None:
         while not done.is_set():
-            written.append(_write(services, 1))
+            written.append(write_reads(services, 1))
 
     writer = threading.Thread(target=keep_writing)
     writer.start()

@@ -94,6 +94,27 @@ def cli_create(gateway, operator: DovecotServer, address: str, *options: str, st
     return result.output.rsplit("(", 1)[1].rstrip(")\n")
 
 
+def cli_create_xoauth2(
+    gateway, operator: DovecotServer, oauth: FakeOAuth, *, secret: str | None = None
+) -> tuple[str, str, str]:
+    """A PER mailbox with an OAuth2 client of its own: (address, client id, mailbox id).
+
+    `secret`, when given, is stored instead of the client's real one (a client refused).
+    """
+    address = new_address(operator)
+    client_id, client_secret = oauth.add_client(address)
+    public_id = cli_create(
+        gateway,
+        operator,
+        address,
+        *("--kind", "PER", "--auth", "xoauth2"),
+        *("--token-url", oauth.token_url, "--client-id", client_id),
+        "--secret-stdin",
+        stdin=(secret or client_secret) + "\n",
+    )
+    return address, client_id, public_id
+
+
 def assert_syncs(services, operator: DovecotServer, address: str, public_id: str) -> None:
     """The worker logs in, imports, and announces what arrives afterwards."""
     operator.deliver(address, mail("avant"))
@@ -149,17 +170,7 @@ def test_an_app_mailbox_logs_in_with_its_p12_client_certificate_and_sasl_externa
 def test_an_xoauth2_mailbox_logs_in_with_a_token_from_the_client_credentials_grant(
     gateway, services_, operator, oauth: FakeOAuth
 ) -> None:
-    address = new_address(operator)
-    client_id, client_secret = oauth.add_client(address)
-    public_id = cli_create(
-        gateway,
-        operator,
-        address,
-        *("--kind", "PER", "--auth", "xoauth2"),
-        *("--token-url", oauth.token_url, "--client-id", client_id),
-        "--secret-stdin",
-        stdin=client_secret + "\n",
-    )
+    address, client_id, public_id = cli_create_xoauth2(gateway, operator, oauth)
     assert_syncs(services_, operator, address, public_id)
     assert client_id in oauth.token_requests
     tokens_for_mailbox = [t for t, user in oauth.issued.items() if user == address]
@@ -169,16 +180,8 @@ def test_an_xoauth2_mailbox_logs_in_with_a_token_from_the_client_credentials_gra
 def test_a_token_endpoint_that_refuses_the_client_is_a_sync_error_with_the_reason(
     gateway, services_, operator, oauth: FakeOAuth
 ) -> None:
-    address = new_address(operator)
-    client_id, _secret = oauth.add_client(address)
-    public_id = cli_create(
-        gateway,
-        operator,
-        address,
-        *("--kind", "PER", "--auth", "xoauth2"),
-        *("--token-url", oauth.token_url, "--client-id", client_id),
-        "--secret-stdin",
-        stdin="not-the-client-secret\n",
+    _address, _client_id, public_id = cli_create_xoauth2(
+        gateway, operator, oauth, secret="not-the-client-secret"
     )
     with RunningWorker(services_):
         state = wait_until(
@@ -225,17 +228,7 @@ def test_xoauth2_without_a_token_endpoint_is_a_usage_error(gateway) -> None:
 def test_an_xoauth2_token_is_reused_across_reconnects_and_replaced_once_refused(
     gateway, services_, operator, oauth: FakeOAuth
 ) -> None:
-    address = new_address(operator)
-    client_id, client_secret = oauth.add_client(address)
-    public_id = cli_create(
-        gateway,
-        operator,
-        address,
-        *("--kind", "PER", "--auth", "xoauth2"),
-        *("--token-url", oauth.token_url, "--client-id", client_id),
-        "--secret-stdin",
-        stdin=client_secret + "\n",
-    )
+    address, client_id, public_id = cli_create_xoauth2(gateway, operator, oauth)
 
     def token_requests() -> int:
         return oauth.token_requests.count(client_id)
