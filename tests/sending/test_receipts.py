@@ -121,7 +121,8 @@ def _dsn(to: str, reporting: str, original_id: str, action: str, status: str) ->
     ).encode()
 
 
-def test_delivery_reports_show_on_the_original(alice, bob, dovecot) -> None:
+def _sent_with_two_delivery_reports(alice, bob, dovecot) -> dict:
+    """Alice writes to Bob and to an absent address; one DSN says delivered, one failed."""
     sent = alice.sent(to=[bob.address, "absent@chu-test.mssante.fr"])
     dovecot.deliver(
         alice.address, _dsn(alice.address, bob.address, sent["message_id"], "delivered", "2.0.0")
@@ -130,6 +131,11 @@ def test_delivery_reports_show_on_the_original(alice, bob, dovecot) -> None:
         alice.address,
         _dsn(alice.address, "absent@chu-test.mssante.fr", sent["message_id"], "failed", "5.1.1"),
     )
+    return sent
+
+
+def test_delivery_reports_show_on_the_original(alice, bob, dovecot) -> None:
+    sent = _sent_with_two_delivery_reports(alice, bob, dovecot)
 
     alice.sync()
 
@@ -184,14 +190,7 @@ def test_a_received_read_receipt_is_audited_with_opaque_ids_only(alice, bob) -> 
 
 
 def test_each_received_delivery_report_is_audited_once(alice, bob, dovecot) -> None:
-    sent = alice.sent(to=[bob.address, "absent@chu-test.mssante.fr"])
-    dovecot.deliver(
-        alice.address, _dsn(alice.address, bob.address, sent["message_id"], "delivered", "2.0.0")
-    )
-    dovecot.deliver(
-        alice.address,
-        _dsn(alice.address, "absent@chu-test.mssante.fr", sent["message_id"], "failed", "5.1.1"),
-    )
+    sent = _sent_with_two_delivery_reports(alice, bob, dovecot)
 
     alice.sync()
     alice.sync()
