@@ -5,6 +5,10 @@ Claiming. Several dispatchers may run at once. Each claims a batch of due events
 short transaction, leases them by moving `available_at` `lease_seconds` ahead. A dispatcher
 SIGKILLed mid-batch holds no lock: once its lease runs out, another one claims the events.
 
+Overlap. While FCM answers one chunk, the dispatcher records the previous chunk and claims
+and plans the next batch (`drain`), so neither FCM nor the database waits on the other.
+Only one chunk is on the wire at a time: pushes leave in outbox order.
+
 Exactly once per device. A `push_deliveries` row per (event, device), unique on the pair,
 is the record of what was sent: a resumed event skips every device that already has one,
 so nothing is lost and nothing is sent twice. The one window this cannot close is a
@@ -37,6 +41,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -49,7 +54,6 @@ from backend.metrics import PUSH_OUTCOMES as OUTCOMES
 from backend.metrics import PUSH_PRUNED as PRUNED
 from backend.metrics import PUSH_QUEUE_DEPTH as QUEUE_DEPTH
 from backend.metrics import PUSH_QUEUE_TO_SEND as QUEUE_TO_SEND
-from backend.metrics import PUSH_SEND_LATENCY as SEND_LATENCY
 from backend.push import payloads, previews
 from backend.push.fcm import Sender
 from backend.push.outcomes import Outcome, OutcomeKind
@@ -98,6 +102,25 @@ class _Plan:
     created: dict[int, datetime]
     targets: list[_Target] = field(default_factory=list)
     deferred: dict[int, datetime] = field(default_factory=dict)  # event id -> quiet hours end
+    retry_after: dict[int, float] = field(default_factory=dict)  # event id -> FCM's delay
+
+    def chunks(self) -> list[list[_Target]]:
+        """The targets in send_each_async calls; outcomes are committed chunk by chunk, so a
+        dispatcher killed mid-batch leaves at most one chunk in doubt (module docstring)."""
+        return [
+            self.targets[start : start + SEND_CHUNK]
+            for start in range(0, len(self.targets), SEND_CHUNK)
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class _Sending:
+    """A chunk on the wire: FCM's answers arrive in `outcomes`."""
+
+    plan: _Plan
+    chunk: list[_Target]
+    outcomes: Future[list[Outcome]]
+    last: bool  # the plan's last chunk: once recorded, the plan's events are settled
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +159,7 @@ class Dispatcher:
         try:
             while not stop.is_set():
                 try:
-                    worked = self.dispatch_once()
+                    worked = self.drain(stop)
                 except Exception:
                     log.exception("dispatch failed; retrying")
                     stop.wait(ERROR_WAIT_SECONDS)  # a database outage must not flood the log
@@ -147,28 +170,55 @@ class Dispatcher:
             wakeup.close()
         log.info("push dispatcher stopped")
 
-    def dispatch_once(self) -> int:
-        """One claim-send-record round; returns how many events it handled."""
+    def drain(self, stop: threading.Event | None = None) -> int:
+        """Claim-send-record rounds until nothing is due (or `stop`); returns events handled.
+
+        The rounds overlap: while FCM answers one chunk, the previous chunk's outcomes are
+        recorded and the next batch is claimed and planned. Chunks still go one after the
+        other, so a device gets its pushes in outbox order.
+        """
+        handled = 0
+        sending: _Sending | None = None
+        try:
+            plan = self._next_plan()
+            while plan is not None:
+                handled += len(plan.attempts)
+                chunks = plan.chunks()
+                for index, chunk in enumerate(chunks):
+                    if sending is not None:
+                        sending.outcomes.result()  # one chunk on the wire at a time
+                    future = self._sender.submit([target.message for target in chunk])
+                    if sending is not None:
+                        self._finish(sending)
+                    sending = _Sending(plan, chunk, future, last=index == len(chunks) - 1)
+                if not chunks:
+                    self._settle(plan)  # nothing to send: every recipient waits or was served
+                plan = None if stop is not None and stop.is_set() else self._next_plan()
+        finally:
+            if sending is not None:
+                self._finish(sending)  # what FCM accepted is recorded, even on the way out
+        if handled:
+            with session_scope(self._sessions) as db:
+                self._update_queue_depth(db, force=True)  # exact while the dispatcher idles
+        return handled
+
+    def _next_plan(self) -> _Plan | None:
+        """Claim a batch of due events and plan it; None when nothing is due."""
         self._housekeeping()
         with session_scope(self._sessions) as db:
             events = _claim(db, self._batch, self._lease)
-            if not events:
-                self._update_queue_depth(db, force=False)
-                return 0
-            plan = self._plan(db, events)
-        retry_after: dict[int, float] = {}
-        # Outcomes are committed chunk by chunk: a dispatcher killed mid-batch leaves at
-        # most one chunk in doubt (see the module docstring).
-        for start in range(0, len(plan.targets), SEND_CHUNK):
-            chunk = plan.targets[start : start + SEND_CHUNK]
-            started = time.monotonic()
-            outcomes = self._sender.send([t.message for t in chunk])
-            SEND_LATENCY.observe(time.monotonic() - started)
-            self._record(plan, chunk, outcomes, retry_after)
+            return self._plan(db, events) if events else None
+
+    def _finish(self, sending: _Sending) -> None:
+        """Record a chunk's outcomes; after the plan's last chunk, settle its events."""
+        self._record(sending.plan, sending.chunk, sending.outcomes.result())
+        if sending.last:
+            self._settle(sending.plan)
+
+    def _settle(self, plan: _Plan) -> None:
         with session_scope(self._sessions) as db:
-            self._settle_events(db, plan, retry_after, utcnow())
+            self._settle_events(db, plan, utcnow())
             self._update_queue_depth(db, force=False)
-        return len(events)
 
     # -- planning -------------------------------------------------------------------------
 
@@ -260,15 +310,10 @@ class Dispatcher:
 
     # -- recording ------------------------------------------------------------------------
 
-    def _record(
-        self,
-        plan: _Plan,
-        targets: list[_Target],
-        outcomes: list[Outcome],
-        retry_after: dict[int, float],
-    ) -> None:
-        """Deliveries and device states of one chunk; retries are noted in `retry_after`."""
+    def _record(self, plan: _Plan, targets: list[_Target], outcomes: list[Outcome]) -> None:
+        """Deliveries and device states of one chunk; retries are noted in the plan."""
         now = utcnow()
+        retry_after = plan.retry_after
         deliveries: list[dict] = []
         device_status: dict[str, set[int]] = defaultdict(set)
         for target, outcome in zip(targets, outcomes, strict=True):
@@ -313,9 +358,8 @@ class Dispatcher:
                     values["push_token"] = None
                 db.execute(update(Device).where(Device.id.in_(ids)).values(**values))
 
-    def _settle_events(
-        self, db: Session, plan: _Plan, retry_after: dict[int, float], now: datetime
-    ) -> None:
+    def _settle_events(self, db: Session, plan: _Plan, now: datetime) -> None:
+        retry_after = plan.retry_after
         done = [
             event_id
             for event_id in plan.attempts

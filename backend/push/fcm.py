@@ -15,6 +15,7 @@ import secrets
 import threading
 import time
 from collections import Counter
+from concurrent.futures import Future
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +30,7 @@ from firebase_admin import credentials, exceptions, messaging
 from firebase_admin._http_client import HttpxAsyncClient
 from pyreqwest.client import ClientBuilder
 
+from backend.metrics import PUSH_SEND_LATENCY as SEND_LATENCY
 from backend.push.outcomes import Outcome, OutcomeKind
 
 log = logging.getLogger("estafette.push")
@@ -55,6 +57,8 @@ class Sender(Protocol):
     """What the dispatcher needs from a push provider."""
 
     def send(self, messages: list[messaging.Message]) -> list[Outcome]: ...
+
+    def submit(self, messages: list[messaging.Message]) -> Future[list[Outcome]]: ...
 
     def close(self) -> None: ...
 
@@ -89,14 +93,13 @@ class FcmSender:
 
     def send(self, messages: list[messaging.Message]) -> list[Outcome]:
         """Send each message once; the outcomes are in the order of `messages`."""
+        return self.submit(messages).result()
+
+    def submit(self, messages: list[messaging.Message]) -> Future[list[Outcome]]:
+        """Start sending, and return at once: the caller does other work meanwhile."""
         if self._closed:
             raise RuntimeError("FcmSender is closed")
-        if not messages:
-            return []
-        future = asyncio.run_coroutine_threadsafe(self._send_all(messages), self._loop)
-        outcomes = future.result()
-        _log_summary(outcomes)
-        return outcomes
+        return asyncio.run_coroutine_threadsafe(self._send_all(messages), self._loop)
 
     def close(self) -> None:
         """Close the HTTP connections, delete the firebase app and stop the loop."""
@@ -118,9 +121,12 @@ class FcmSender:
         self.close()
 
     async def _send_all(self, messages: list[messaging.Message]) -> list[Outcome]:
+        started = time.monotonic()
         outcomes: list[Outcome] = []
         for start in range(0, len(messages), MAX_BATCH):
             outcomes.extend(await self._send_batch(messages[start : start + MAX_BATCH]))
+        SEND_LATENCY.observe(time.monotonic() - started)
+        _log_summary(outcomes)
         return outcomes
 
     async def _send_batch(self, batch: list[messaging.Message]) -> list[Outcome]:
@@ -146,6 +152,11 @@ class LogSender:
 
     def send(self, messages: list[messaging.Message]) -> list[Outcome]:
         """Log type, opaque mailbox id and count (never the token), and report success."""
+        return self.submit(messages).result()
+
+    def submit(self, messages: list[messaging.Message]) -> Future[list[Outcome]]:
+        """Logs at once: the future is already done."""
+        future: Future[list[Outcome]] = Future()
         for message in messages:
             data = message.data or {}
             log.info(
@@ -154,7 +165,8 @@ class LogSender:
                 data.get("mailbox"),
                 data.get("unread"),
             )
-        return [Outcome.ok() for _ in messages]
+        future.set_result([Outcome.ok() for _ in messages])
+        return future
 
     def close(self) -> None:
         """Nothing to release."""

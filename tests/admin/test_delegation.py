@@ -127,13 +127,13 @@ def test_a_removed_delegate_gets_no_more_pushes_for_the_mailbox(
     with FcmSender(fcm_credentials, fake_fcm.base_url) as sender:
         dispatcher = Dispatcher(services.sessions, sender)
         _announce(services, mailbox["id"], uid=1)
-        assert dispatcher.dispatch_once() == 1
+        assert dispatcher.drain() == 1
         assert _pushed_tokens(fake_fcm) == ["tok-delegate"]
 
         client.delete(_member_url(mailbox, delegate.user_id), headers=admin.headers)
         fake_fcm.reset()
         _announce(services, mailbox["id"], uid=2)
-        assert dispatcher.dispatch_once() == 1
+        assert dispatcher.drain() == 1
     assert _pushed_tokens(fake_fcm) == []
 
 

@@ -203,14 +203,3 @@ def sender(fake_fcm: FakeFcm, fcm_credentials: Path) -> Iterator[FcmSender]:
 @pytest.fixture
 def dispatcher(services: Any, sender: FcmSender) -> Dispatcher:
     return Dispatcher(services.sessions, sender)
-
-
-def drain(dispatcher: Dispatcher, rounds: int = 50) -> int:
-    """Dispatch until the due part of the outbox is empty; returns events handled."""
-    handled = 0
-    for _ in range(rounds):
-        worked = dispatcher.dispatch_once()
-        if not worked:
-            return handled
-        handled += worked
-    raise AssertionError(f"the outbox was still not drained after {rounds} rounds")

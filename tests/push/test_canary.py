@@ -72,7 +72,7 @@ def test_the_canary_is_in_no_fcm_request_log_audit_row_or_metric(
         wait_until(lambda: _synced(services, public_id), what="the first sync of the mailbox")
         dovecot.deliver(address, _canary_mail(canary, address))
         wait_until(
-            lambda: dispatcher.dispatch_once() >= 0 and fake_fcm.requests,
+            lambda: dispatcher.drain() >= 0 and fake_fcm.requests,
             timeout=20,
             what="the push for the canary message",
         )

@@ -5,15 +5,18 @@ firebase-admin runs for real against the local FCM server (tests/services/fcm_se
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
 
 from backend.push.dispatcher import MAX_ATTEMPTS, STALE_TOKEN_DAYS, Dispatcher
+from backend.push.fcm import FcmSender
 from backend.storage.models import utcnow
-from tests.push.conftest import World, drain
+from tests.push.conftest import World
 from tests.services.fcm_server import FakeFcm
 
 
@@ -27,8 +30,8 @@ def test_new_mail_reaches_every_device_of_every_member_exactly_once(
     mailbox_id, public_id = world.mailbox(doctor, secretary)
     _message, event_id = world.new_mail(mailbox_id)
 
-    assert drain(dispatcher) == 1
-    assert drain(dispatcher) == 0
+    assert dispatcher.drain() == 1
+    assert dispatcher.drain() == 0
 
     requests = fake_fcm.requests
     assert sorted(r.token for r in requests) == ["desk", "phone", "tablet"]
@@ -52,12 +55,34 @@ def test_a_batch_past_500_devices_reaches_each_device_once(
     mailbox_id, _public_id = world.mailbox(ward)
     world.new_mail(mailbox_id)
 
-    drain(dispatcher)
+    dispatcher.drain()
 
     received = Counter(r.token for r in fake_fcm.wait_for_count(1203, timeout=30))
     assert set(received) == set(tokens)
     assert set(received.values()) == {1}
     assert len(world.deliveries()) == 1203
+
+
+def test_overlapped_rounds_send_batches_in_outbox_order_each_device_once(
+    world: World, services: Any, sender: FcmSender, fake_fcm: FakeFcm
+) -> None:
+    events: list[int] = []
+    for index in range(7):
+        user = world.user()
+        world.device(user, f"device-{index}")
+        mailbox_id, _public_id = world.mailbox(user)
+        events.append(world.new_mail(mailbox_id)[1])
+    dispatcher = Dispatcher(services.sessions, sender, batch_events=2)
+
+    assert dispatcher.drain() == 7  # four batches, each planned while the last one was sent
+
+    arrival = {r.token: position for position, r in enumerate(fake_fcm.requests)}
+    assert len(fake_fcm.requests) == 7
+    batches = [[f"device-{i}" for i in range(start, start + 2) if i < 7] for start in (0, 2, 4, 6)]
+    for earlier, later in itertools.pairwise(batches):
+        assert max(arrival[token] for token in earlier) < min(arrival[token] for token in later)
+    assert sorted(event for event, _device, status in world.deliveries()) == events
+    assert all(world.event(event).done_at is not None for event in events)
 
 
 @pytest.mark.parametrize(
@@ -88,7 +113,7 @@ def test_each_fcm_error_code_has_its_effect_on_the_token(
     _message, event_id = world.new_mail(mailbox_id)
     fake_fcm.fail("doomed", kind)
 
-    drain(dispatcher)
+    dispatcher.drain()
 
     device = world.device_row(doomed)
     assert device.last_push_status == status
@@ -112,15 +137,15 @@ def test_retry_after_is_honoured_and_only_the_failed_device_is_sent_again(
     fake_fcm.fail("flaky", "quota", times=1, retry_after=120)
 
     before = utcnow()
-    drain(dispatcher)
+    dispatcher.drain()
 
     event = world.event(event_id)
     assert event.done_at is None
     assert event.available_at >= before + timedelta(seconds=120)
-    assert drain(dispatcher) == 0  # not due yet: FCM asked for two minutes
+    assert dispatcher.drain() == 0  # not due yet: FCM asked for two minutes
 
     world.make_due()  # two minutes later
-    drain(dispatcher)
+    dispatcher.drain()
 
     assert [(r.token, r.status) for r in fake_fcm.requests] in (
         [("healthy", 200), ("flaky", 429), ("flaky", 200)],
@@ -142,7 +167,7 @@ def test_without_retry_after_the_backoff_grows_exponentially(
     delays = []
     for _ in range(3):
         started = utcnow()
-        drain(dispatcher)
+        dispatcher.drain()
         delays.append((world.event(event_id).available_at - started).total_seconds())
         world.make_due()
 
@@ -160,7 +185,7 @@ def test_a_device_that_keeps_failing_is_marked_failed_after_max_attempts(
 
     for _ in range(MAX_ATTEMPTS):
         world.make_due()
-        drain(dispatcher)
+        dispatcher.drain()
 
     assert len(fake_fcm.requests) == MAX_ATTEMPTS
     assert world.device_row(stuck).last_push_status == "failed"
@@ -177,7 +202,7 @@ def test_tokens_not_refreshed_for_270_days_are_dropped(
     mailbox_id, _public_id = world.mailbox(user)
     world.new_mail(mailbox_id)
 
-    drain(dispatcher)
+    dispatcher.drain()
 
     assert [r.token for r in fake_fcm.requests] == ["recent"]
     device = world.device_row(old)
@@ -194,12 +219,12 @@ def test_mail_read_elsewhere_clears_the_notification_on_every_device(
     mailbox_id, public_id = world.mailbox(doctor, secretary)
     first, _ = world.new_mail(mailbox_id)
     second, _ = world.new_mail(mailbox_id)
-    drain(dispatcher)
+    dispatcher.drain()
     fake_fcm.reset()
 
     world.read(mailbox_id, first)
     world.read(mailbox_id, second)
-    drain(dispatcher)
+    dispatcher.drain()
 
     requests = fake_fcm.requests
     # Two reads in a row: one silent push per device, with the count as it is now.
@@ -219,7 +244,7 @@ def test_a_message_read_before_its_push_went_out_does_not_ring(
     message_id, new_event = world.new_mail(mailbox_id)
     world.read(mailbox_id, message_id)
 
-    drain(dispatcher)
+    dispatcher.drain()
 
     assert [r.data["type"] for r in fake_fcm.requests] == ["mail.read"]
     assert world.event(new_event).done_at is not None
@@ -244,7 +269,7 @@ def test_metrics_count_outcomes_by_fcm_code_pruned_tokens_latency_and_queue_dept
     world.new_mail(mailbox_id)
     fake_fcm.fail("dead", "unregistered")
 
-    drain(dispatcher)
+    dispatcher.drain()
 
     assert sample("estafette_push_fcm_outcomes_total", outcome="ok", code="") == before["ok"] + 1
     assert (

@@ -15,7 +15,7 @@ from backend.push.dispatcher import Dispatcher
 from backend.push.fcm import FcmSender
 from backend.storage.models import Device, User
 from tests.factories import create_user
-from tests.push.conftest import World, drain
+from tests.push.conftest import World
 from tests.services.fcm_server import FakeFcm
 from tests.support import Authenticator, body
 
@@ -38,7 +38,7 @@ def test_a_device_with_a_key_decrypts_sender_and_subject_from_its_push(
     mailbox_id, public_id = world.mailbox(user)
     world.new_mail(mailbox_id, subject=SUBJECT, sender=SENDER)
 
-    drain(previewing)
+    previewing.drain()
 
     by_token = {r.token: r for r in fake_fcm.requests}
     sealed = by_token["with-key"].data
@@ -61,7 +61,7 @@ def test_previews_stay_off_unless_the_establishment_enables_them(
     mailbox_id, _public_id = world.mailbox(user)
     world.new_mail(mailbox_id, subject=SUBJECT, sender=SENDER)
 
-    drain(dispatcher)
+    dispatcher.drain()
 
     [request] = fake_fcm.requests
     assert set(request.data) == {"v", "type", "mailbox", "unread"}

@@ -92,7 +92,7 @@ def test_a_dispatcher_killed_mid_batch_loses_nothing_and_duplicates_nothing_reco
 
     recovery = Dispatcher(services.sessions, sender, lease_seconds=LEASE_SECONDS)
     wait_until(
-        lambda: recovery.dispatch_once() >= 0 and _pending(services) == 0,
+        lambda: recovery.drain() >= 0 and _pending(services) == 0,
         timeout=LEASE_SECONDS + 30,
         what="the second dispatcher to finish the batch once the lease ran out",
     )

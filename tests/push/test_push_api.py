@@ -8,7 +8,7 @@ from sqlalchemy import select
 from backend.push.dispatcher import Dispatcher
 from backend.storage.models import User
 from tests.factories import create_user
-from tests.push.conftest import World, drain
+from tests.push.conftest import World
 from tests.services.fcm_server import FakeFcm
 from tests.support import Authenticator, bearer, body
 
@@ -93,7 +93,7 @@ def test_get_devices_shows_when_the_last_push_went_and_how_it_ended(
     assert [(d["last_push_at"], d["last_push_status"]) for d in before] == [(None, None)]
 
     fake_fcm.fail("tok-1", "unregistered")
-    drain(Dispatcher(services.sessions, sender))
+    Dispatcher(services.sessions, sender).drain()
 
     [device] = body(client.get("/api/v1/devices", headers=headers))
     assert device["last_push_status"] == "pruned"

@@ -9,7 +9,7 @@ import pytest
 
 from backend.push.dispatcher import Dispatcher
 from backend.push.quiet_hours import QuietHours
-from tests.push.conftest import World, drain
+from tests.push.conftest import World
 from tests.services.fcm_server import FakeFcm
 
 PARIS = "Europe/Paris"
@@ -37,7 +37,7 @@ def test_a_push_waits_out_the_users_quiet_hours(
     mailbox_id, _public_id = world.mailbox(resting, awake)
     _message, event_id = world.new_mail(mailbox_id)
 
-    drain(dispatcher)
+    dispatcher.drain()
 
     assert [r.token for r in fake_fcm.requests] == ["awake-phone"]
     event = world.event(event_id)
@@ -46,12 +46,12 @@ def test_a_push_waits_out_the_users_quiet_hours(
     assert event.available_at == quiet.ends_after(datetime.now(UTC))
     assert event.attempts == 0  # waiting is not a failed attempt
 
-    assert drain(dispatcher) == 0  # nothing is due before the quiet hours end
+    assert dispatcher.drain() == 0  # nothing is due before the quiet hours end
 
     # The quiet hours are over: the clock passes their end (the window moves past now).
     world.set_quiet(resting, _not_quiet_now())
     world.make_due()
-    drain(dispatcher)
+    dispatcher.drain()
 
     assert [r.token for r in fake_fcm.requests] == ["awake-phone", "resting-phone"]
     assert world.event(event_id).done_at is not None
@@ -65,7 +65,7 @@ def test_on_call_overrides_quiet_hours(
     mailbox_id, _public_id = world.mailbox(on_call)
     world.new_mail(mailbox_id)
 
-    drain(dispatcher)
+    dispatcher.drain()
 
     assert [r.token for r in fake_fcm.requests] == ["on-call-phone"]
 
@@ -78,7 +78,7 @@ def test_an_urgent_message_rings_at_once_even_in_quiet_hours(
     mailbox_id, _public_id = world.mailbox(resting)
     _message, event_id = world.new_mail(mailbox_id, urgent=True)
 
-    drain(dispatcher)
+    dispatcher.drain()
 
     assert [r.token for r in fake_fcm.requests] == ["resting-phone"]
     assert world.event(event_id).done_at is not None
@@ -91,13 +91,13 @@ def test_mail_read_clears_even_in_quiet_hours_and_the_waiting_push_never_rings(
     world.device(resting, "resting-phone")
     mailbox_id, _public_id = world.mailbox(resting)
     message_id, _event = world.new_mail(mailbox_id)
-    drain(dispatcher)
+    dispatcher.drain()
 
     world.read(mailbox_id, message_id)  # read on the desktop during the night
-    drain(dispatcher)
+    dispatcher.drain()
     world.set_quiet(resting, _not_quiet_now())  # morning
     world.make_due()
-    drain(dispatcher)
+    dispatcher.drain()
 
     assert [r.data["type"] for r in fake_fcm.requests] == ["mail.read"]
 
