@@ -8,13 +8,16 @@ exactly one attempt per message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import logging
+import math
 import secrets
 import threading
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from concurrent.futures import Future
 from datetime import timedelta
 from pathlib import Path
@@ -214,7 +217,7 @@ class _FcmHttpClient(HttpxAsyncClient):
       dispatcher never learns. The dispatcher owns retries (Retry-After, the device's
       `retrying` state).
     - At most `max_in_flight` requests on the wire: send_each_async starts a whole batch
-      at once.
+      at once. On a cold client the first one goes alone (`_Warmup`).
     - OAuth2: see `_Authorizer`.
     """
 
@@ -230,6 +233,7 @@ class _FcmHttpClient(HttpxAsyncClient):
             .build()
         )
         self._slots = asyncio.Semaphore(max_in_flight)
+        self._warmup = _Warmup()
         self._authorizer = _Authorizer(kwargs["credential"])
 
     async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
@@ -240,7 +244,7 @@ class _FcmHttpClient(HttpxAsyncClient):
         if "json" in kwargs:
             headers["Content-Type"] = "application/json"
             body = json.dumps(kwargs["json"], separators=(",", ":")).encode()
-        async with self._slots:
+        async with self._slots, self._warmup.turn():
             for refreshes in range(_Authorizer.MAX_REFRESHES + 1):
                 self._authorizer.authorize(method, url, headers)
                 response = await self._exchange(method, url, headers, body)
@@ -267,6 +271,42 @@ class _FcmHttpClient(HttpxAsyncClient):
     async def aclose(self) -> None:
         await super().aclose()
         await self._reqwest.close()
+
+
+class _Warmup:
+    """Until a request has been answered lately, requests go one at a time.
+
+    reqwest learns that a connection speaks HTTP/2 only when its TLS handshake ends (ALPN),
+    so a batch sent on a cold client opens one connection per request in flight: a
+    hundred handshakes with Google where one will do. The first request opens the
+    connection, alone; the others then share it. A client idle for `COLD_AFTER` may have
+    lost it (idle timeouts, GOAWAY) and warms up again. A failed first request releases
+    the others too: each must not wait out a timeout in turn.
+    """
+
+    COLD_AFTER = 60.0  # seconds; below reqwest's 90 s pool idle timeout
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._last_answer = -math.inf
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        if self._cold():
+            async with self._lock:
+                if self._cold():
+                    try:
+                        yield  # alone on the wire
+                    finally:
+                        self._last_answer = time.monotonic()
+                    return
+        try:
+            yield
+        finally:
+            self._last_answer = time.monotonic()
+
+    def _cold(self) -> bool:
+        return time.monotonic() - self._last_answer > self.COLD_AFTER
 
 
 class _Authorizer:

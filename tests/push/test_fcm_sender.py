@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -13,6 +14,7 @@ import httpx
 import pytest
 from firebase_admin import messaging
 
+from backend.demo.pki import make_ca
 from backend.push import payloads
 from backend.push.fcm import (
     FcmSender,
@@ -303,3 +305,37 @@ def test_retry_after_is_read_as_seconds_or_as_an_http_date() -> None:
     assert 55 < _retry_after(httpx.Response(503, headers={"Retry-After": in_a_minute})) <= 60
     assert _retry_after(httpx.Response(503)) is None
     assert _retry_after(httpx.Response(503, headers={"Retry-After": "soon"})) is None
+
+
+@pytest.fixture
+def fake_over_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeFcm]:
+    """FakeFcm on https, offering HTTP/2 by ALPN as Google does, under a throwaway CA."""
+    ca = make_ca("Estafette Test FCM CA")
+    cert, key = ca.issue_server_cert().write_pem(tmp_path / "fcm.pem")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    bundle = ca.write_cert(tmp_path / "ca.pem")
+    # The standard variables, as an operator behind a TLS-inspecting proxy would set them:
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))  # reqwest (rustls) for FCM
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))  # google-auth for the token
+    with FakeFcm(tls=context) as server:
+        yield server
+
+
+def test_pushes_share_one_http2_connection_when_the_server_offers_it(
+    fake_over_tls: FakeFcm, tmp_path: Path
+) -> None:
+    account = fake_over_tls.write_service_account(tmp_path / "sa.json", PROJECT)
+    fake_over_tls.fail("dead", "unregistered")
+    fake_over_tls.fail("busy", "quota", retry_after=30)
+    tokens = [*(f"device-{i}" for i in range(40)), "dead", "busy"]
+
+    with FcmSender(account, fake_over_tls.base_url) as fcm:
+        outcomes = fcm.send([payloads.new_mail(token, MAILBOX, 1) for token in tokens])
+
+    assert all(outcome.kind is OutcomeKind.OK for outcome in outcomes[:40])
+    assert outcomes[40] == Outcome.prune("UNREGISTERED")
+    assert outcomes[41].kind is OutcomeKind.RETRY
+    assert outcomes[41].retry_after == 30
+    assert {r.http_version for r in fake_over_tls.requests} == {"2"}
+    assert fake_over_tls.connections == 2  # one for every push, one for the OAuth2 token

@@ -6,7 +6,9 @@ Error bodies reproduce FCM's google.rpc.Status answers, so firebase-admin maps t
 the same exception classes as in production.
 
 It is built on asyncio protocols with a minimal HTTP/1.1 keep-alive parser, in its own
-thread, because benchmarks push tens of thousands of messages through it.
+thread, because benchmarks push tens of thousands of messages through it. Given a TLS
+context it also speaks HTTP/2 (the `h2` state machine) to clients that pick it by ALPN,
+as Google's front ends do.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import itertools
 import json
 import math
 import secrets
+import ssl
 import threading
 import time
 import urllib.parse
@@ -25,6 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -184,6 +191,7 @@ class RecordedRequest:
     body: Any  # the parsed JSON body, None if it was not JSON
     received_at: float  # time.time()
     status: int
+    http_version: str = "1.1"  # "2" over HTTP/2
 
     @property
     def message(self) -> dict[str, Any]:
@@ -212,11 +220,17 @@ class FakeFcm:
     Use as a context manager, or call `start()` and `stop()`.
     """
 
-    def __init__(self, *, token_ttl: int = 3600, latency: float = 0.0) -> None:
+    def __init__(
+        self, *, token_ttl: int = 3600, latency: float = 0.0, tls: ssl.SSLContext | None = None
+    ) -> None:
         """`latency` delays every answer by that many seconds, to stand in for the real
-        round trip to Google (loopback answers in well under a millisecond)."""
+        round trip to Google (loopback answers in well under a millisecond). With `tls`,
+        the server is https and offers HTTP/2 and HTTP/1.1 by ALPN."""
         self._token_ttl = token_ttl
         self.latency = latency
+        self._tls = tls
+        if tls is not None:
+            tls.set_alpn_protocols(["h2", "http/1.1"])
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._requests: list[RecordedRequest] = []
@@ -249,7 +263,9 @@ class FakeFcm:
             self._loop = loop
             try:
                 self._server = loop.run_until_complete(
-                    loop.create_server(lambda: _HttpConnection(self), "127.0.0.1", 0, backlog=1024)
+                    loop.create_server(
+                        lambda: _HttpConnection(self), "127.0.0.1", 0, backlog=1024, ssl=self._tls
+                    )
                 )
                 self._port = self._server.sockets[0].getsockname()[1]
             except BaseException as exc:
@@ -298,7 +314,7 @@ class FakeFcm:
     @property
     def base_url(self) -> str:
         """The FCM endpoint to give the sender (`ESTAFETTE_FCM_ENDPOINT`)."""
-        return f"http://127.0.0.1:{self._port}"
+        return f"{'https' if self._tls else 'http'}://127.0.0.1:{self._port}"
 
     @property
     def token_uri(self) -> str:
@@ -426,7 +442,7 @@ class FakeFcm:
     # -- request handling (server thread) ----------------------------------------------
 
     def _handle(
-        self, method: str, target: str, headers: dict[str, str], body: bytes
+        self, method: str, target: str, headers: dict[str, str], body: bytes, version: str
     ) -> tuple[int, bytes, dict[str, str]]:
         path = target.split("?", 1)[0]
         if path == "/token":
@@ -435,7 +451,7 @@ class FakeFcm:
             project = path[len(_SEND_PREFIX) : -len(_SEND_SUFFIX)]
             if method != "POST":
                 return 405, _json(_NOT_FOUND), {}
-            return self._handle_send(method, path, project, headers, body)
+            return self._handle_send(method, path, project, headers, body, version)
         return 404, _json(_NOT_FOUND), {}
 
     def _handle_token(self, method: str, body: bytes) -> tuple[int, bytes, dict[str, str]]:
@@ -488,7 +504,13 @@ class FakeFcm:
         return None
 
     def _handle_send(
-        self, method: str, path: str, project: str, headers: dict[str, str], raw: bytes
+        self,
+        method: str,
+        path: str,
+        project: str,
+        headers: dict[str, str],
+        raw: bytes,
+        version: str,
     ) -> tuple[int, bytes, dict[str, str]]:
         received_at = time.time()
         try:
@@ -521,7 +543,9 @@ class FakeFcm:
             else:
                 status = 200
                 answer = {"name": f"projects/{project}/messages/0:{next(self._ids)}%{self._tag}"}
-            self._requests.append(RecordedRequest(method, path, headers, body, received_at, status))
+            self._requests.append(
+                RecordedRequest(method, path, headers, body, received_at, status, version)
+            )
             if self._predicate_waiters or (
                 self._count_targets and len(self._requests) >= min(self._count_targets)
             ):
@@ -537,23 +561,30 @@ class FakeFcm:
 class _HttpConnection(asyncio.Protocol):
     """A minimal HTTP/1.1 server connection: Content-Length bodies, keep-alive, pipelining."""
 
-    __slots__ = ("_buffer", "_server", "_transport")
+    __slots__ = ("_buffer", "_h2", "_server", "_transport")
 
     def __init__(self, server: FakeFcm) -> None:
         self._server = server
         self._buffer = bytearray()
         self._transport: asyncio.Transport | None = None
+        self._h2: _Http2Session | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
         self._server._connection_opened(transport)
+        tls = transport.get_extra_info("ssl_object")
+        if tls is not None and tls.selected_alpn_protocol() == "h2":
+            self._h2 = _Http2Session(self._server, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._transport is not None:
             self._server._transports.discard(self._transport)
 
     def data_received(self, data: bytes) -> None:
+        if self._h2 is not None:
+            self._h2.data_received(data)
+            return
         self._buffer += data
         while self._transport is not None:
             end = self._buffer.find(b"\r\n\r\n")
@@ -580,7 +611,7 @@ class _HttpConnection(asyncio.Protocol):
                 return
             body = bytes(self._buffer[start : start + length])
             del self._buffer[: start + length]
-            status, payload, extra = self._server._handle(method, target, headers, body)
+            status, payload, extra = self._server._handle(method, target, headers, body, "1.1")
             keep_alive = version == "HTTP/1.1" and headers.get("connection", "") != "close"
             if self._server.latency > 0:
                 # Equal delays keep answers in request order on the connection.
@@ -605,6 +636,71 @@ class _HttpConnection(asyncio.Protocol):
         if not keep_alive:
             self._transport.close()
             self._transport = None
+
+
+class _Http2Session:
+    """The server side of one HTTP/2 connection: requests are streams, answered in any order."""
+
+    def __init__(self, server: FakeFcm, transport: asyncio.Transport) -> None:
+        self._server = server
+        self._transport = transport
+        self._h2 = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
+        )
+        self._streams: dict[int, tuple[dict[str, str], bytearray]] = {}
+        self._h2.initiate_connection()
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self._h2.receive_data(data)
+        except h2.exceptions.ProtocolError:
+            self._flush()
+            self._transport.close()
+            return
+        for event in events:
+            if isinstance(event, h2.events.RequestReceived):
+                self._streams[event.stream_id] = (dict(event.headers), bytearray())
+            elif isinstance(event, h2.events.DataReceived):
+                self._streams[event.stream_id][1].extend(event.data)
+                self._h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif isinstance(event, h2.events.StreamEnded):
+                self._answer(event.stream_id)
+            elif isinstance(event, h2.events.StreamReset):
+                self._streams.pop(event.stream_id, None)
+        self._flush()
+
+    def _answer(self, stream_id: int) -> None:
+        headers, body = self._streams.pop(stream_id)
+        method, target = headers.pop(":method"), headers.pop(":path")
+        headers = {name: value for name, value in headers.items() if not name.startswith(":")}
+        status, payload, extra = self._server._handle(method, target, headers, bytes(body), "2")
+        if self._server.latency > 0:
+            asyncio.get_running_loop().call_later(
+                self._server.latency, self._respond, stream_id, status, payload, extra
+            )
+        else:
+            self._respond(stream_id, status, payload, extra)
+
+    def _respond(self, stream_id: int, status: int, body: bytes, extra: dict[str, str]) -> None:
+        if self._transport.is_closing():
+            return
+        head = [
+            (":status", str(status)),
+            ("content-type", "application/json; charset=UTF-8"),
+            ("content-length", str(len(body))),
+            *((name.lower(), value) for name, value in extra.items()),
+        ]
+        try:
+            self._h2.send_headers(stream_id, head)
+            self._h2.send_data(stream_id, body, end_stream=True)  # FCM answers are small
+        except h2.exceptions.StreamClosedError:
+            return  # the client gave up on it
+        self._flush()
+
+    def _flush(self) -> None:
+        if not self._transport.is_closing():
+            self._transport.write(self._h2.data_to_send())
 
 
 def _json(value: Any) -> bytes:
