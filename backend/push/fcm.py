@@ -250,24 +250,25 @@ class _FcmHttpClient(HttpxAsyncClient):
             for refreshes in range(_Authorizer.MAX_REFRESHES + 1):
                 self._authorizer.authorize(method, url, headers)
                 response = await self._exchange(method, url, headers, body)
-                if not self._authorizer.should_refresh(response, refreshes):
+                if not self._authorizer.refreshed_after(response, refreshes):
                     break
         return response.raise_for_status()
 
     async def _exchange(
         self, method: str, url: str, headers: dict[str, str], body: bytes
     ) -> httpx.Response:
-        request = self._reqwest.request(method, url).headers(headers).body_bytes(body).build()
+        sent = httpx.Request(method, url)  # what firebase-admin's errors refer to
         try:
-            answer = await request.send()
+            request = self._reqwest.request(method, url).headers(headers).body_bytes(body)
+            answer = await request.build().send()
             content = await answer.bytes()
         except pyreqwest.exceptions.PyreqwestError as exc:
-            raise _as_httpx_error(exc, httpx.Request(method, url)) from exc
+            raise _as_httpx_error(exc, sent) from exc
         return httpx.Response(
             answer.status,
             headers=list(answer.headers.items()),
             content=bytes(content),
-            request=httpx.Request(method, url),
+            request=sent,
         )
 
     async def aclose(self) -> None:
@@ -334,8 +335,9 @@ class _Authorizer:
         """Set the bearer token, refreshing it first when missing or about to expire."""
         self._credential.before_request(self._transport, method, url, headers)
 
-    def should_refresh(self, response: httpx.Response, refreshes: int) -> bool:
-        """Whether `response` refused our token, and a new one (already fetched) may help."""
+    def refreshed_after(self, response: httpx.Response, refreshes: int) -> bool:
+        """Fetch a new token if `response` refused ours and refreshes remain; True if so,
+        and the request should go again."""
         if response.status_code != 401 or _fcm_error_code(_error_body(response)):
             return False
         if refreshes >= self.MAX_REFRESHES:
