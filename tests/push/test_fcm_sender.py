@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import ssl
@@ -339,3 +340,22 @@ def test_pushes_share_one_http2_connection_when_the_server_offers_it(
     assert outcomes[41].retry_after == 30
     assert {r.http_version for r in fake_over_tls.requests} == {"2"}
     assert fake_over_tls.connections == 2  # one for every push, one for the OAuth2 token
+
+
+def test_pushes_and_the_token_go_through_the_outbound_proxy(
+    fake: FakeFcm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # FakeFcm also answers as a forward proxy. Neither FCM's nor the token endpoint's name
+    # resolves here, so an answer can only have come through the proxy.
+    account = fake.write_service_account(tmp_path / "sa.json", PROJECT)
+    info = json.loads(account.read_text())
+    account.write_text(json.dumps({**info, "token_uri": "http://oauth.example.invalid/token"}))
+    monkeypatch.setenv("HTTP_PROXY", fake.base_url)
+    monkeypatch.setenv("NO_PROXY", "")
+
+    with FcmSender(account, "http://fcm.example.invalid") as fcm:
+        outcomes = fcm.send([payloads.new_mail(f"d{i}", MAILBOX, 1) for i in range(3)])
+
+    assert [outcome.kind for outcome in outcomes] == [OutcomeKind.OK] * 3
+    assert fake.token_requests == 1
+    assert len(fake.requests) == 3

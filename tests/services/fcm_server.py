@@ -444,6 +444,8 @@ class FakeFcm:
     def _handle(
         self, method: str, target: str, headers: dict[str, str], body: bytes, version: str
     ) -> tuple[int, bytes, dict[str, str]]:
+        if target.startswith("http://"):  # absolute form: a client using us as its proxy
+            target = urllib.parse.urlsplit(target).path
         path = target.split("?", 1)[0]
         if path == "/token":
             return self._handle_token(method, body)
