@@ -16,7 +16,9 @@ dispatcher killed after FCM accepted a push but before the delivery row committe
 resumed event sends that push again. It is harmless by construction: every push of a
 mailbox carries the same collapse key (`collapse_key` on Android, `apns-collapse-id` on
 iOS), so the second one replaces the first on the phone instead of adding a notification.
-The lease must outlast a batch (`FcmSender` bounds each request by its timeout).
+A batch slow enough to use a quarter of its lease has it renewed as each chunk goes out,
+so the lease must outlast a quarter of itself plus one chunk and the recording of the one
+before (`FcmSender` bounds each request by its timeout).
 
 What FCM answers (`backend.push.outcomes`):
 - ok: delivery `ok`, device `last_push_status=ok`;
@@ -103,6 +105,7 @@ class _Plan:
     targets: list[_Target] = field(default_factory=list)
     deferred: dict[int, datetime] = field(default_factory=dict)  # event id -> quiet hours end
     retry_after: dict[int, float] = field(default_factory=dict)  # event id -> FCM's delay
+    leased_at: float = field(default_factory=time.monotonic)  # planned as soon as claimed
 
     def chunks(self) -> list[list[_Target]]:
         """The targets in send_each_async calls; outcomes are committed chunk by chunk, so a
@@ -188,6 +191,7 @@ class Dispatcher:
                     if sending is not None:
                         sending.outcomes.result()  # one chunk on the wire at a time
                     future = self._sender.submit([target.message for target in chunk])
+                    self._renew_lease(plan)
                     if sending is not None:
                         self._finish(sending)
                     sending = _Sending(plan, chunk, future, last=index == len(chunks) - 1)
@@ -208,6 +212,21 @@ class Dispatcher:
         with session_scope(self._sessions) as db:
             events = _claim(db, self._batch, self._lease)
             return self._plan(db, events) if events else None
+
+    def _renew_lease(self, plan: _Plan) -> None:
+        """Once a quarter of the lease has gone, hold the plan's events for a whole lease
+        from now: a batch may outlast one lease (FCM slow to answer), and no dispatcher,
+        this one included, may claim them meanwhile. A batch that goes quickly never
+        pays for it."""
+        if time.monotonic() - plan.leased_at < self._lease.total_seconds() / 4:
+            return
+        plan.leased_at = time.monotonic()
+        with session_scope(self._sessions) as db:
+            db.execute(
+                update(OutboxEvent)
+                .where(OutboxEvent.id.in_(list(plan.attempts)), OutboxEvent.done_at.is_(None))
+                .values(available_at=utcnow() + self._lease)
+            )
 
     def _finish(self, sending: _Sending) -> None:
         """Record a chunk's outcomes; after the plan's last chunk, settle its events."""

@@ -6,6 +6,7 @@ firebase-admin runs for real against the local FCM server (tests/services/fcm_se
 from __future__ import annotations
 
 import itertools
+import threading
 from collections import Counter
 from datetime import timedelta
 from typing import Any
@@ -83,6 +84,37 @@ def test_overlapped_rounds_send_batches_in_outbox_order_each_device_once(
         assert max(arrival[token] for token in earlier) < min(arrival[token] for token in later)
     assert sorted(event for event, _device, status in world.deliveries()) == events
     assert all(world.event(event).done_at is not None for event in events)
+
+
+def test_a_batch_slower_than_the_lease_stays_leased_chunk_after_chunk(
+    world: World,
+    services: Any,
+    sender: FcmSender,
+    fake_fcm: FakeFcm,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ward = world.user()
+    tokens = world.devices(ward, 2600)  # six chunks
+    mailbox_id, _public_id = world.mailbox(ward)
+    world.new_mail(mailbox_id)
+    monkeypatch.setattr(fake_fcm, "latency", 0.1)  # a chunk takes about half a second
+    slow = Dispatcher(services.sessions, sender, lease_seconds=2.0)  # the batch, about three
+    rival = Dispatcher(services.sessions, sender, lease_seconds=2.0)
+    slow_handled: list[int] = []
+    sending = threading.Thread(target=lambda: slow_handled.append(slow.drain()))
+    sending.start()
+    fake_fcm.wait_for_count(1, timeout=10)  # the batch is claimed and on its way
+
+    rival_handled = []
+    while sending.is_alive():  # a rival dispatcher, trying to claim every 50 ms
+        rival_handled.append(rival.drain())
+        sending.join(timeout=0.05)
+
+    assert slow_handled == [1]
+    assert sum(rival_handled) == 0  # the event stayed leased to the slow dispatcher
+    received = Counter(r.token for r in fake_fcm.requests)
+    assert set(received) == set(tokens)
+    assert set(received.values()) == {1}
 
 
 @pytest.mark.parametrize(
