@@ -252,23 +252,22 @@ class _FcmHttpClient(HttpxAsyncClient):
                 response = await self._exchange(method, url, headers, body)
                 if not self._authorizer.refreshed_after(response, refreshes):
                     break
+        if response.is_success:
+            return response  # firebase-admin reads only the body of a success
+        response.request = httpx.Request(method, url)  # what its HTTPStatusError names
         return response.raise_for_status()
 
     async def _exchange(
         self, method: str, url: str, headers: dict[str, str], body: bytes
     ) -> httpx.Response:
-        sent = httpx.Request(method, url)  # what firebase-admin's errors refer to
         try:
             request = self._reqwest.request(method, url).headers(headers).body_bytes(body)
             answer = await request.build().send()
             content = await answer.bytes()
         except pyreqwest.exceptions.PyreqwestError as exc:
-            raise _as_httpx_error(exc, sent) from exc
+            raise _as_httpx_error(exc, httpx.Request(method, url)) from exc
         return httpx.Response(
-            answer.status,
-            headers=list(answer.headers.items()),
-            content=bytes(content),
-            request=sent,
+            answer.status, headers=list(answer.headers.items()), content=bytes(content)
         )
 
     async def aclose(self) -> None:
