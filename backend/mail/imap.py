@@ -173,6 +173,20 @@ def read_idle_responses(client: IMAPClient) -> list[bytes]:
     return lines
 
 
+CHANGE_NOTICES = ("EXISTS", "EXPUNGE", "FETCH", "VANISHED")
+
+
+def take_change_notices(client: IMAPClient) -> set[bytes]:
+    """The kinds of change (EXISTS, EXPUNGE, FETCH, VANISHED) the server told of in answer
+    to our own commands, taken out of imaplib's untagged responses.
+
+    Why: a server may announce a change with any command's answer (RFC 3501 §5.2, §7), and
+    announces it once. IDLE started after such an answer would wait for news already given.
+    """
+    pending = client._imap.untagged_responses
+    return {kind.encode() for kind in CHANGE_NOTICES if pending.pop(kind, None)}
+
+
 def fetch_changes_since(
     client: IMAPClient, last_uid: int, modseq: int
 ) -> tuple[dict[int, dict], list[int]]:

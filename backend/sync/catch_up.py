@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from backend.audit.trail import AuditTrail
 from backend.mail.envelope import FETCH_ITEMS, flags_state, parse_fetch
-from backend.mail.imap import fetch_changes_since
+from backend.mail.imap import fetch_changes_since, take_change_notices
 from backend.push import outbox
 from backend.storage.database import session_scope
 from backend.storage.models import Folder, Message
@@ -76,6 +76,7 @@ def catch_up(
     `qresync`: QRESYNC is enabled on `client`; one FETCH then finds both kinds of change.
     """
     status = selected if selected is not None else client.select_folder(folder_name)
+    take_change_notices(client)  # what was announced until now, this catch-up covers
     uidvalidity = int(status[b"UIDVALIDITY"])
     highest_modseq = status.get(b"HIGHESTMODSEQ")
     if condstore is None:

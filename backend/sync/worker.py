@@ -37,6 +37,7 @@ from backend.mail.imap import (
     connect,
     input_waiting,
     read_idle_responses,
+    take_change_notices,
 )
 from backend.mail.oauth import ClientCredentialsTokens
 from backend.metrics import SYNC_CONNECTED as CONNECTED
@@ -82,6 +83,8 @@ class MailboxSession:
     condstore: bool = False
     qresync: bool = False
     generation: int = field(default=0)
+    # Changes announced in answer to our last commands, after the catch-up had passed them.
+    news: set[bytes] = field(default_factory=set)
 
 
 def endpoint_for(mailbox: Mailbox) -> ImapEndpoint:
@@ -295,8 +298,9 @@ class SyncWorker:
         self._selector.register(sock, selectors.EVENT_READ, session)
         due = session.idle_since + IDLE_RENEW_SECONDS
         heapq.heappush(self._timers, (due, session.mailbox_id, session.generation))
-        # imaplib or TLS may already hold responses the kernel will never signal again.
-        if input_waiting(session.client):
+        # imaplib or TLS may already hold responses the kernel will never signal again, and
+        # news that came before IDLE will not come again in it.
+        if session.news or input_waiting(session.client):
             self._on_readable(session)
 
     def _unregister(self, session: MailboxSession) -> None:
@@ -406,10 +410,11 @@ class SyncWorker:
         # Raises on BYE and EOF; nothing decodable yet means a partial TLS record.
         lines = read_idle_responses(session.client)
         changes = [line for line in lines if not line.startswith(b"* OK")]
-        if not changes:
+        news, session.news = session.news, set()
+        if not changes and not news:
             return  # "* OK Still here": the server's keepalive, nothing to sync
         _text, late = session.client.idle_done()  # news that came while we said DONE
-        kinds = {word for line in changes for word in line.split()[1:3]}
+        kinds = news | {word for line in changes for word in line.split()[1:3]}
         # Parsed: (3, b"EXPUNGE") but (b"VANISHED", 5).
         kinds |= {item for r in late for item in r[:2] if isinstance(item, bytes)}
         # The folder stays selected: no re-SELECT, and only the searches the news call for.
@@ -445,6 +450,7 @@ class SyncWorker:
         IDLE_RENEWALS.inc()
 
     def _start_idle(self, session: MailboxSession) -> None:
+        session.news = take_change_notices(session.client)
         session.client.idle()
         session.idle_since = time.monotonic()
 

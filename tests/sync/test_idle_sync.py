@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,6 +92,44 @@ def test_existing_mail_is_imported_silently_and_new_mail_is_announced(
 
     dovecot.deliver(address, mail("nouveau"))
     wait_until(lambda: "nouveau" in subjects(services_, public_id), what="IDLE to see it")
+    assert outbox_count(services_, public_id) == 1
+
+
+def test_mail_announced_while_the_worker_is_fetching_is_not_left_until_renewal(
+    services_, dovecot, monkeypatch
+) -> None:
+    """A server tells of new mail (EXISTS) in answer to whatever command is running, and
+    only once: the worker must act on it before it goes back to IDLE, not 9 minutes later."""
+    import backend.sync.worker as worker_module
+
+    address, _password, public_id = create_dovecot_mailbox(
+        services_, dovecot, already_there=[mail("déjà là")]
+    )
+    real_connect = worker_module.connect
+    delivered = threading.Event()
+
+    def connect_then_deliver_after_the_first_search(*args, **kwargs):
+        client = real_connect(*args, **kwargs)
+        real_search = client.search
+
+        def search(*search_args, **search_kwargs):
+            found = real_search(*search_args, **search_kwargs)
+            if not delivered.is_set():
+                dovecot.deliver(address, mail("pendant la synchronisation"))
+                client.noop()  # the answer carries EXISTS and RECENT: IDLE will not repeat them
+                delivered.set()
+            return found
+
+        client.search = search
+        return client
+
+    monkeypatch.setattr(worker_module, "connect", connect_then_deliver_after_the_first_search)
+    with RunningWorker(services_):
+        wait_until(
+            lambda: subjects(services_, public_id) == ["déjà là", "pendant la synchronisation"],
+            what="the mail announced during the first sync",
+        )
+    assert delivered.is_set()
     assert outbox_count(services_, public_id) == 1
 
 
