@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from concurrent.futures import Future
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -242,37 +243,48 @@ class _FcmHttpClient(HttpxAsyncClient):
         """firebase-admin's request: one attempt, plus token refreshes when ours is refused."""
         method, url = method.upper(), self.base_url + url  # firebase-admin says 'post'
         headers = {**self._headers, **(kwargs.get("headers") or {})}  # metrics headers
-        body = b""
-        if "json" in kwargs:
-            headers["Content-Type"] = "application/json"
-            body = json.dumps(kwargs["json"], separators=(",", ":")).encode()
         async with self._slots, self._warmup.turn():
             for refreshes in range(_Authorizer.MAX_REFRESHES + 1):
                 self._authorizer.authorize(method, url, headers)
-                response = await self._exchange(method, url, headers, body)
+                response = await self._exchange(method, url, headers, kwargs.get("json"))
                 if not self._authorizer.refreshed_after(response, refreshes):
                     break
-        if response.is_success:
-            return response  # firebase-admin reads only the body of a success
+        if isinstance(response, _Accepted):
+            return response  # type: ignore[return-value]  # see _Accepted
         response.request = httpx.Request(method, url)  # what its HTTPStatusError names
         return response.raise_for_status()
 
     async def _exchange(
-        self, method: str, url: str, headers: dict[str, str], body: bytes
-    ) -> httpx.Response:
+        self, method: str, url: str, headers: dict[str, str], body: Any
+    ) -> httpx.Response | _Accepted:
+        request = self._reqwest.request(method, url).headers(headers)
+        if body is not None:
+            request = request.body_json(body)  # serialised in Rust, compact
         try:
-            request = self._reqwest.request(method, url).headers(headers).body_bytes(body)
             answer = await request.build().send()
-            content = await answer.bytes()
+            content = bytes(await answer.bytes())
         except pyreqwest.exceptions.PyreqwestError as exc:
             raise _as_httpx_error(exc, httpx.Request(method, url)) from exc
-        return httpx.Response(
-            answer.status, headers=list(answer.headers.items()), content=bytes(content)
-        )
+        if 200 <= answer.status < 300:
+            return _Accepted(answer.status, content)
+        return httpx.Response(answer.status, headers=list(answer.headers.items()), content=content)
 
     async def aclose(self) -> None:
         await super().aclose()
         await self._reqwest.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Accepted:
+    """FCM's answer to a message it took. firebase-admin reads nothing of it but its JSON
+    body (the message's name), and an httpx.Response, built for that alone, cost a tenth
+    of the dispatcher's time. Failures still come back as httpx responses, whole."""
+
+    status_code: int
+    content: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.content)
 
 
 class _Warmup:
@@ -325,16 +337,26 @@ class _Authorizer:
     """
 
     MAX_REFRESHES = 2  # as firebase-admin
+    # google-auth renews a token 3 min 45 s before it expires (REFRESH_THRESHOLD), so
+    # headers it has just let through stay good for this long without asking it again:
+    # its check cost more than the rest of a request.
+    RECHECK_SECONDS = 30.0
 
     def __init__(self, credential: google.auth.credentials.Credentials) -> None:
         self._credential = credential
         self._transport = google.auth.transport.requests.Request()
+        self._granted: dict[str, str] = {}
+        self._recheck_at = -math.inf
 
     def authorize(self, method: str, url: str, headers: dict[str, str]) -> None:
         """Set the bearer token, refreshing it first when missing or about to expire."""
-        self._credential.before_request(self._transport, method, url, headers)
+        if time.monotonic() >= self._recheck_at:
+            granted: dict[str, str] = {}
+            self._credential.before_request(self._transport, method, url, granted)
+            self._granted, self._recheck_at = granted, time.monotonic() + self.RECHECK_SECONDS
+        headers.update(self._granted)
 
-    def refreshed_after(self, response: httpx.Response, refreshes: int) -> bool:
+    def refreshed_after(self, response: httpx.Response | _Accepted, refreshes: int) -> bool:
         """Fetch a new token if `response` refused ours and refreshes remain; True if so,
         and the request should go again."""
         if response.status_code != 401 or _fcm_error_code(_error_body(response)):
@@ -342,6 +364,7 @@ class _Authorizer:
         if refreshes >= self.MAX_REFRESHES:
             return False
         self._credential.refresh(self._transport)
+        self._recheck_at = -math.inf
         return True
 
 
