@@ -61,7 +61,7 @@ from backend.push.fcm import Sender
 from backend.push.outcomes import Outcome, OutcomeKind
 from backend.push.quiet_hours import quiet_hours_of
 from backend.push.wakeup import OutboxWakeup
-from backend.storage.database import session_scope
+from backend.storage.database import one_of, session_scope
 from backend.storage.models import (
     Device,
     Folder,
@@ -224,7 +224,7 @@ class Dispatcher:
         with session_scope(self._sessions) as db:
             db.execute(
                 update(OutboxEvent)
-                .where(OutboxEvent.id.in_(list(plan.attempts)), OutboxEvent.done_at.is_(None))
+                .where(one_of(db, OutboxEvent.id, plan.attempts), OutboxEvent.done_at.is_(None))
                 .values(available_at=utcnow() + self._lease)
             )
 
@@ -309,7 +309,7 @@ class Dispatcher:
             .join(User, User.id == Membership.user_id)
             .join(Device, Device.user_id == User.id)
             .where(
-                Membership.mailbox_id.in_(mailbox_ids),
+                one_of(db, Membership.mailbox_id, mailbox_ids),
                 User.disabled.is_(False),
                 Device.revoked_at.is_(None),
                 Device.push_token.is_not(None),
@@ -375,7 +375,7 @@ class Dispatcher:
                     values["last_push_at"] = now
                 if status == "pruned":
                     values["push_token"] = None
-                db.execute(update(Device).where(Device.id.in_(ids)).values(**values))
+                db.execute(update(Device).where(one_of(db, Device.id, ids)).values(**values))
 
     def _settle_events(self, db: Session, plan: _Plan, now: datetime) -> None:
         retry_after = plan.retry_after
@@ -385,7 +385,9 @@ class Dispatcher:
             if event_id not in retry_after and event_id not in plan.deferred
         ]
         if done:
-            db.execute(update(OutboxEvent).where(OutboxEvent.id.in_(done)).values(done_at=now))
+            db.execute(
+                update(OutboxEvent).where(one_of(db, OutboxEvent.id, done)).values(done_at=now)
+            )
         for event_id in set(retry_after) | set(plan.deferred):
             due: list[datetime] = []
             values: dict = {}
@@ -474,7 +476,7 @@ def _served(db: Session, event_ids: list[int]) -> set[tuple[int, int]]:
     return set(
         db.execute(
             select(PushDelivery.outbox_id, PushDelivery.device_id).where(
-                PushDelivery.outbox_id.in_(event_ids)
+                one_of(db, PushDelivery.outbox_id, event_ids)
             )
         ).all()
     )
@@ -487,7 +489,7 @@ def _unread_counts(db: Session, mailbox_ids: set[int]) -> dict[int, int]:
             select(Message.mailbox_id, func.count(Message.id))
             .join(Folder, Folder.id == Message.folder_id)
             .where(
-                Message.mailbox_id.in_(mailbox_ids),
+                one_of(db, Message.mailbox_id, mailbox_ids),
                 Folder.name == "INBOX",
                 Message.seen.is_(False),
             )
@@ -500,13 +502,15 @@ def _unread_messages(db: Session, message_ids: list[int]) -> set[int]:
     if not message_ids:
         return set()
     return set(
-        db.scalars(select(Message.id).where(Message.id.in_(message_ids), Message.seen.is_(False)))
+        db.scalars(
+            select(Message.id).where(one_of(db, Message.id, message_ids), Message.seen.is_(False))
+        )
     )
 
 
 def _previews(db: Session, message_ids: list[int]) -> dict[int, dict[str, str]]:
     """Sender and subject of the messages to preview (decrypted from the cache)."""
-    messages = db.scalars(select(Message).where(Message.id.in_(message_ids)))
+    messages = db.scalars(select(Message).where(one_of(db, Message.id, message_ids)))
     return {m.id: previews.preview_of(m.sender, m.subject) for m in messages}
 
 

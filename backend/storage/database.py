@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import ColumnElement, Engine, Integer, any_, bindparam, create_engine, event
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -67,6 +68,19 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def one_of(db: Session, column: ColumnElement[int], ids: Collection[int]) -> ColumnElement[bool]:
+    """`column IN (ids)` for a batch of integer ids (hundreds, as the push dispatcher has).
+
+    On PostgreSQL it is `column = ANY(:ids)`, one array parameter. An IN list is a new
+    statement for every length: SQLAlchemy renders it and psycopg parses it again on each
+    execution, which cost the dispatcher a fifth of its time; one text is parsed once,
+    and the server can prepare it.
+    """
+    if db.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(ids), type_=ARRAY(Integer)))
+    return column.in_(ids)
 
 
 def alembic_config(url: str) -> AlembicConfig:
