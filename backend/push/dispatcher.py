@@ -13,7 +13,8 @@ Exactly once per device. A `push_deliveries` row per (event, device), unique on 
 is the record of what was sent: a resumed event skips every device that already has one,
 so nothing is lost and nothing is sent twice. The one window this cannot close is a
 dispatcher killed after FCM accepted a push but before the delivery row committed: the
-resumed event sends that push again. It is harmless by construction: every push of a
+resumed event sends that push again (at most the chunk on the wire and the one before it,
+whose outcomes were being recorded). It is harmless by construction: every push of a
 mailbox carries the same collapse key (`collapse_key` on Android, `apns-collapse-id` on
 iOS), so the second one replaces the first on the phone instead of adding a notification.
 A batch slow enough to use a quarter of its lease has it renewed as each chunk goes out,
@@ -109,7 +110,8 @@ class _Plan:
 
     def chunks(self) -> list[list[_Target]]:
         """The targets in send_each_async calls; outcomes are committed chunk by chunk, so a
-        dispatcher killed mid-batch leaves at most one chunk in doubt (module docstring)."""
+        dispatcher killed mid-batch leaves at most two chunks in doubt: the one on the wire
+        and the one before, answered but not yet recorded (module docstring)."""
         return [
             self.targets[start : start + SEND_CHUNK]
             for start in range(0, len(self.targets), SEND_CHUNK)
