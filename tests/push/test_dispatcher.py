@@ -117,6 +117,34 @@ def test_a_batch_slower_than_the_lease_stays_leased_chunk_after_chunk(
     assert set(received.values()) == {1}
 
 
+def test_a_push_recorded_by_a_dispatcher_that_took_over_keeps_its_first_record(
+    world: World, services: Any, sender: FcmSender, fake_fcm: FakeFcm
+) -> None:
+    """The lease ran out while the first dispatcher's push was on its way: a second one
+    sent and recorded it too. The first record stays; the late one is dropped, not an error."""
+    ward = world.user()
+    phone = world.device(ward, "phone")
+    mailbox_id, _public_id = world.mailbox(ward)
+    _message, event_id = world.new_mail(mailbox_id)
+    taker = Dispatcher(services.sessions, sender)
+    taken: list[int] = []
+
+    class OvertakenSender:
+        """Lets the taker claim, send and record the whole event before answering."""
+
+        def submit(self, messages):
+            taken.append(taker.drain())
+            return sender.submit(messages)
+
+    late = Dispatcher(services.sessions, OvertakenSender(), lease_seconds=0)
+    assert late.drain() == 1
+
+    assert taken == [1]
+    assert [r.token for r in fake_fcm.requests] == ["phone", "phone"]  # the known window
+    assert world.deliveries() == [(event_id, phone, "ok")]
+    assert world.event(event_id).done_at is not None
+
+
 @pytest.mark.parametrize(
     ("kind", "status", "token_kept", "delivery"),
     [
