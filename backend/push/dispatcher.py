@@ -91,6 +91,10 @@ from backend.storage.models import (
 
 log = logging.getLogger("estafette.push")
 
+# For UPDATEs by id list: our sessions hold no loaded rows to keep in step, and SQLAlchemy,
+# unable to evaluate `= ANY(...)` in Python, would otherwise fetch back every id it updated.
+_UNLOADED = {"synchronize_session": False}
+
 LEASE_SECONDS = 120
 BATCH_EVENTS = 500
 SEND_CHUNK = 500  # one send_each_async call
@@ -241,7 +245,8 @@ class Dispatcher:
             db.execute(
                 update(OutboxEvent)
                 .where(one_of(db, OutboxEvent.id, plan.attempts), OutboxEvent.done_at.is_(None))
-                .values(available_at=utcnow() + self._lease)
+                .values(available_at=utcnow() + self._lease),
+                execution_options=_UNLOADED,
             )
 
     def _finish(self, sending: _Sending) -> None:
@@ -391,7 +396,10 @@ class Dispatcher:
                     values["last_push_at"] = now
                 if status == "pruned":
                     values["push_token"] = None
-                db.execute(update(Device).where(one_of(db, Device.id, ids)).values(**values))
+                db.execute(
+                    update(Device).where(one_of(db, Device.id, ids)).values(**values),
+                    execution_options=_UNLOADED,
+                )
 
     def _settle_events(self, db: Session, plan: _Plan, now: datetime) -> None:
         retry_after = plan.retry_after
@@ -402,7 +410,8 @@ class Dispatcher:
         ]
         if done:
             db.execute(
-                update(OutboxEvent).where(one_of(db, OutboxEvent.id, done)).values(done_at=now)
+                update(OutboxEvent).where(one_of(db, OutboxEvent.id, done)).values(done_at=now),
+                execution_options=_UNLOADED,
             )
         for event_id in set(retry_after) | set(plan.deferred):
             due: list[datetime] = []
