@@ -250,8 +250,13 @@ def test_connections_are_reused_from_one_send_to_the_next(
         opened = fake.connections
         fcm.send([payloads.new_mail(f"d{i}", MAILBOX, 1) for i in range(100)])
 
-    assert opened <= 8 + 1  # the FCM connections and the token endpoint's
-    assert fake.connections == opened
+    # One connection per request in flight, plus the token endpoint's. Over HTTP/1.1 reqwest
+    # puts a connection back in its pool a moment after its answer is read, and a request
+    # that starts in that moment opens another: CI once saw one extra. 200 requests still
+    # share a handful of connections. Over HTTP/2, as with Google, all share one (see
+    # test_pushes_share_one_http2_connection_when_the_server_offers_it).
+    assert opened <= 8 + 1 + 2
+    assert fake.connections - opened <= 2  # the second send reuses them
 
 
 def test_no_token_reaches_any_log_line(
