@@ -50,11 +50,8 @@ from datetime import datetime, timedelta
 
 from firebase_admin import messaging
 from sqlalchemy import (
-    BigInteger,
-    BindParameter,
     Row,
     Text,
-    bindparam,
     delete,
     func,
     literal,
@@ -64,7 +61,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.types import TypeEngine
 
 from backend.metrics import PUSH_OUTCOMES as OUTCOMES
 from backend.metrics import PUSH_PRUNED as PRUNED
@@ -75,7 +71,7 @@ from backend.push.fcm import Sender
 from backend.push.outcomes import Outcome, OutcomeKind
 from backend.push.quiet_hours import quiet_hours_of
 from backend.push.wakeup import OutboxWakeup
-from backend.storage.database import one_of, session_scope
+from backend.storage.database import array_parameter, one_of, session_scope
 from backend.storage.models import (
     Device,
     Folder,
@@ -559,15 +555,11 @@ def _insert_ignoring_duplicates(db: Session, deliveries: list[dict], sent_at: da
     parameters of 500 rows were the largest cost left in the dispatcher.
     """
     if db.get_bind().dialect.name == "postgresql":
-
-        def array(name: str, kind: type[TypeEngine]) -> BindParameter:
-            return bindparam(None, [d[name] for d in deliveries], type_=postgresql.ARRAY(kind))
-
         rows = (
             func.unnest(
-                array("outbox_id", BigInteger),
-                array("device_id", BigInteger),
-                array("status", Text),
+                array_parameter(d["outbox_id"] for d in deliveries),
+                array_parameter(d["device_id"] for d in deliveries),
+                array_parameter((d["status"] for d in deliveries), Text),
             )
             .table_valued("outbox_id", "device_id", "status")
             .render_derived()

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import BigInteger, ColumnElement, Engine, any_, bindparam, create_engine, event
+from sqlalchemy import (
+    BigInteger,
+    BindParameter,
+    ColumnElement,
+    Engine,
+    any_,
+    bindparam,
+    create_engine,
+    event,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.types import TypeEngine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -79,8 +90,15 @@ def one_of(db: Session, column: ColumnElement[int], ids: Collection[int]) -> Col
     and the server can prepare it.
     """
     if db.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(None, list(ids), type_=ARRAY(BigInteger)))
+        return column == any_(array_parameter(ids))
     return column.in_(ids)
+
+
+def array_parameter(
+    values: Iterable[Any], item_type: type[TypeEngine] = BigInteger
+) -> BindParameter:
+    """A PostgreSQL array bound as one parameter (ids are BIGINT by default)."""
+    return bindparam(None, list(values), type_=ARRAY(item_type))
 
 
 def alembic_config(url: str) -> AlembicConfig:
