@@ -85,6 +85,13 @@ class TokenRevoked(EstafetteError):
     title = "This session has ended"
 
 
+class CredentialsChanged(EstafetteError):
+    """The password, the TOTP or the account changed after this token was issued: sign in."""
+
+    code = "credentials_changed"
+    title = "The account's credentials have changed"
+
+
 class ValidationFailed(EstafetteError):
     code = "validation_error"
     title = "The request is not valid"

@@ -87,6 +87,17 @@ def ensure_not_locked(user: User) -> None:
         raise errors.Locked(retry_after=remaining)
 
 
+def bump_credentials_version(*, db: Session, user: User) -> None:
+    """Make every token issued so far (mfa, access, refresh) stale: they carry the version.
+
+    The one place that ends a user's credentials: a password change, a TOTP reset, a
+    disable and a card unlink all call it, so a token taken before them opens nothing.
+    """
+    # Incremented in SQL, so two changes at once both count; the attribute reloads after.
+    user.credentials_version = User.credentials_version + 1
+    db.flush()
+
+
 def begin_enrolment(*, db: Session, user: User) -> str:
     """A fresh TOTP secret, stored encrypted and inactive until a first code matches."""
     if user.totp_active:
