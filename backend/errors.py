@@ -92,6 +92,13 @@ class CredentialsChanged(EstafetteError):
     title = "The account's credentials have changed"
 
 
+class SessionExpired(EstafetteError):
+    """The session reached its absolute lifetime (ESTAFETTE_SESSION_MAX_DAYS): sign in."""
+
+    code = "session_expired"
+    title = "This session has reached its maximum lifetime"
+
+
 class ValidationFailed(EstafetteError):
     code = "validation_error"
     title = "The request is not valid"

@@ -3,7 +3,8 @@
 Three token kinds: `mfa` (5 minutes, only for the second-factor calls), `access`
 (10 minutes) and `refresh` (rotated on every use; a reused one revokes the device).
 Each carries the user's credentials version (`cv`): after a password change, a TOTP
-reset or a disable, the tokens taken before are refused.
+reset or a disable, the tokens taken before are refused. A device session lasts at most
+ESTAFETTE_SESSION_MAX_DAYS from its sign-in (the device's `created_at`), refreshes or not.
 """
 
 from __future__ import annotations
@@ -120,17 +121,34 @@ def issue_mfa_token(user: User) -> str:
     )
 
 
+def _session_end(device: Device) -> datetime:
+    """The session's absolute end: its sign-in plus ESTAFETTE_SESSION_MAX_DAYS."""
+    return device.created_at + timedelta(days=services().settings.session_max_days)
+
+
 def issue_session(device: Device, user: User) -> dict[str, Any]:
-    """A fresh access/refresh pair for `device`; the refresh jti is remembered for rotation."""
+    """A fresh access/refresh pair for `device`; the refresh jti is remembered for rotation.
+
+    Neither token outlives the session's absolute end, so the last refresh hands out
+    shorter tokens rather than extending the session.
+    """
     claims = {"scope": "session", "dev": device.public_id, "cv": user.credentials_version}
-    access = create_access_token(identity=user.public_id, additional_claims=claims, fresh=True)
-    refresh = create_refresh_token(identity=user.public_id, additional_claims=claims)
+    left = _session_end(device) - utcnow()
+    access_for = min(timedelta(minutes=services().settings.access_token_minutes), left)
+    access = create_access_token(
+        identity=user.public_id, additional_claims=claims, fresh=True, expires_delta=access_for
+    )
+    refresh = create_refresh_token(
+        identity=user.public_id,
+        additional_claims=claims,
+        expires_delta=min(timedelta(hours=REFRESH_TOKEN_HOURS), left),
+    )
     device.refresh_jti = decode_token(refresh)["jti"]
     return {
         "access_token": access,
         "refresh_token": refresh,
         "token_type": "Bearer",
-        "expires_in": int(services().settings.access_token_minutes * 60),
+        "expires_in": int(access_for.total_seconds()),
         "device_id": device.public_id,
     }
 
@@ -196,6 +214,11 @@ def _load_session(claims: dict) -> tuple[User, Device]:
         raise errors.TokenRevoked()
     user, device = row.User, row.Device
     idle = timedelta(minutes=services().settings.session_idle_minutes)
+    if utcnow() >= _session_end(device):
+        _end_session(user, device, "session.expired")
+        raise errors.SessionExpired(
+            f"Sessions last at most {services().settings.session_max_days} days; sign in again"
+        )
     if utcnow() - device.last_seen_at > idle:
         _end_session(user, device, "session.idle_timeout")
         raise errors.TokenRevoked("The session ended after inactivity; sign in again")
