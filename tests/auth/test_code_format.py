@@ -13,7 +13,7 @@ from tests.support import DEFAULT_PASSWORD, Authenticator, bearer
 
 # Arabic-Indic and full-width digits pass str.isdigit(); hmac.compare_digest raised on them.
 NOT_ASCII_DIGITS = ["١٢٣٤٥٦", "۱۲۳۴۵۶", "１２３４５６"]
-MALFORMED = [*NOT_ASCII_DIGITS, "12345", "1234567", "12 345", "abcd-efgh-ijkl-mno1"]
+MALFORMED = [*NOT_ASCII_DIGITS, "12345", "1234567", "123456\n", "12 345", "abcd-efgh-ijkl-mno1"]
 
 
 def _mfa(client) -> str:
