@@ -12,8 +12,9 @@ import base64
 import hashlib
 import secrets
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, or_, select, update
 from sqlalchemy.orm import Session
 
 from backend import errors
@@ -90,8 +91,8 @@ def ensure_not_locked(user: User) -> None:
 def bump_credentials_version(*, db: Session, user: User) -> None:
     """Make every token issued so far (mfa, access, refresh) stale: they carry the version.
 
-    The one place that ends a user's credentials: a password change, a TOTP reset, a
-    disable and a card unlink all call it, so a token taken before them opens nothing.
+    The one way a credential change reaches the tokens: a password or TOTP reset, a
+    disable and a card change all call it, so a token taken before them opens nothing.
     """
     # Incremented in SQL, so two changes at once both count; the attribute reloads after.
     user.credentials_version = User.credentials_version + 1
@@ -146,7 +147,9 @@ def _not_locked() -> ColumnElement[bool]:
     return or_(User.locked_until.is_(None), User.locked_until <= utcnow())
 
 
-def _update_user(db: Session, user: User, *conditions: ColumnElement[bool], **values: object):
+def _update_user(
+    db: Session, user: User, *conditions: ColumnElement[bool], **values: object
+) -> CursorResult[Any]:
     """One conditional UPDATE of the user's row; the stale attributes reload on next use."""
     result = db.execute(
         update(User)
