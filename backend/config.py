@@ -51,6 +51,8 @@ class Settings:
     audit_retention_days: int = 365
     push_previews: bool = False
     push_lease_seconds: int = 120
+    # a1: absolute session lifetime, whatever the refreshes
+    session_max_days: int = 7
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -213,4 +215,6 @@ def load_settings(
         audit_retention_days=retention,
         push_previews=_on_off(values, "ESTAFETTE_PUSH_PREVIEWS", default=False),
         push_lease_seconds=_positive_int(values, "ESTAFETTE_PUSH_LEASE_SECONDS", 120, minimum=5),
+        # a1
+        session_max_days=_positive_int(values, "ESTAFETTE_SESSION_MAX_DAYS", 7),
     )

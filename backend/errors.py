@@ -85,6 +85,20 @@ class TokenRevoked(EstafetteError):
     title = "This session has ended"
 
 
+class CredentialsChanged(EstafetteError):
+    """The password, the TOTP or the account changed after this token was issued: sign in."""
+
+    code = "credentials_changed"
+    title = "The account's credentials have changed"
+
+
+class SessionExpired(EstafetteError):
+    """The session reached its absolute lifetime (ESTAFETTE_SESSION_MAX_DAYS): sign in."""
+
+    code = "session_expired"
+    title = "This session has reached its maximum lifetime"
+
+
 class ValidationFailed(EstafetteError):
     code = "validation_error"
     title = "The request is not valid"

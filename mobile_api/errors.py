@@ -32,6 +32,8 @@ _STATUS_BY_ERROR: dict[type[errors.EstafetteError], int] = {
     errors.OtpNotEnrolled: 403,
     errors.Locked: 429,
     errors.TokenRevoked: 401,
+    errors.CredentialsChanged: 401,
+    errors.SessionExpired: 401,
     errors.CertificateRejected: 401,
     errors.ValidationFailed: 422,
     errors.Conflict: 409,

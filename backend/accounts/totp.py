@@ -31,7 +31,8 @@ def qr_svg(uri: str) -> str:
 
 def matching_step(secret: str, code: str, now: float | None = None) -> int | None:
     """The time step whose code equals `code` within the allowed drift, or None."""
-    if not code or not code.isdigit():
+    # isdigit() alone takes Arabic-Indic digits, which compare_digest refuses with TypeError.
+    if not code or not (code.isascii() and code.isdigit()):
         return None
     totp = pyotp.TOTP(secret)
     current = totp.timecode(_as_datetime(now))

@@ -1,7 +1,8 @@
 """Administering users and their devices.
 
 Disabling a user, resetting their password or their TOTP ends every session they have
-at once: each device is revoked, and every API call checks its device is live.
+at once: each device is revoked, and every API call checks its device is live. The
+credentials version is bumped too, so a sign-in token taken before is refused as well.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from backend import errors
 from backend.accounts import devices as device_service
-from backend.accounts import passwords
+from backend.accounts import passwords, users
 from backend.storage.models import Device, RecoveryCode, User
 
 
@@ -81,6 +82,7 @@ def update_user(
         details["changed.cps_id"] = True
         end_sessions = True
     if end_sessions:
+        users.bump_credentials_version(db=db, user=user)
         details["sessions_revoked"] = revoke_sessions(db=db, user=user)
     db.flush()
     return details

@@ -87,6 +87,8 @@ class User(Base):
     failed_otp_count: Mapped[int] = mapped_column(Integer, default=0)
     lockouts: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Every token carries it; a password change, TOTP reset or disable bumps it (0003).
+    credentials_version: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Quiet hours (minutes after local midnight, in an IANA zone): pushes wait unless on call.
     quiet_start_minute: Mapped[int | None] = mapped_column(Integer)

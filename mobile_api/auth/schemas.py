@@ -2,6 +2,7 @@
 
 import base64
 import binascii
+import re
 
 from marshmallow import Schema, ValidationError, fields, validate
 
@@ -25,8 +26,33 @@ class EnrollResultSchema(Schema):
     qr_svg = fields.String(required=True)
 
 
+# Six ASCII digits (TOTP), or a recovery code: four groups of four base32 characters.
+# Written out, never \d or str.isdigit(), which also take Arabic-Indic or full-width digits.
+# ECMA-262 syntax and no flags, as the OpenAPI document publishes the pattern as it is.
+ONE_TIME_CODE = re.compile(r"^(?:[0-9]{6}|[A-Za-z2-7]{4}(?:-[A-Za-z2-7]{4}){3})$")
+
+
+class _WholeMatch(validate.Regexp):
+    """A Regexp the whole value must match: Python's `$` also matches before a final newline."""
+
+    def __call__(self, value: str) -> str:
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
+
+
+def _code_field() -> fields.String:
+    return fields.String(
+        required=True,
+        validate=_WholeMatch(
+            ONE_TIME_CODE, error="Six digits 0-9, or a recovery code such as abcd-efgh-ijkl-mnop."
+        ),
+        metadata={"description": "a TOTP code (six digits) or a recovery code"},
+    )
+
+
 class CodeSchema(Schema):
-    code = fields.String(required=True, validate=validate.Length(min=6, max=19))
+    code = _code_field()
 
 
 class ActivateResultSchema(Schema):
@@ -61,7 +87,7 @@ class DeviceInSchema(Schema):
 
 
 class OtpSignInSchema(Schema):
-    code = fields.String(required=True, validate=validate.Length(min=6, max=19))
+    code = _code_field()
     device = fields.Nested(DeviceInSchema, required=True)
 
 

@@ -2,6 +2,9 @@
 
 Three token kinds: `mfa` (5 minutes, only for the second-factor calls), `access`
 (10 minutes) and `refresh` (rotated on every use; a reused one revokes the device).
+Each carries the user's credentials version (`cv`): after a password change, a TOTP
+reset or a disable, the tokens taken before are refused. A device session lasts at most
+ESTAFETTE_SESSION_MAX_DAYS from its sign-in (the device's `created_at`), refreshes or not.
 """
 
 from __future__ import annotations
@@ -113,22 +116,39 @@ def _is_revoked(header: dict, payload: dict) -> bool:
 def issue_mfa_token(user: User) -> str:
     return create_access_token(
         identity=user.public_id,
-        additional_claims={"scope": "mfa"},
+        additional_claims={"scope": "mfa", "cv": user.credentials_version},
         expires_delta=timedelta(minutes=MFA_TOKEN_MINUTES),
     )
 
 
+def _session_end(device: Device) -> datetime:
+    """The session's absolute end: its sign-in plus ESTAFETTE_SESSION_MAX_DAYS."""
+    return device.created_at + timedelta(days=services().settings.session_max_days)
+
+
 def issue_session(device: Device, user: User) -> dict[str, Any]:
-    """A fresh access/refresh pair for `device`; the refresh jti is remembered for rotation."""
-    claims = {"scope": "session", "dev": device.public_id}
-    access = create_access_token(identity=user.public_id, additional_claims=claims, fresh=True)
-    refresh = create_refresh_token(identity=user.public_id, additional_claims=claims)
+    """A fresh access/refresh pair for `device`; the refresh jti is remembered for rotation.
+
+    Neither token outlives the session's absolute end, so the last refresh hands out
+    shorter tokens rather than extending the session.
+    """
+    claims = {"scope": "session", "dev": device.public_id, "cv": user.credentials_version}
+    left = _session_end(device) - utcnow()
+    access_for = min(timedelta(minutes=services().settings.access_token_minutes), left)
+    access = create_access_token(
+        identity=user.public_id, additional_claims=claims, fresh=True, expires_delta=access_for
+    )
+    refresh = create_refresh_token(
+        identity=user.public_id,
+        additional_claims=claims,
+        expires_delta=min(timedelta(hours=REFRESH_TOKEN_HOURS), left),
+    )
     device.refresh_jti = decode_token(refresh)["jti"]
     return {
         "access_token": access,
         "refresh_token": refresh,
         "token_type": "Bearer",
-        "expires_in": int(services().settings.access_token_minutes * 60),
+        "expires_in": int(access_for.total_seconds()),
         "device_id": device.public_id,
     }
 
@@ -149,6 +169,16 @@ def _load_user(public_id: str) -> User:
     return user
 
 
+def _ensure_current_credentials(claims: dict, user: User) -> None:
+    """Refuse a token issued before the user's last credential change.
+
+    Tokens from before the `cv` claim existed count as version 0: valid until the
+    first change, so upgrading signs nobody out.
+    """
+    if claims.get("cv", 0) != user.credentials_version:
+        raise errors.CredentialsChanged("The password or second factor changed; sign in again")
+
+
 def mfa_required(view: Callable) -> Callable:
     """Only the 5-minute token from `/auth/login` opens these calls."""
 
@@ -159,6 +189,7 @@ def mfa_required(view: Callable) -> Callable:
         if claims.get("scope") != "mfa":
             raise errors.Forbidden("this call needs the token from /auth/login")
         g.user = _load_user(claims["sub"])
+        _ensure_current_credentials(claims, g.user)
         g.actor = Actor(user=g.user.public_id, source_ip=client_ip())
         return view(*args, **kwargs)
 
@@ -176,21 +207,34 @@ def _load_session(claims: dict) -> tuple[User, Device]:
         )
         .one_or_none()
     )
-    if row is None or row.User.disabled or row.Device.revoked_at is not None:
+    if row is None or row.User.disabled:
+        raise errors.TokenRevoked()
+    _ensure_current_credentials(claims, row.User)
+    if row.Device.revoked_at is not None:
         raise errors.TokenRevoked()
     user, device = row.User, row.Device
     idle = timedelta(minutes=services().settings.session_idle_minutes)
-    if utcnow() - device.last_seen_at > idle:
-        device_service.revoke_device(db=db(), device=device)
-        db().commit()
-        services().audit.record(
-            "session.idle_timeout",
-            actor=Actor(user.public_id, device.public_id, client_ip()),
-            target_type="device",
-            target=device.public_id,
+    if utcnow() >= _session_end(device):
+        _end_session(user, device, "session.expired")
+        raise errors.SessionExpired(
+            f"Sessions last at most {services().settings.session_max_days} days; sign in again"
         )
+    if utcnow() - device.last_seen_at > idle:
+        _end_session(user, device, "session.idle_timeout")
         raise errors.TokenRevoked("The session ended after inactivity; sign in again")
     return user, device
+
+
+def _end_session(user: User, device: Device, action: str) -> None:
+    """Sign the device out for good, and trace why."""
+    device_service.revoke_device(db=db(), device=device)
+    db().commit()
+    services().audit.record(
+        action,
+        actor=Actor(user.public_id, device.public_id, client_ip()),
+        target_type="device",
+        target=device.public_id,
+    )
 
 
 def session_required(view: Callable | None = None, *, refresh: bool = False) -> Callable:
