@@ -8,7 +8,18 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint format system-deps clean
+# Locks: every package, transitive ones included, pinned with its hashes (`make lock`).
+# requirements*.txt are what a human edits; the venv installs only from the lock.
+LOCK := requirements.lock
+DEV_LOCK := requirements-dev.lock
+# The lock's and the audit's own tools, in a venv of their own: they are not the app's.
+TOOLS := .venv-tools
+TOOL_PACKAGES := pip-tools==7.6.2 pip-audit==2.10.1
+PIP_COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(TOOLS)/bin/pip-compile --quiet \
+	--generate-hashes --strip-extras --allow-unsafe \
+	--no-emit-index-url --no-emit-find-links --no-emit-trusted-host
+
+.PHONY: run test lint format lock audit system-deps clean
 
 # Debian packages: Dovecot for the demo and the tests, nginx to check its config.
 system-deps:
@@ -20,11 +31,39 @@ system-deps:
 	    $(SYSTEM_PACKAGES) >/dev/null; \
 	fi
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# Exactly the locked packages, each checked against its hash (the dev lock holds the runtime
+# lock's pins too). A package missing from the lock or a changed file stops the install.
+$(VENV)/.installed: $(DEV_LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --require-hashes -r $(DEV_LOCK)
 	touch $@
+
+$(TOOLS)/.installed:
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q $(TOOL_PACKAGES)
+	touch $@
+
+# Regenerate the locks after editing requirements*.txt. Pins already in a lock are kept
+# unless an input now excludes them, so re-running it changes nothing.
+# (`$(PIP_COMPILE) --upgrade` moves every package to its latest allowed release.)
+lock: $(TOOLS)/.installed
+	$(PIP_COMPILE) --output-file $(LOCK) requirements.txt
+	$(PIP_COMPILE) --constraint $(LOCK) --output-file $(DEV_LOCK) requirements-dev.txt
+
+# Known vulnerabilities of the locked packages, from PyPI's advisory data (needs the network;
+# not part of `make test`). --strict: a package that could not be checked fails the audit,
+# so an unreachable database is never taken for a clean report.
+audit: $(TOOLS)/.installed
+	@report=$$(mktemp); trap 'rm -f "$$report"' EXIT; \
+	$(TOOLS)/bin/pip-audit --strict --require-hashes --disable-pip --progress-spinner off \
+	    -r $(DEV_LOCK) 2>&1 | tee "$$report"; \
+	[ "$${PIPESTATUS[0]}" -eq 0 ] && exit 0; \
+	if grep -q "could not be audited" "$$report"; then \
+	  echo "make audit: NOT DONE: the vulnerability database (PyPI's JSON API) could not be" \
+	       "reached or does not answer for these packages, so nothing was checked." >&2; \
+	else \
+	  echo "make audit: FAILED: the locked packages above have known vulnerabilities." >&2; \
+	fi; exit 1
 
 # The embedded gateway in demo mode: SQLite, a local Dovecot with sample MSSanté mail.
 run: system-deps $(VENV)/.installed
@@ -44,4 +83,4 @@ test: system-deps $(VENV)/.installed lint
 	$(PY) -m pytest -p no:cacheprovider -ra --durations=15
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) var .pytest_cache .ruff_cache

@@ -125,26 +125,26 @@ def _sizes(total: int, mailboxes: int) -> list[int]:
 def _load_envelopes(url: str, boxes: list[tuple[int, str, int]], sizes: list[int]) -> None:
     """COPY `total` envelopes spread evenly over the mailboxes, values encrypted like the app's."""
     from backend.ids import new_id
-    from backend.storage.encryption import encrypt
+    from backend.storage.encryption import encrypt, row_context
 
-    def sealed(value: Any, column: str) -> bytes:
-        raw = value.encode() if isinstance(value, str) else json.dumps(value).encode()
-        return encrypt(raw, column.encode())
+    def plain(value: Any) -> bytes:
+        return value.encode() if isinstance(value, str) else json.dumps(value).encode()
 
-    # A pool of distinct ciphertexts, reused: sealing a million values would time the loader.
+    # A pool of distinct values, each sealed for its row (column and public id bound).
+    columns_sealed = (
+        "messages.subject",
+        "messages.sender",
+        "messages.recipients",
+        "messages.message_id",
+        "messages.patient",
+    )
     pool = [
         (
-            sealed(f"XDM/1.0/DDM+Compte rendu d'hospitalisation {i}", "messages.subject"),
-            sealed({"name": f"Dr Exp {i}", "address": f"exp{i}@ch.mssante.fr"}, "messages.sender"),
-            sealed(
-                {"to": [{"name": None, "address": "dr@chu.mssante.fr"}], "cc": []},
-                "messages.recipients",
-            ),
-            sealed(f"<{i}@ch.mssante.fr>", "messages.message_id"),
-            sealed(
-                {"ins": f"1{i:012d}", "name": "DUPONT Jeanne", "birth_date": "1950-01-01"},
-                "messages.patient",
-            ),
+            plain(f"XDM/1.0/DDM+Compte rendu d'hospitalisation {i}"),
+            plain({"name": f"Dr Exp {i}", "address": f"exp{i}@ch.mssante.fr"}),
+            plain({"to": [{"name": None, "address": "dr@chu.mssante.fr"}], "cc": []}),
+            plain(f"<{i}@ch.mssante.fr>"),
+            plain({"ins": f"1{i:012d}", "name": "DUPONT Jeanne", "birth_date": "1950-01-01"}),
         )
         for i in range(256)
     ]
@@ -158,10 +158,14 @@ def _load_envelopes(url: str, boxes: list[tuple[int, str, int]], sizes: list[int
         with cur.copy(f"COPY messages ({columns}) FROM STDIN") as copy:
             for (box_pk, _public, folder_pk), size in zip(boxes, sizes, strict=True):
                 for n in range(size):
-                    subject, sender, recipients, message_id, patient = pool[n % 256]
+                    public_id = new_id("msg")
+                    subject, sender, recipients, message_id, patient = (
+                        encrypt(value, row_context(column, public_id))
+                        for value, column in zip(pool[n % 256], columns_sealed, strict=True)
+                    )
                     copy.write_row(
                         (
-                            new_id("msg"),
+                            public_id,
                             box_pk,
                             folder_pk,
                             n + 1,

@@ -62,6 +62,7 @@ def _fill(sessions, count: int) -> list[int]:
     """N users, devices, mailboxes (with INBOX) and unread messages; returns mailbox ids."""
     from sqlalchemy import insert, select
 
+    from backend.ids import new_id
     from backend.storage.models import (
         Device,
         Folder,
@@ -107,17 +108,20 @@ def _fill(sessions, count: int) -> list[int]:
                 for m, u in zip(mailboxes, users, strict=True)
             ],
         )
+        token = Device.sealed_field("push_token")  # sealed for its row, as the app does
+        device_ids = [new_id("dev") for _ in users]
         db.execute(
             insert(Device),
             [
                 {
+                    "public_id": d,
                     "user_id": u,
                     "name": "bench",
                     "platform": "android",
-                    "push_token": f"bench-token-{u}-{uuid.uuid4().hex}",
+                    "_push_token": token.seal(d, f"bench-token-{u}-{uuid.uuid4().hex}"),
                     "push_token_updated_at": now,
                 }
-                for u in users
+                for d, u in zip(device_ids, users, strict=True)
             ],
         )
         db.execute(

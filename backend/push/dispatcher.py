@@ -317,6 +317,7 @@ class Dispatcher:
             User.quiet_end_minute,
             User.quiet_timezone,
             Mailbox.public_id,
+            Device.public_id,  # sealed token and key are bound to it
         ]
         if self._previews:
             columns.append(Device.push_key)
@@ -336,10 +337,12 @@ class Dispatcher:
         ).all()
         recipients: dict[int, list[_Recipient]] = defaultdict(list)
         public_ids: dict[int, str] = {}
+        token_field, key_field = Device.sealed_field("push_token"), Device.sealed_field("push_key")
         for row in rows:
-            key = row[8] if self._previews else None
+            token = token_field.open(row[8], row[2])
+            key = key_field.open(row[8], row[9]) if self._previews else None
             recipients[row[0]].append(
-                _Recipient(row[1], row[2], key, bool(row[3]), (row[4], row[5], row[6]))
+                _Recipient(row[1], token, key, bool(row[3]), (row[4], row[5], row[6]))
             )
             public_ids[row[0]] = row[7]
         return recipients, public_ids

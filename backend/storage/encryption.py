@@ -1,8 +1,15 @@
 """Encryption at rest for secrets and cached mail fields (AES-256-GCM, `cryptography`).
 
 MSSanté requires stored secrets to be encrypted; we also encrypt every cached field that
-could identify a patient or a correspondent. Each value gets a fresh 96-bit nonce, and the
-column name is bound as associated data so a ciphertext cannot be moved to another column.
+could identify a patient or a correspondent, and the devices' push tokens. Each value gets a
+fresh 96-bit nonce, and its column AND its row (the row's public id) are bound as associated
+data: a ciphertext copied into another row or another column does not open, it raises
+`DataKeyError`, so whoever can write the tables cannot swap one user's secret for another's.
+
+A model declares a sealed field as a private `SealedColumn` (what the database holds) and a
+public `Sealed*` descriptor of the same name without the underscore (what the code reads and
+writes). The row's public id is set when the object is built (`models.Base.__init__`), so a
+value is sealed the moment it is assigned, with no second write after the INSERT.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ import hashlib
 import hmac
 import json
 import os
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -21,6 +28,8 @@ from sqlalchemy.types import TypeDecorator
 _VERSION = b"\x01"
 _cipher: AESGCM | None = None
 _digest_key: bytes | None = None
+
+T = TypeVar("T")
 
 
 class DataKeyError(RuntimeError):
@@ -32,6 +41,11 @@ def set_data_key(key: bytes) -> None:
     global _cipher, _digest_key
     _cipher = AESGCM(key)
     _digest_key = hmac.new(key, b"estafette lookup digest", hashlib.sha256).digest()
+
+
+def has_data_key() -> bool:
+    """Whether `set_data_key` ran in this process (the migrations load it otherwise)."""
+    return _cipher is not None
 
 
 def lookup_digest(value: str, context: str) -> str:
@@ -65,49 +79,102 @@ def decrypt(sealed: bytes, context: bytes) -> bytes:
     try:
         return _require_cipher().decrypt(sealed[1:13], sealed[13:], context)
     except InvalidTag as exc:
-        raise DataKeyError("stored data does not match ESTAFETTE_DATA_KEY") from exc
+        raise DataKeyError(
+            "stored data does not open: another ESTAFETTE_DATA_KEY sealed it, or it was "
+            "moved from another row or column"
+        ) from exc
 
 
-class EncryptedBytes(TypeDecorator):
-    """A column whose bytes are sealed with the data key."""
+def row_context(column: str, row_id: str) -> bytes:
+    """The associated data of a sealed column value: its column and its row's public id."""
+    return f"{column}|{row_id}".encode()
+
+
+class Sealed(bytes):
+    """Ciphertext made by a `Sealed*` field for one row: the only value a sealed column takes."""
+
+
+class SealedColumn(TypeDecorator):
+    """The stored side of a sealed field: opaque bytes, written only as `Sealed` values.
+
+    Why the check: a Core `update(...).values(field=plaintext)` or a raw copy of another
+    row's ciphertext would otherwise reach the table; NULL (forgetting a value) is allowed.
+    """
 
     impl = LargeBinary
     cache_ok = True
 
-    def __init__(self, context: str, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.context = context.encode()
-
-    def process_bind_param(self, value: bytes | None, dialect: Any) -> bytes | None:
-        return None if value is None else encrypt(value, self.context)
-
-    def process_result_value(self, value: bytes | None, dialect: Any) -> bytes | None:
-        return None if value is None else decrypt(bytes(value), self.context)
-
-
-class EncryptedText(EncryptedBytes):
-    """A text column sealed with the data key."""
-
-    cache_ok = True
-
-    def process_bind_param(self, value: str | None, dialect: Any) -> bytes | None:
-        return super().process_bind_param(None if value is None else value.encode(), dialect)
-
-    def process_result_value(self, value: bytes | None, dialect: Any) -> str | None:
-        raw = super().process_result_value(value, dialect)
-        return None if raw is None else raw.decode()
-
-
-class EncryptedJSON(EncryptedBytes):
-    """A JSON document sealed with the data key (address lists, X-MSS headers, patient)."""
-
-    cache_ok = True
-
     def process_bind_param(self, value: Any, dialect: Any) -> bytes | None:
+        if value is not None and not isinstance(value, Sealed):
+            raise TypeError("a sealed column takes only values sealed for its row (Sealed*.seal)")
+        return None if value is None else bytes(value)
+
+    def process_result_value(self, value: Any, dialect: Any) -> bytes | None:
+        return None if value is None else bytes(value)
+
+
+class SealedBytes(Generic[T]):
+    """A model attribute sealed into the `SealedColumn` named like it with a leading `_`.
+
+    On an instance it reads and writes the plaintext. On the class it is that column (for
+    `is_not(None)`, `defer()`, `values(field=None)`): what a Core query selects from it is
+    ciphertext, opened with `open(row public id, value)`.
+    """
+
+    def __init__(self, context: str) -> None:
+        self.context = context
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+        self.column = f"_{name}"
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return getattr(owner, self.column)
+        return self.open(obj.public_id, getattr(obj, self.column))
+
+    def __set__(self, obj: Any, value: T | None) -> None:
+        setattr(obj, self.column, self.seal(obj.public_id, value))
+
+    def seal(self, row_id: str | None, value: T | None) -> Sealed | None:
+        """The ciphertext of `value` for the row whose public id is `row_id`."""
         if value is None:
             return None
-        return super().process_bind_param(json.dumps(value, ensure_ascii=False).encode(), dialect)
+        if not row_id:
+            raise DataKeyError(f"{self.context} is sealed for its row: set the public id first")
+        return Sealed(encrypt(self.encode(value), row_context(self.context, row_id)))
 
-    def process_result_value(self, value: bytes | None, dialect: Any) -> Any:
-        raw = super().process_result_value(value, dialect)
-        return None if raw is None else json.loads(raw)
+    def open(self, row_id: str, sealed: bytes | None) -> T | None:
+        """The plaintext of a value this field sealed for the row `row_id`."""
+        if sealed is None:
+            return None
+        return self.decode(decrypt(sealed, row_context(self.context, row_id)))
+
+    def encode(self, value: Any) -> bytes:
+        return bytes(value)
+
+    def decode(self, raw: bytes) -> Any:
+        return raw
+
+
+class SealedText(SealedBytes[str]):
+    """A text field sealed for its row."""
+
+    def encode(self, value: str) -> bytes:
+        return value.encode()
+
+    def decode(self, raw: bytes) -> str:
+        return raw.decode()
+
+
+class SealedJSON(SealedBytes[Any]):
+    """A JSON document sealed for its row (address lists, X-MSS headers, patient).
+
+    A fresh document on every read: change it by assigning, not in place.
+    """
+
+    def encode(self, value: Any) -> bytes:
+        return json.dumps(value, ensure_ascii=False).encode()
+
+    def decode(self, raw: bytes) -> Any:
+        return json.loads(raw)

@@ -1,12 +1,13 @@
 """The database schema. Public ids are opaque strings; integer keys never leave the server.
 
 Fields that could identify a patient, a correspondent or a secret are encrypted at rest
-(`Encrypted*` columns). IMAP stays the source of truth: the message rows are a cache that
-a resync can rebuild.
+(`Sealed*` fields, each bound to its column and its row's public id: see encryption.py).
+IMAP stays the source of truth: the message rows are a cache that a resync can rebuild.
 """
 
 from __future__ import annotations
 
+import inspect
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +27,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 from backend.ids import new_id
-from backend.storage.encryption import EncryptedBytes, EncryptedJSON, EncryptedText
+from backend.storage.encryption import SealedBytes, SealedColumn, SealedJSON, SealedText
 
 
 def utcnow() -> datetime:
@@ -66,6 +67,29 @@ NAMING = {
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
+    def __init__(self, **kwargs: Any) -> None:
+        """Give a new row its public id first: the sealed fields set next are bound to it."""
+        column = self.__table__.c.get("public_id")
+        if column is not None:
+            public_id = kwargs.pop("public_id", None) or new_id(column.info["id_prefix"])
+            kwargs = {"public_id": public_id, **kwargs}
+        self.registry.constructor(self, **kwargs)
+
+    @classmethod
+    def sealed_field(cls, name: str) -> SealedBytes:
+        """The `Sealed*` field `name`, to open what a Core query selected from its column."""
+        field = inspect.getattr_static(cls, name)
+        if not isinstance(field, SealedBytes):
+            raise TypeError(f"{cls.__name__}.{name} is not a sealed field")
+        return field
+
+
+def public_id_column(prefix: str) -> Mapped[str]:
+    """An opaque public id (`usr_...`), the identity sealed fields are bound to; never changes."""
+    return mapped_column(
+        String(32), unique=True, default=lambda: new_id(prefix), info={"id_prefix": prefix}
+    )
+
 
 BigId = BigInteger().with_variant(Integer, "sqlite")
 
@@ -74,14 +98,15 @@ class User(Base):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=lambda: new_id("usr"))
+    public_id: Mapped[str] = public_id_column("usr")
     username: Mapped[str] = mapped_column(String(190), unique=True)
     display_name: Mapped[str | None] = mapped_column(String(190))
     password_hash: Mapped[str] = mapped_column(String(255))
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     cps_id: Mapped[str | None] = mapped_column(String(64), unique=True)
-    totp_secret: Mapped[str | None] = mapped_column(EncryptedText("users.totp_secret"))
+    _totp_secret: Mapped[bytes | None] = mapped_column("totp_secret", SealedColumn)
+    totp_secret = SealedText("users.totp_secret")
     totp_active: Mapped[bool] = mapped_column(Boolean, default=False)
     totp_last_step: Mapped[int] = mapped_column(BigInteger, default=0)
     failed_otp_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -115,13 +140,16 @@ class Device(Base):
     __tablename__ = "devices"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=lambda: new_id("dev"))
+    public_id: Mapped[str] = public_id_column("dev")
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(120))
     platform: Mapped[str] = mapped_column(String(16))
-    push_token: Mapped[str | None] = mapped_column(String(4096))
+    # The FCM/APNs token addresses pushes to this very phone: sealed like a secret.
+    _push_token: Mapped[bytes | None] = mapped_column("push_token", SealedColumn)
+    push_token = SealedText("devices.push_token")
     push_token_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    push_key: Mapped[bytes | None] = mapped_column(EncryptedBytes("devices.push_key"))
+    _push_key: Mapped[bytes | None] = mapped_column("push_key", SealedColumn)
+    push_key = SealedBytes("devices.push_key")
     refresh_jti: Mapped[str | None] = mapped_column(String(64))
     auth_method: Mapped[str] = mapped_column(String(16), default="totp")
     authenticated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -140,7 +168,7 @@ class Mailbox(Base):
     __tablename__ = "mailboxes"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=lambda: new_id("mbx"))
+    public_id: Mapped[str] = public_id_column("mbx")
     address: Mapped[str] = mapped_column(String(320), unique=True)
     kind: Mapped[str] = mapped_column(String(3))
     display_name: Mapped[str | None] = mapped_column(String(190))
@@ -150,10 +178,10 @@ class Mailbox(Base):
     imap_security: Mapped[str] = mapped_column(String(8))
     imap_auth: Mapped[str] = mapped_column(String(16))
     imap_username: Mapped[str | None] = mapped_column(String(320))
-    imap_secret: Mapped[str | None] = mapped_column(EncryptedText("mailboxes.imap_secret"))
-    imap_certificate: Mapped[bytes | None] = mapped_column(
-        EncryptedBytes("mailboxes.imap_certificate")
-    )
+    _imap_secret: Mapped[bytes | None] = mapped_column("imap_secret", SealedColumn)
+    imap_secret = SealedText("mailboxes.imap_secret")
+    _imap_certificate: Mapped[bytes | None] = mapped_column("imap_certificate", SealedColumn)
+    imap_certificate = SealedBytes("mailboxes.imap_certificate")
     # xoauth2: an OAuth2 client-credentials grant at this token endpoint gives the bearer
     # token (imap_secret holds the client secret).
     imap_token_url: Mapped[str | None] = mapped_column(String(500))
@@ -163,7 +191,8 @@ class Mailbox(Base):
     smtp_security: Mapped[str | None] = mapped_column(String(8))
     smtp_auth: Mapped[str | None] = mapped_column(String(16))
     smtp_username: Mapped[str | None] = mapped_column(String(320))
-    smtp_secret: Mapped[str | None] = mapped_column(EncryptedText("mailboxes.smtp_secret"))
+    _smtp_secret: Mapped[bytes | None] = mapped_column("smtp_secret", SealedColumn)
+    smtp_secret = SealedText("mailboxes.smtp_secret")
     max_message_bytes: Mapped[int | None] = mapped_column(Integer)
 
     sync_state: Mapped[str] = mapped_column(String(16), default="connecting")
@@ -244,19 +273,25 @@ class Message(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=lambda: new_id("msg"))
+    public_id: Mapped[str] = public_id_column("msg")
     mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"))
     folder_id: Mapped[int] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"))
     uid: Mapped[int] = mapped_column(BigInteger)
     modseq: Mapped[int | None] = mapped_column(BigInteger)
     # Date header as UTC; listing order (newest first). Falls back to INTERNALDATE.
     sort_key: Mapped[datetime] = mapped_column(UTCDateTime)
-    subject: Mapped[str | None] = mapped_column(EncryptedText("messages.subject"))
-    sender: Mapped[dict | None] = mapped_column(EncryptedJSON("messages.sender"))
-    recipients: Mapped[dict | None] = mapped_column(EncryptedJSON("messages.recipients"))
-    message_id_header: Mapped[str | None] = mapped_column(EncryptedText("messages.message_id"))
-    mss_headers: Mapped[dict | None] = mapped_column(EncryptedJSON("messages.mss_headers"))
-    patient: Mapped[dict | None] = mapped_column(EncryptedJSON("messages.patient"))
+    _subject: Mapped[bytes | None] = mapped_column("subject", SealedColumn)
+    subject = SealedText("messages.subject")
+    _sender: Mapped[bytes | None] = mapped_column("sender", SealedColumn)
+    sender = SealedJSON("messages.sender")
+    _recipients: Mapped[bytes | None] = mapped_column("recipients", SealedColumn)
+    recipients = SealedJSON("messages.recipients")
+    _message_id_header: Mapped[bytes | None] = mapped_column("message_id_header", SealedColumn)
+    message_id_header = SealedText("messages.message_id")
+    _mss_headers: Mapped[bytes | None] = mapped_column("mss_headers", SealedColumn)
+    mss_headers = SealedJSON("messages.mss_headers")
+    _patient: Mapped[bytes | None] = mapped_column("patient", SealedColumn)
+    patient = SealedJSON("messages.patient")
     seen: Mapped[bool] = mapped_column(Boolean, default=False)
     flagged: Mapped[bool] = mapped_column(Boolean, default=False)
     answered: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -270,7 +305,8 @@ class Message(Base):
     # HMAC of the Message-ID (encryption.lookup_digest), and the read/delivery receipts
     # received for this message: [{type, at, recipient}] (backend/sync/receipts.py).
     message_id_digest: Mapped[str | None] = mapped_column(String(64))
-    receipts: Mapped[list | None] = mapped_column(EncryptedJSON("messages.receipts"))
+    _receipts: Mapped[bytes | None] = mapped_column("receipts", SealedColumn)
+    receipts = SealedJSON("messages.receipts")
 
 
 class MessageTombstone(Base):

@@ -101,12 +101,13 @@ def previews_app(base_env):
 
 def _stored_key(app, username: str) -> bytes | None:
     with app.extensions["estafette"].sessions() as db:
-        return db.scalar(
-            select(Device.push_key)
+        device = db.scalar(
+            select(Device)
             .join(User, User.id == Device.user_id)
             .where(User.username == username)
             .order_by(Device.id.desc())
         )
+        return device.push_key
 
 
 def test_a_device_registers_its_push_key_at_sign_in_when_previews_are_on(previews_app) -> None:

@@ -30,7 +30,7 @@ LEASE_SECONDS = 5
 
 def _tokens_by_device(services) -> dict[int, str]:
     with services.sessions() as db:
-        return dict(db.execute(select(Device.id, Device.push_token)).all())
+        return {device.id: device.push_token for device in db.scalars(select(Device))}
 
 
 def _pending(services) -> int:

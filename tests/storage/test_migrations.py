@@ -10,6 +10,7 @@ import psycopg
 import pytest
 from alembic import command
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from backend.storage.database import alembic_config, make_engine, require_current_schema
 from tests.conftest import POSTGRES_ADMIN_URL
@@ -62,4 +63,51 @@ def test_a_database_with_rows_at_0001_upgrades_in_place_and_downgrades(
     command.downgrade(config, "0001")
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM users")).scalar_one() == 1
+    engine.dispose()
+
+
+def test_0005_reseals_existing_values_for_their_rows_and_seals_push_tokens(
+    empty_database_url: str,
+) -> None:
+    from backend.storage.encryption import decrypt, encrypt, set_data_key
+    from backend.storage.models import Device, User
+
+    set_data_key(b"k" * 32)
+    config = alembic_config(empty_database_url)
+    command.upgrade(config, "0002")
+    engine = make_engine(empty_database_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO users (id, public_id, username, password_hash, is_admin, disabled,"
+                " totp_secret, totp_active, totp_last_step, failed_otp_count, lockouts,"
+                " created_at) VALUES (1, 'usr_1', 'dr.martin', 'x', false, false, :totp, true,"
+                " 0, 0, 0, CURRENT_TIMESTAMP)"
+            ),
+            {"totp": encrypt(b"JBSWY3DPEHPK3PXP", b"users.totp_secret")},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO devices (id, public_id, user_id, name, platform, push_token,"
+                " auth_method, authenticated_at, last_seen_at, created_at) VALUES (1, 'dev_1',"
+                " 1, 'Pixel', 'android', 'fcm-token-1', 'totp', CURRENT_TIMESTAMP,"
+                " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+            )
+        )
+
+    command.upgrade(config, "head")
+    with Session(engine) as db:
+        assert db.get(User, 1).totp_secret == "JBSWY3DPEHPK3PXP"
+        assert db.get(Device, 1).push_token == "fcm-token-1"
+    with engine.connect() as conn:
+        raw_token = conn.execute(text("SELECT push_token FROM devices")).scalar_one()
+    assert b"fcm-token-1" not in bytes(raw_token)
+
+    command.downgrade(config, "0002")
+    with engine.connect() as conn:
+        totp, token = conn.execute(
+            text("SELECT totp_secret, push_token FROM users JOIN devices ON user_id = users.id")
+        ).one()
+    assert decrypt(bytes(totp), b"users.totp_secret") == b"JBSWY3DPEHPK3PXP"
+    assert token == "fcm-token-1"
     engine.dispose()
