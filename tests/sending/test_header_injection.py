@@ -11,12 +11,14 @@ import io
 import os
 
 import pytest
+from marshmallow import ValidationError
 from sqlalchemy import update
 
 from backend.errors import UnsafeHeader
 from backend.outgoing.compose import Draft, ReplyTo, compose
 from backend.outgoing.headers import is_safe_header_value
 from backend.storage.models import Mailbox
+from mobile_api.admin.schemas import MailboxCreateSchema, MailboxPatchSchema
 from tests.sending.support import relayed_with
 from tests.support import body
 
@@ -179,3 +181,11 @@ def test_a_threading_header_from_the_original_is_checked_before_the_reply_is_bui
 @pytest.mark.parametrize("value", ["Résultats", "=?utf-8?q?R=C3=A9sultats?=", "a=?x", "=?bad?"])
 def test_ordinary_values_are_single_lines(value: str) -> None:
     assert is_safe_header_value(value)
+
+
+@pytest.mark.parametrize("schema", [MailboxCreateSchema, MailboxPatchSchema])
+def test_an_admin_cannot_give_a_mailbox_a_display_name_that_breaks_from(schema) -> None:
+    with pytest.raises(ValidationError) as refused:
+        schema(partial=True).load({"display_name": HOSTILE_SUBJECTS[0]})
+
+    assert refused.value.messages == {"display_name": ["A single line of text."]}
