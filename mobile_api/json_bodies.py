@@ -53,14 +53,11 @@ def refuse_unusable_json() -> Response | None:
     if not data:
         return None
     try:
-        document = json.loads(data)
+        field, too_deep = _first_problem(json.loads(data))
     except RecursionError:
-        return problem(
-            400, "invalid_json", "The body is not valid JSON", "The JSON is nested too deeply"
-        )
+        field, too_deep = None, True
     except ValueError:
         return None  # webargs answers malformed JSON with its own 400
-    field, too_deep = _first_problem(document)
     if too_deep:
         return problem(
             400, "invalid_json", "The body is not valid JSON", "The JSON is nested too deeply"
