@@ -107,6 +107,19 @@ class ValidationFailed(EstafetteError):
         super().__init__(detail or "One or more fields are not valid", errors=errors)
 
 
+class UnsafeHeader(ValidationFailed):
+    """A header value that decodes to a line break (header injection): fix it, do not retry."""
+
+    code = "unsafe_header"
+    title = "A header value holds a line break"
+
+    def __init__(self, field: str) -> None:
+        super().__init__(
+            {field: ["A single line of text."]},
+            detail="A value would start a new header line once decoded; nothing was sent",
+        )
+
+
 class Conflict(EstafetteError):
     code = "conflict"
     title = "Conflicts with the current state"

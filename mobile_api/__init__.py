@@ -9,7 +9,7 @@ import ipaddress
 import logging
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response, request
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -21,6 +21,7 @@ from backend.storage.database import make_engine, make_session_factory
 from backend.storage.encryption import set_data_key
 from mobile_api import errors
 from mobile_api.context import Services, init_request_scope
+from mobile_api.json_bodies import init_json_checks
 
 API_VERSION = "1.0.0"
 
@@ -115,6 +116,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     init_limiter(app, settings)
     api = ProblemApi(app)
     errors.register_error_handlers(app)
+    init_json_checks(app)
+    app.after_request(_no_store)
     _register_blueprints(app, api)
 
     from mobile_api.cli import register_commands
@@ -122,6 +125,17 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     register_commands(app)
     logging.getLogger("estafette").setLevel(logging.INFO)
     return app
+
+
+def _no_store(response: Response) -> Response:
+    """Health data and tokens are never kept by a cache (RFC 6749 §5.1, RFC 9111 §5.2.2.5).
+
+    The one place that says so, for every /api/v1 answer, errors included.
+    """
+    if request.path.startswith("/api/v1"):
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Pragma"] = "no-cache"
+    return response
 
 
 def _register_blueprints(app: Flask, api: Api) -> None:

@@ -36,6 +36,7 @@ _STATUS_BY_ERROR: dict[type[errors.EstafetteError], int] = {
     errors.SessionExpired: 401,
     errors.CertificateRejected: 401,
     errors.ValidationFailed: 422,
+    errors.UnsafeHeader: 422,
     errors.Conflict: 409,
     errors.RecipientOutsideTrustSpace: 422,
     errors.PayloadTooLarge: 413,

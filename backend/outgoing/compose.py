@@ -14,6 +14,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
+from backend.outgoing.headers import check_header_value
 from backend.outgoing.trust_space import domain_of, is_patient_address
 from backend.storage.models import utcnow
 
@@ -69,8 +70,26 @@ def _mailbox(address: str, name: str | None = None) -> Address:
     return Address(display_name=name or "", username=local, domain=domain)
 
 
+def check_draft_headers(draft: Draft) -> None:
+    """Every header value the user or the original shaped, checked once decoded."""
+    check_header_value("subject", draft.subject)
+    check_header_value("sender_name", draft.sender_name)
+    check_header_value("nil", draft.nil)
+    for attachment in draft.attachments:
+        check_header_value("attachments", attachment.filename)
+    if draft.reply_to is not None:
+        for reference in (draft.reply_to.message_id, *draft.reply_to.references):
+            check_header_value("in_reply_to", reference)
+    for name, value in draft.extra_headers.items():
+        check_header_value(name, value)
+
+
 def compose(draft: Draft, *, message_id: str | None = None) -> EmailMessage:
-    """The complete RFC 5322 message, ready for SMTP and for the Sent folder."""
+    """The complete RFC 5322 message, ready for SMTP and for the Sent folder.
+
+    Raises `UnsafeHeader` (nothing built) for a value that would forge a header line.
+    """
+    check_draft_headers(draft)
     message = EmailMessage(policy=policy.SMTP)
     message["From"] = _mailbox(draft.sender, draft.sender_name)
     message["To"] = [_mailbox(a) for a in draft.to]

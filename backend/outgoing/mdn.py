@@ -13,6 +13,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
 from backend.outgoing.compose import new_message_id
+from backend.outgoing.headers import check_header_value
 from backend.storage.models import utcnow
 
 REPORTING_UA = "Estafette"
@@ -38,7 +39,15 @@ def notification_address(header_value: str | None) -> str | None:
 
 
 def build_mdn(original: Original, *, sender_name: str | None = None) -> EmailMessage:
-    """A `displayed` MDN for `original`, sent manually by the user (RFC 8098 §3.2.6)."""
+    """A `displayed` MDN for `original`, sent manually by the user (RFC 8098 §3.2.6).
+
+    The original's Message-ID and Original-Recipient come from a received mail: they are
+    checked like any header value before they enter the report (`UnsafeHeader`).
+    """
+    check_header_value("sender_name", sender_name)
+    check_header_value("message_id", original.message_id)
+    check_header_value("disposition_notification_to", original.notify_to)
+    check_header_value("original_recipient", original.original_recipient)
     report = EmailMessage(policy=policy.SMTP)
     report["From"] = (
         f"{sender_name} <{original.recipient}>" if sender_name else f"<{original.recipient}>"

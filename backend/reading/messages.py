@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import re
 import tempfile
+import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -109,8 +111,7 @@ def open_part(located: Located, part: str, *, cache: BodyCache, ca_bundle: Path 
 def _open_document(
     located: Located, section: str, number: int, *, cache: BodyCache, ca_bundle: Path | None
 ) -> Download:
-    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
-    try:
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
         written = 0
         for chunk in open_part(located, section, cache=cache, ca_bundle=ca_bundle).chunks:
             written += len(chunk)
@@ -119,26 +120,38 @@ def _open_document(
             spool.write(chunk)
         spool.seek(0)
         try:
-            archive = xdm.open_archive(spool)
-            package = xdm.read_package(archive)
+            with xdm.open_archive(spool) as archive:
+                package = xdm.read_package(archive)
+                entry = next((d for d in package.documents if d.index == number), None)
+                if entry is None:
+                    raise errors.NotFound("no such document in the archive")
+                document = _inflate(archive, entry.path)
         except xdm.ArchiveRejected as exc:
             raise errors.ArchiveRejected(str(exc)) from exc
-        entry = next((d for d in package.documents if d.index == number), None)
-        if entry is None:
-            raise errors.NotFound("no such document in the archive")
-    except BaseException:
-        spool.close()
-        raise
-
-    def release() -> None:
-        archive.close()
-        spool.close()
 
     def chunks() -> Iterator[bytes]:
         try:
-            yield from xdm.iter_member(archive, entry.path)
+            while chunk := document.read(64 * 1024):
+                yield chunk
         finally:
-            release()
+            document.close()
 
     filename = entry.path.rsplit("/", 1)[-1]
-    return Download(entry.content_type, filename, server.ClosingChunks(chunks(), release))
+    return Download(entry.content_type, filename, server.ClosingChunks(chunks(), document.close))
+
+
+def _inflate(archive: zipfile.ZipFile, path: str) -> IO[bytes]:
+    """The whole member, decompressed and checked before its first byte is sent.
+
+    A member larger than it declares, or whose CRC fails, is refused here (422) rather
+    than cutting a 200 response mid-stream.
+    """
+    document = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
+    try:
+        for chunk in xdm.iter_member(archive, path):
+            document.write(chunk)
+    except BaseException:
+        document.close()
+        raise
+    document.seek(0)
+    return document

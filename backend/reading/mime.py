@@ -23,7 +23,8 @@ from email.parser import BytesParser
 from typing import Any
 
 from backend.reading import xdm
-from backend.reading.sanitize import html_to_text, sanitize_html
+from backend.reading.filenames import clean_filename
+from backend.reading.sanitize import html_to_text, is_renderable, sanitize_html, stripped_text
 
 log = logging.getLogger("estafette.reading")
 
@@ -120,7 +121,7 @@ def filename_of(part: EmailMessage) -> str | None:
         name = part.get_filename()
     except (ValueError, TypeError, IndexError):
         name = None
-    return clean_text(name) if name else None
+    return clean_filename(clean_text(name)) if name else None
 
 
 def _is_attachment(part: EmailMessage, bodies: tuple[Any, ...]) -> bool:
@@ -195,8 +196,13 @@ def _read(raw: bytes) -> ReadableMessage:
                 patient = _xdm_documents(part, attachment) or patient
             attachments.append(attachment)
         elif part is rich:
-            source_html = decode_text(part, warnings)
-            html = sanitize_html(source_html)
+            source = decode_text(part, warnings)
+            if is_renderable(source):
+                source_html, html = source, sanitize_html(source)
+            else:  # too deep or too large to sanitise in bounded time: its text only
+                warnings.add("html_not_rendered")
+                if plain is None:
+                    text_parts.append(stripped_text(source))
         elif part.get_content_type() == "text/html":
             continue  # another alternative of the HTML body
         elif part is plain or not any(part is b for b in bodies):

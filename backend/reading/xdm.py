@@ -35,6 +35,11 @@ CLASS_CODE = "urn:uuid:41a5887f-8865-4c09-adf7-e362475b143a"
 DOCUMENT_PATIENT_ID = "urn:uuid:58a6f841-87b3-4a3e-92fd-a8ffeff98427"
 
 _METADATA = re.compile(r"^IHE_XDM/[^/]+/METADATA\.XML$", re.IGNORECASE)
+# RFC 6838 §4.2 type/subtype: the document's mimeType becomes a Content-Type header.
+_MEDIA_TYPE = re.compile(
+    r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,63}$"
+)
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 
 class ArchiveRejected(Exception):
@@ -200,6 +205,12 @@ def _patient(entry: Element) -> Patient | None:
     return Patient(ins=ins, name=name, birth_date=birth)
 
 
+def _media_type(declared: str | None) -> str:
+    """The declared mimeType if it is one (no parameters, no line break), else bytes."""
+    value = (declared or "").strip()
+    return value.lower() if _MEDIA_TYPE.match(value) else DEFAULT_CONTENT_TYPE
+
+
 def _documents_in(
     archive: zipfile.ZipFile, metadata_path: str, start: int, names: set[str]
 ) -> list[XdmDocument]:
@@ -235,7 +246,7 @@ def _documents_in(
                 code=code,
                 code_display=display,
                 class_code=class_code,
-                content_type=entry.get("mimeType") or "application/octet-stream",
+                content_type=_media_type(entry.get("mimeType")),
                 path=path,
                 patient=_patient(entry),
             )

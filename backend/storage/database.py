@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import stat
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +22,7 @@ from sqlalchemy import (
     bindparam,
     create_engine,
     event,
+    make_url,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
@@ -38,9 +42,11 @@ def make_engine(url: str) -> Engine:
     so no traceback can carry them into a log.
     """
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        database = make_url(url).database
+        path = Path(database) if database and database != ":memory:" else None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            restrict_sqlite_files(path)
         engine = create_engine(
             url,
             connect_args={"timeout": 30, "check_same_thread": False},
@@ -55,11 +61,28 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
+            if path is not None:
+                restrict_sqlite_files(path)  # the WAL and SHM files exist from here on
 
         return engine
     return create_engine(
         url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True
     )
+
+
+def restrict_sqlite_files(path: Path) -> None:
+    """The database, its WAL and its shared memory readable by this user only (0600).
+
+    They hold the same sealed secrets and mail metadata as the key files beside them.
+    SQLite gives the WAL and SHM the main file's mode, so the main file is created 0600
+    before SQLite first opens it, and all three are narrowed if an older run left 0644.
+    """
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_IMODE(file.stat().st_mode) & 0o077:
+                file.chmod(0o600)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -11,6 +11,7 @@ from flask_smorest.fields import Upload
 from marshmallow import Schema, ValidationError, fields, validate
 
 from backend.directory.mailboxes import AUTH_MODES, KINDS, ROLES, SECURITY
+from backend.outgoing.headers import SINGLE_LINE, is_safe_header_value
 from mobile_api.pagination import PageArgsSchema
 
 MAX_P12_BYTES = 64 * 1024
@@ -111,10 +112,18 @@ class ServerOutSchema(Schema):
     client_id = fields.String(allow_none=True)
 
 
+def _header_value(value: str | None) -> None:
+    """A mailbox's display name is sent in From: one line, even once RFC 2047 decoded."""
+    if value is not None and not is_safe_header_value(value):
+        raise ValidationError(SINGLE_LINE)
+
+
 class MailboxCreateSchema(Schema):
     address = fields.Email(required=True, validate=validate.Length(max=320))
     kind = fields.String(required=True, validate=validate.OneOf(KINDS))
-    display_name = fields.String(load_default=None, validate=validate.Length(max=190))
+    display_name = fields.String(
+        load_default=None, validate=[validate.Length(max=190), _header_value]
+    )
     imap = fields.Nested(ServerInSchema, required=True)
     smtp = fields.Nested(ServerInSchema, load_default=None, allow_none=True)
     max_message_bytes = fields.Integer(load_default=None, validate=validate.Range(min=1))
@@ -124,7 +133,9 @@ class MailboxPatchSchema(Schema):
     """Any subset; `imap`/`smtp` take any subset of their fields. IMAP changes restart sync."""
 
     kind = fields.String(validate=validate.OneOf(KINDS))
-    display_name = fields.String(allow_none=True, validate=validate.Length(max=190))
+    display_name = fields.String(
+        allow_none=True, validate=[validate.Length(max=190), _header_value]
+    )
     imap = fields.Nested(ServerPatchSchema)
     smtp = fields.Nested(ServerPatchSchema, allow_none=True)
     max_message_bytes = fields.Integer(allow_none=True, validate=validate.Range(min=1))

@@ -22,6 +22,7 @@ from backend.directory import messages as cache
 from backend.reading import messages as reading
 from backend.reading import xdm
 from backend.reading.cache import BodyCache
+from backend.reading.filenames import clean_filename
 from mobile_api.auth.tokens import session_required
 from mobile_api.context import current_actor, db, services
 from mobile_api.errors import PROBLEM_JSON, ProblemSchema
@@ -156,10 +157,7 @@ def get_message(message_id: str) -> dict[str, Any]:
 
 def content_disposition(filename: str | None, fallback: str = "attachment") -> str:
     """RFC 6266: an ASCII `filename` for old clients and the exact name in `filename*`."""
-    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip(" .")
-    if not name:
-        name = fallback
+    name = clean_filename(filename) or fallback
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     ascii_name = re.sub(r"[^A-Za-z0-9._ -]", "_", ascii_name).strip(" .") or fallback
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
@@ -176,18 +174,24 @@ def content_disposition(filename: str | None, fallback: str = "attachment") -> s
 def download_attachment(message_id: str, part: str) -> Response:
     """One attachment (`2`), or one document of an IHE_XDM.ZIP (`2/xdm/1`), streamed."""
     located = _locate(message_id)
-    download = _audited(
+    # The response is built inside the audited call: a failure to build it is audited
+    # as the failure it is, never as a download that went well.
+    return _audited(
         "message.download",
         located,
-        lambda: reading.open_part(located, part, cache=_body_cache(), ca_bundle=_ca_bundle()),
+        lambda: _attachment_response(
+            reading.open_part(located, part, cache=_body_cache(), ca_bundle=_ca_bundle())
+        ),
         part=part[:64],
     )
+
+
+def _attachment_response(download: reading.Download) -> Response:
     response = Response(download.chunks, mimetype=download.content_type, direct_passthrough=True)
     response.headers["Content-Disposition"] = content_disposition(download.filename)
     # Never rendered by a browser under the API's origin, whatever the sender claims.
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'"
-    response.headers["Cache-Control"] = "no-store"
     return response
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import mimetypes
 import re
-import unicodedata
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -21,6 +20,7 @@ from backend.directory import mailboxes as directory
 from backend.outgoing import sending
 from backend.outgoing.compose import Attachment
 from backend.reading import messages as reading
+from backend.reading.filenames import clean_filename
 from mobile_api.auth.tokens import session_required
 from mobile_api.context import current_actor, db, services
 from mobile_api.outgoing import schemas
@@ -70,13 +70,6 @@ def _audited(action: str, mailbox: str, run: Callable[[], Any], **details: Any) 
         )
 
 
-def _safe_filename(name: str | None) -> str:
-    """The upload's base name without control characters (it only ever names a MIME part)."""
-    base = re.split(r"[/\\]", name or "")[-1]
-    base = "".join(c for c in base if unicodedata.category(c)[0] != "C").strip()
-    return base[:255] or "attachment"
-
-
 def _attachments(limit: int) -> tuple[Attachment, ...]:
     """Uploaded files, read up to the mailbox's limit (past it: 413, nothing sent)."""
     result, total = [], 0
@@ -87,7 +80,7 @@ def _attachments(limit: int) -> tuple[Attachment, ...]:
             raise errors.PayloadTooLarge(
                 f"The attachments exceed this mailbox's limit of {limit} bytes", limit=limit
             )
-        filename = _safe_filename(upload.filename)
+        filename = clean_filename(upload.filename) or "attachment"
         content_type = (upload.mimetype or "").lower()
         if not _CONTENT_TYPE.match(content_type) or content_type == "application/octet-stream":
             content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"

@@ -2,6 +2,8 @@
 
 from marshmallow import Schema, ValidationError, fields, validate
 
+from backend.outgoing.headers import SINGLE_LINE, is_safe_header_value
+
 MAX_RECIPIENTS = 100
 # MSSanté addresses are plain ASCII (no SMTPUTF8, no quoted local parts).
 _ADDRESS = validate.Regexp(
@@ -20,10 +22,10 @@ def _utf8(value: str) -> None:
 
 
 def _one_line(value: str) -> None:
-    """A header value never holds a line break (no header injection) nor NUL."""
+    """A header value never holds a line break nor NUL, even once RFC 2047 decoded."""
     _utf8(value)
-    if any(c in value for c in "\r\n\0"):
-        raise ValidationError("A single line of text.")
+    if not is_safe_header_value(value):
+        raise ValidationError(SINGLE_LINE)
 
 
 def _address_field() -> fields.Email:

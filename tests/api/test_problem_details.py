@@ -111,3 +111,22 @@ def test_the_openapi_document_validates(client, path: str) -> None:
         "/api/v1/devices",
     ):
         assert documented in spec["paths"]
+
+
+def test_a_lone_surrogate_is_a_validation_problem_on_its_field_not_a_500(client) -> None:
+    response = client.post(
+        "/api/v1/auth/login",
+        data=b'{"username": "\\ud800", "password": "p"}',
+        content_type="application/json",
+    )
+
+    problem = _assert_problem(response, 422, "validation_error")
+    assert problem["errors"] == {"username": ["Not valid Unicode text."]}
+
+
+def test_json_nested_thousands_of_levels_is_a_bad_request_not_a_500(client) -> None:
+    deep = b'{"username": ' + b"[" * 5000 + b"]" * 5000 + b', "password": "p"}'
+
+    response = client.post("/api/v1/auth/login", data=deep, content_type="application/json")
+
+    _assert_problem(response, 400, "invalid_json")

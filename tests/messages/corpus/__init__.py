@@ -166,11 +166,11 @@ def _zip(members: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def _metadata(uri: str) -> bytes:
+def _metadata(uri: str, mime_type: str = "text/xml") -> bytes:
     return f"""<?xml version="1.0" encoding="UTF-8"?>
 <lcm:SubmitObjectsRequest xmlns:lcm="urn:oasis:names:tc:ebxml-regrep:xsd:lcm:3.0"
     xmlns:rim="urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0"><rim:RegistryObjectList>
-<rim:ExtrinsicObject id="Doc" mimeType="text/xml"
+<rim:ExtrinsicObject id="Doc" mimeType="{mime_type}"
     objectType="urn:uuid:7edca82f-054d-47f2-a032-9b2a5b5186c1">
 <rim:Slot name="URI"><rim:ValueList><rim:Value>{uri}</rim:Value></rim:ValueList></rim:Slot>
 <rim:Name><rim:LocalizedString value="CR"/></rim:Name>
@@ -218,4 +218,52 @@ def html_only() -> bytes:
         "<script>alert(1)</script>",
         subtype="html",
     )
+    return msg.as_bytes()
+
+
+def xdm_with_mime_type(mime_type: str) -> bytes:
+    """An IHE_XDM.ZIP whose metadata declares `mime_type` (raw XML attribute text)."""
+    archive = _zip(
+        {
+            "IHE_XDM/SUBSET01/METADATA.XML": _metadata("DOC0001.XML", mime_type),
+            "IHE_XDM/SUBSET01/DOC0001.XML": b"<ClinicalDocument/>",
+        }
+    )
+    return with_attachment(archive, "IHE_XDM.ZIP", "application", "zip")
+
+
+def _declare_size(archive: bytes, name: str, size: int) -> bytes:
+    """Rewrite a member's uncompressed size in its local and central headers (APPNOTE 4.3)."""
+    data = bytearray(archive)
+    with zipfile.ZipFile(io.BytesIO(archive)) as parsed:
+        info = parsed.getinfo(name)
+        data[info.header_offset + 22 : info.header_offset + 26] = size.to_bytes(4, "little")
+        offset = parsed.start_dir
+    while data[offset : offset + 4] == b"PK\x01\x02":
+        name_len = int.from_bytes(data[offset + 28 : offset + 30], "little")
+        extra_len = int.from_bytes(data[offset + 30 : offset + 32], "little")
+        comment_len = int.from_bytes(data[offset + 32 : offset + 34], "little")
+        if data[offset + 46 : offset + 46 + name_len].decode() == name:
+            data[offset + 24 : offset + 28] = size.to_bytes(4, "little")
+        offset += 46 + name_len + extra_len + comment_len
+    return bytes(data)
+
+
+def xdm_under_declared() -> bytes:
+    """An IHE_XDM.ZIP whose document is ten times larger than its headers declare."""
+    document = os.urandom(200_000).hex().encode()  # 400 kB that barely compress
+    archive = _zip(
+        {
+            "IHE_XDM/SUBSET01/METADATA.XML": _metadata("DOC0001.XML"),
+            "IHE_XDM/SUBSET01/DOC0001.XML": document,
+        }
+    )
+    archive = _declare_size(archive, "IHE_XDM/SUBSET01/DOC0001.XML", len(document) // 10)
+    return with_attachment(archive, "IHE_XDM.ZIP", "application", "zip")
+
+
+def html_nested(depth: int) -> bytes:
+    """An HTML-only mail whose text sits `depth` <div> levels down."""
+    msg = _base("HTML profond")
+    msg.set_content("<div>" * depth + "R&eacute;sultat normal." + "</div>" * depth, subtype="html")
     return msg.as_bytes()
