@@ -17,6 +17,7 @@ from sqlalchemy.exc import DataError, DBAPIError
 from werkzeug.exceptions import HTTPException
 
 from backend import errors
+from backend.storage.encryption import DataKeyError
 
 log = logging.getLogger("estafette.api")
 
@@ -137,6 +138,20 @@ def _bad_value(exc: DataError) -> Response:
     )
 
 
+def _sealed_value_rejected(exc: DataKeyError) -> Response:
+    """A sealed value that does not open for its row: a wrong data key, or tampering.
+
+    An integrity alarm for the operators, not a bug: logged as such, without a traceback.
+    """
+    log.error("sealed value rejected on %s %s: %s", request.method, request.path, exc)
+    return problem(
+        500,
+        "sealed_value_rejected",
+        "Stored data cannot be opened",
+        "A stored value does not open with the data key for its row; operators were alerted",
+    )
+
+
 def _unexpected(exc: Exception) -> Response:
     # The traceback goes to the log for operators; the client gets a plain 500.
     if isinstance(exc, DBAPIError):
@@ -166,6 +181,7 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(errors.EstafetteError, _from_domain)
     app.register_error_handler(HTTPException, _from_http)
     app.register_error_handler(DataError, _bad_value)
+    app.register_error_handler(DataKeyError, _sealed_value_rejected)
     app.register_error_handler(Exception, _unexpected)
 
 
