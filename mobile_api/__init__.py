@@ -117,6 +117,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     api = ProblemApi(app)
     errors.register_error_handlers(app)
     _register_blueprints(app, api)
+    from mobile_api.auditing import init_auditing
+
+    init_auditing(app)
 
     from mobile_api.cli import register_commands
 
