@@ -25,7 +25,6 @@ from backend.directory import mailboxes as directory
 from backend.logs import configure_logging
 from backend.storage.database import SchemaOutOfDate, require_current_schema, session_scope
 from backend.storage.database import upgrade_schema as apply_migrations
-from backend.storage.models import AuditChainHead
 from mobile_api.context import Services
 
 
@@ -346,18 +345,14 @@ def audit_checkpoint(force: bool) -> None:
     """Sign the current tree head now (the systemd timer's job: covers quiet hours)."""
     from backend.audit.anchoring import TreeUnavailable
 
-    services = _services()
-    if not force:
-        with services.sessions() as db:
-            head = db.get(AuditChainHead, 1)
-            if head.last_id <= head.checkpoint_size:
-                click.echo("no new records since the last checkpoint")
-                return
     try:
-        checkpoint = services.audit.checkpoints.write(force=True)
+        checkpoint = _services().audit.checkpoints.write(when="always" if force else "uncovered")
     except TreeUnavailable as exc:
         click.echo(f"audit checkpoint REFUSED: {exc}", err=True)
         sys.exit(1)
+    if checkpoint is None:
+        click.echo("no new records since the last checkpoint")
+        return
     click.echo(f"checkpoint: {checkpoint.tree_size} records, root {checkpoint.root_hash.hex()}")
 
 
@@ -383,7 +378,7 @@ def audit_prove(record_id: int) -> None:
     services = _services()
     checkpoints = read_checkpoints(services.settings.audit_checkpoint_file)
     if not checkpoints or checkpoints[-1].tree_size < record_id:
-        services.audit.checkpoints.write(force=True)  # not signed yet: sign it now
+        services.audit.checkpoints.write(when="always")  # not signed yet: sign it now
         checkpoints = read_checkpoints(services.settings.audit_checkpoint_file)
     latest = max(checkpoints, key=lambda c: c.tree_size)
     try:

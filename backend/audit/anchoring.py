@@ -225,17 +225,25 @@ class Checkpointer:
                 )
             return self._key, self._sink
 
-    def write(self, *, force: bool = False) -> Checkpoint | None:
-        """Sign and publish the current tree head; None when another process just did.
+    def write(self, *, when: str = "due") -> Checkpoint | None:
+        """Sign and publish the current tree head, or None when there is nothing to sign.
 
-        `force` signs even with no new record (a fresh timestamp for an idle trail).
+        `when`: "due" (N records or M seconds: another process may just have signed),
+        "uncovered" (any record the last head does not cover: the timer), "always" (a fresh
+        timestamp even for an idle trail).
         """
+        if when not in ("due", "uncovered", "always"):
+            raise ValueError(f"unknown checkpoint policy {when!r}")
         key, sink = self._ready()
         with self._engine.begin() as connection:
             # The writers' lock (AuditTrail.record): the head cannot move while we sign it.
             connection.execute(update(_HEAD).where(_HEAD.c.id == 1).values(last_id=_HEAD.c.last_id))
             head = connection.execute(select(_HEAD).where(_HEAD.c.id == 1)).one()
-            if not force and not self.due(head.last_id, head.checkpoint_size, head.checkpoint_at):
+            uncovered = head.last_id > head.checkpoint_size
+            if (when == "uncovered" and not uncovered) or (
+                when == "due"
+                and not self.due(head.last_id, head.checkpoint_size, head.checkpoint_at)
+            ):
                 return None
             if head.checkpoint_size >= head.anchor_id:
                 frontier = _frontier(head.checkpoint_size, head.checkpoint_frontier)
@@ -259,6 +267,14 @@ class Checkpointer:
             )
         log.info("audit checkpoint tree_size=%d", checkpoint.tree_size)
         return checkpoint
+
+    def run(self, stop: threading.Event) -> None:
+        """Cover quiet hours in the embedded mode (production: the systemd timer)."""
+        while not stop.wait(self._period.total_seconds()):
+            try:
+                self.write(when="uncovered")
+            except Exception:
+                log.exception("audit checkpoint failed; records stay uncovered until the next one")
 
 
 # -- checking and proving -------------------------------------------------------------------

@@ -158,3 +158,25 @@ def check_proof(proof: dict[str, Any], public_key: Ed25519PublicKey) -> tuple[bo
     if not verify_inclusion(index, size, leaf, path, checkpoint.root_hash):
         return False, "the audit path does not lead to the signed root"
     return True, f"record {index + 1} is in the signed tree of {size} records"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m backend.audit.checkpoints PROOF.json --public-key KEY.pem`: no gateway needed."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=check_proof.__doc__)
+    parser.add_argument("proof", type=Path)
+    parser.add_argument("--public-key", type=Path, required=True)
+    args = parser.parse_args(argv)
+    try:
+        proof = json.loads(args.proof.read_text())
+    except ValueError as exc:
+        print(f"not a JSON proof: {exc}")
+        return 1
+    ok, reason = check_proof(proof, load_public_key(args.public_key))
+    print(f"proof valid: {reason}" if ok else f"proof REJECTED: {reason}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -24,6 +26,7 @@ from backend.audit.trail import Actor, chain_hash, verify_chain
 from backend.config import ConfigError, load_settings
 from backend.storage.models import AuditRecord, utcnow
 from tests.audit.support import write_reads
+from tests.support import body
 
 EVERY = 5
 
@@ -181,6 +184,14 @@ def test_a_proof_checks_with_the_public_key_alone(anchored, tmp_path: Path) -> N
     proof_file.write_text(proved.output)
     checked = _cli(anchored, "audit", "check-proof", str(proof_file), "--public-key", str(key_file))
     assert checked.exit_code == 0 and "proof valid" in checked.output
+    standalone = subprocess.run(
+        [sys.executable, "-m", "backend.audit.checkpoints", proof_file, "--public-key", key_file],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        check=False,
+    )
+    assert standalone.returncode == 0 and "proof valid" in standalone.stdout
 
     public_key = public_key_of(_services(anchored).settings)
     assert check_proof(proof, public_key)[0]
@@ -251,3 +262,16 @@ def test_a_malformed_syslog_address_stops_the_start(tmp_path: Path) -> None:
             {"ESTAFETTE_AUDIT_SYSLOG": "nowhere", "ESTAFETTE_VAR_DIR": str(tmp_path)},
             env_file=tmp_path / "none",
         )
+
+
+def test_verify_over_http_reports_the_checkpoints_too(app, client, services, admin) -> None:
+    ids = write_reads(services, 5)
+    assert _cli(app, "audit", "checkpoint").exit_code == 0
+    honest = body(client.get("/api/v1/admin/audit/verify", headers=admin.headers))
+    assert honest["ok"] is True and honest["checkpoints"]["ok"] is True
+    assert honest["checkpoints"]["tree_size"] >= ids[-1]
+
+    _rewrite_history_as_a_dba(app, ids[2], actor="usr_someone_else")
+    caught = body(client.get("/api/v1/admin/audit/verify", headers=admin.headers))
+    assert (caught["ok"], caught["first_bad"], caught["checkpoints"]["ok"]) == (False, None, False)
+    assert "differ from the checkpoint" in caught["reason"]
