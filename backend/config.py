@@ -51,8 +51,14 @@ class Settings:
     audit_retention_days: int = 365
     push_previews: bool = False
     push_lease_seconds: int = 120
-    # a1: absolute session lifetime, whatever the refreshes
+    # Absolute session lifetime, whatever the refreshes.
     session_max_days: int = 7
+    # Signed audit checkpoints (backend/audit/checkpoints.py).
+    audit_signing_key: Path | None = None
+    audit_checkpoint_file: Path | None = None
+    audit_syslog: str | None = None
+    audit_checkpoint_records: int = 1000
+    audit_checkpoint_seconds: int = 300
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -138,6 +144,22 @@ def _session_idle_minutes(values: dict[str, str]) -> int:
     return minutes
 
 
+def _audit_syslog(values: dict[str, str]) -> str | None:
+    """Where checkpoints go for the SIEM: a socket path or host:port; `off`; default /dev/log."""
+    raw = (values.get("ESTAFETTE_AUDIT_SYSLOG") or "").strip()
+    if raw.lower() == "off":
+        return None
+    if not raw:
+        return "/dev/log" if Path("/dev/log").exists() else None
+    if not raw.startswith("/"):
+        host, _, port = raw.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(
+                f"ESTAFETTE_AUDIT_SYSLOG must be off, a socket path or host:port, got {raw!r}"
+            )
+    return raw
+
+
 def load_settings(
     overrides: dict[str, str] | None = None, env_file: Path | None = None
 ) -> Settings:
@@ -215,6 +237,12 @@ def load_settings(
         audit_retention_days=retention,
         push_previews=_on_off(values, "ESTAFETTE_PUSH_PREVIEWS", default=False),
         push_lease_seconds=_positive_int(values, "ESTAFETTE_PUSH_LEASE_SECONDS", 120, minimum=5),
-        # a1
         session_max_days=_positive_int(values, "ESTAFETTE_SESSION_MAX_DAYS", 7),
+        audit_signing_key=_existing_file(values, "ESTAFETTE_AUDIT_SIGNING_KEY"),
+        audit_checkpoint_file=Path(
+            values.get("ESTAFETTE_AUDIT_CHECKPOINT_FILE") or var_dir / "audit-checkpoints.jsonl"
+        ),
+        audit_syslog=_audit_syslog(values),
+        audit_checkpoint_records=_positive_int(values, "ESTAFETTE_AUDIT_CHECKPOINT_RECORDS", 1000),
+        audit_checkpoint_seconds=_positive_int(values, "ESTAFETTE_AUDIT_CHECKPOINT_SECONDS", 300),
     )

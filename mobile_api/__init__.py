@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from backend.accounts.revocations import make_revocation_store
+from backend.audit.anchoring import Checkpointer
 from backend.audit.trail import AuditTrail
 from backend.config import Settings, load_settings
 from backend.storage.database import make_engine, make_session_factory
@@ -103,7 +104,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         settings=settings,
         engine=engine,
         sessions=sessions,
-        audit=AuditTrail(sessions),
+        audit=AuditTrail(sessions, Checkpointer(engine, settings)),
         revocations=make_revocation_store(settings.redis_url, sessions),
     )
     init_request_scope(app)
@@ -119,6 +120,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     init_json_checks(app)
     app.after_request(_no_store)
     _register_blueprints(app, api)
+    from mobile_api.auditing import init_auditing
+
+    init_auditing(app)
 
     from mobile_api.cli import register_commands
 

@@ -313,14 +313,105 @@ def certificates_check() -> None:
 @audit_cli.command("verify")
 @needs_current_schema
 def audit_verify() -> None:
-    """Recompute the hash chain; exit 1 and name the first bad record if it is broken."""
+    """Recompute the hash chain and the signed checkpoints' roots; exit 1 on any mismatch."""
+    from backend.audit.anchoring import public_key_of, verify_checkpoints
+    from backend.audit.checkpoints import read_checkpoints
+
+    settings = _services().settings
+    try:
+        checkpoints = read_checkpoints(settings.audit_checkpoint_file)
+    except ValueError as exc:
+        click.echo(f"audit checkpoints UNREADABLE: {exc}", err=True)
+        sys.exit(1)
     with _services().sessions() as db:
         result = verify_chain(db)
-    if result.ok:
-        click.echo(f"audit trail intact: {result.records} records")
+        anchored = verify_checkpoints(db, checkpoints, public_key_of(settings))
+    if not result.ok:
+        click.echo(f"audit trail BROKEN at record {result.first_bad}: {result.reason}", err=True)
+    if not anchored.ok:
+        click.echo(f"audit trail does NOT MATCH its checkpoints: {anchored.reason}", err=True)
+    if not (result.ok and anchored.ok):
+        sys.exit(1)
+    click.echo(
+        f"audit trail intact: {result.records} records; "
+        f"{anchored.checked} signed checkpoints match, up to record {anchored.tree_size}"
+    )
+
+
+@audit_cli.command("checkpoint")
+@click.option("--force", is_flag=True, help="Sign a fresh head even with no new record.")
+@needs_current_schema
+def audit_checkpoint(force: bool) -> None:
+    """Sign the current tree head now (the systemd timer's job: covers quiet hours)."""
+    from backend.audit.anchoring import TreeUnavailable
+
+    try:
+        checkpoint = _services().audit.checkpoints.write(when="always" if force else "uncovered")
+    except TreeUnavailable as exc:
+        click.echo(f"audit checkpoint REFUSED: {exc}", err=True)
+        sys.exit(1)
+    if checkpoint is None:
+        click.echo("no new records since the last checkpoint")
         return
-    click.echo(f"audit trail BROKEN at record {result.first_bad}: {result.reason}", err=True)
-    sys.exit(1)
+    click.echo(f"checkpoint: {checkpoint.tree_size} records, root {checkpoint.root_hash.hex()}")
+
+
+@audit_cli.command("public-key")
+def audit_public_key() -> None:
+    """Print the checkpoint signing key's public half (PEM), for whoever checks proofs."""
+    from backend.audit.anchoring import public_key_of
+    from backend.audit.checkpoints import public_pem
+
+    click.echo(public_pem(public_key_of(_services().settings)), nl=False)
+
+
+@audit_cli.command("prove")
+@click.argument("record_id", type=click.IntRange(min=1))
+@needs_current_schema
+def audit_prove(record_id: int) -> None:
+    """Print a JSON inclusion proof of one record in the latest signed checkpoint."""
+    import json
+
+    from backend.audit.anchoring import TreeUnavailable, prove_inclusion
+    from backend.audit.checkpoints import read_checkpoints
+
+    services = _services()
+    checkpoints = read_checkpoints(services.settings.audit_checkpoint_file)
+    if not checkpoints or checkpoints[-1].tree_size < record_id:
+        services.audit.checkpoints.write(when="always")  # not signed yet: sign it now
+        checkpoints = read_checkpoints(services.settings.audit_checkpoint_file)
+    latest = max(checkpoints, key=lambda c: c.tree_size)
+    try:
+        with services.sessions() as db:
+            proof = prove_inclusion(db, record_id, latest)
+    except TreeUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(proof, indent=1))
+
+
+@audit_cli.command("check-proof")
+@click.argument("proof_file", type=click.File("r"))
+@click.option(
+    "--public-key",
+    "public_key_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+)
+def audit_check_proof(proof_file: Any, public_key_file: Path) -> None:
+    """Check a proof from `audit prove` with the public key alone (no database needed)."""
+    import json
+
+    from backend.audit.checkpoints import check_proof, load_public_key
+
+    try:
+        proof = json.load(proof_file)
+    except ValueError as exc:
+        raise click.ClickException(f"not a JSON proof: {exc}") from None
+    ok, reason = check_proof(proof, load_public_key(public_key_file))
+    if not ok:
+        click.echo(f"proof REJECTED: {reason}", err=True)
+        sys.exit(1)
+    click.echo(f"proof valid: {reason}")
 
 
 @audit_cli.command("purge")

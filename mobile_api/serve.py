@@ -20,7 +20,7 @@ log = logging.getLogger("estafette.serve")
 
 
 class _Background:
-    """The sync worker and push dispatcher threads of the embedded mode."""
+    """The sync worker, push dispatcher and audit checkpoint threads of the embedded mode."""
 
     def __init__(self, services: Services) -> None:
         self._services = services
@@ -46,6 +46,13 @@ class _Background:
             threading.Thread(target=worker.run, args=(self._stop,), name="sync", daemon=True),
             threading.Thread(target=dispatcher.run, args=(self._stop,), name="push", daemon=True),
         ]
+        if self._services.audit.checkpoints is not None:
+            checkpoints = self._services.audit.checkpoints
+            self._threads.append(
+                threading.Thread(
+                    target=checkpoints.run, args=(self._stop,), name="audit", daemon=True
+                )
+            )
         for thread in self._threads:
             thread.start()
 

@@ -62,7 +62,18 @@ _ACTION_BY_VERB = {
 }
 
 # FHIR outcome codes: 0 success, 4 minor failure, 8 serious failure, 12 major failure.
-_OUTCOME = {"ok": "0", "refused": "4", "locked": "4", "error": "8"}
+# The API's vocabulary is ok / refused / not_found / failed (mobile_api/auditing.py); the
+# others are kept for records written before it.
+_OUTCOME = {
+    "ok": "0",
+    "refused": "4",
+    "not_found": "4",
+    "failed": "8",
+    "locked": "4",
+    "partial": "4",
+    "unavailable": "8",
+    "error": "8",
+}
 
 
 def _verb(action: str) -> str:

@@ -3,17 +3,20 @@
 MSSanté traceability keeps records 6 to 12 months (ESTAFETTE_AUDIT_RETENTION_DAYS, at
 least 183). A purge cuts a prefix of the chain and stores the hash of the last purged
 record as the anchor, so `verify_chain` starts from it and still checks every kept record.
-The purge itself is recorded in the trail with its anchor.
+The purge itself is recorded in the trail with its anchor, and the anchor keeps the Merkle
+frontier of the purged prefix (backend/audit/merkle.py) so signed checkpoints still verify.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from backend.audit.anchoring import frontier_at
 from backend.audit.trail import SYSTEM, Actor, AuditTrail, walk_chain
 from backend.storage.models import AuditChainHead, AuditRecord, utcnow
 
@@ -87,10 +90,13 @@ def purge_expired(
         head = db.get(AuditChainHead, 1)
         if head.anchor_id != start_anchor:
             return None  # another purge got there first
+        # The Merkle roots of the purged prefix stay, so checkpoints still verify and prove.
+        frontier = frontier_at(db, head, cut)
         purged = db.execute(
             delete(AuditRecord).where(AuditRecord.id > head.anchor_id, AuditRecord.id <= cut)
         ).rowcount
         head.anchor_id, head.anchor_hash = cut, last_hash
+        head.anchor_frontier = json.dumps(frontier.to_hex())
     result = PurgeResult(purged=purged, anchor_id=cut, anchor_hash=last_hash, cutoff=cutoff)
     audit.record(
         "audit.purge",

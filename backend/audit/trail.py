@@ -12,12 +12,15 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, bindparam, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.storage.models import AuditChainHead, AuditRecord, utcnow
+
+if TYPE_CHECKING:
+    from backend.audit.anchoring import Checkpointer
 
 log = logging.getLogger("estafette.audit")
 
@@ -91,17 +94,23 @@ _TAKE_NEXT_ID = (
     update(_HEAD)
     .where(_HEAD.c.id == 1)  # created by the first migration
     .values(last_id=_HEAD.c.last_id + 1)
-    .returning(_HEAD.c.last_id, _HEAD.c.last_hash)
+    .returning(_HEAD.c.last_id, _HEAD.c.last_hash, _HEAD.c.checkpoint_size, _HEAD.c.checkpoint_at)
 )
 _APPEND = insert(_RECORDS)
 _ADVANCE_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(last_hash=bindparam("new_hash"))
 
 
 class AuditTrail:
-    """Appends records in their own short transaction, so the chain lock is held briefly."""
+    """Appends records in their own short transaction, so the chain lock is held briefly.
 
-    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+    With a `Checkpointer`, the append that makes a signed checkpoint due also writes it.
+    """
+
+    def __init__(
+        self, session_factory: sessionmaker[Session], checkpoints: Checkpointer | None = None
+    ) -> None:
         self._engine: Engine = session_factory.kw["bind"]
+        self.checkpoints = checkpoints
 
     def record(
         self,
@@ -138,6 +147,8 @@ class AuditTrail:
                 _APPEND, {column.key: getattr(entry, column.key) for column in _RECORD_COLUMNS}
             )
             connection.execute(_ADVANCE_HEAD, {"new_hash": entry.hash})
+        if self.checkpoints is not None:
+            self.checkpoints.maybe_write(head.last_id, head.checkpoint_size, head.checkpoint_at)
         # The operational log gets the same ids and codes as the trail, never more.
         log.info(
             "%s %s actor=%s device=%s target=%s mailbox=%s",

@@ -401,6 +401,12 @@ class AuditChainHead(Base):
     last_hash: Mapped[str] = mapped_column(String(64))
     anchor_id: Mapped[int] = mapped_column(BigInteger, default=0)
     anchor_hash: Mapped[str] = mapped_column(String(64))
+    # The Merkle frontier (RFC 9162 subtree roots, JSON hex list) of the purged prefix,
+    # and of the tree the last signed checkpoint covered: backend/audit/checkpoints.py.
+    anchor_frontier: Mapped[str] = mapped_column(Text, server_default="[]")
+    checkpoint_size: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    checkpoint_frontier: Mapped[str] = mapped_column(Text, server_default="[]")
+    checkpoint_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class RateCounter(Base):

@@ -7,8 +7,7 @@ from typing import Any
 
 from flask_smorest import Api
 
-from backend.storage.models import AuditRecord
-from mobile_api.context import current_actor, services
+from mobile_api.auditing import note
 
 
 def audit_admin(
@@ -18,16 +17,9 @@ def audit_admin(
     target: str | None = None,
     mailbox: str | None = None,
     details: dict[str, Any] | None = None,
-) -> AuditRecord:
-    """Record an admin action under the signed-in administrator."""
-    return services().audit.record(
-        action,
-        actor=current_actor(),
-        target_type=target_type,
-        target=target,
-        mailbox=mailbox,
-        details=details,
-    )
+) -> None:
+    """Complete this admin call's audit record with the change (before/after, no secret)."""
+    note(action=action, target_type=target_type, target=target, mailbox=mailbox, details=details)
 
 
 def register_admin(api: Api) -> None:

@@ -3,6 +3,8 @@ or deletes records: retention purges run from the operator command line only."""
 
 from __future__ import annotations
 
+import re
+from dataclasses import asdict
 from datetime import datetime
 from urllib.parse import urlencode
 
@@ -10,12 +12,15 @@ from flask import Response, json, request
 from flask_smorest import Blueprint
 
 from backend.audit import fhir
+from backend.audit.anchoring import CheckpointVerdict, public_key_of, verify_checkpoints
+from backend.audit.checkpoints import read_checkpoints
 from backend.audit.search import AuditQuery, details_of, search
 from backend.audit.trail import verify_chain
 from backend.storage.models import AuditRecord
 from mobile_api.admin import audit_admin, schemas
+from mobile_api.auditing import audited
 from mobile_api.auth.tokens import admin_required
-from mobile_api.context import db
+from mobile_api.context import db, services
 from mobile_api.pagination import decode_cursor, encode_cursor
 
 blp = Blueprint(
@@ -61,16 +66,24 @@ def _record_view(record: AuditRecord) -> dict:
     }
 
 
+# An id, or an action with its trailing `*`: any other filter text stays out of the trail.
+_FILTER_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}\*?$")
+
+
 def _filters(args: dict) -> dict:
     """The search filters for the audit record of the search itself (ids and times only)."""
-    return {
-        key: (value.isoformat() if isinstance(value, datetime) else value)
-        for key, value in args.items()
-        if key in ("actor", "action", "mailbox", "since", "until") and value is not None
-    }
+    result: dict = {}
+    for key in ("actor", "action", "mailbox", "since", "until"):
+        value = args.get(key)
+        if isinstance(value, datetime):
+            result[key] = value.isoformat()
+        elif value is not None:
+            result[key] = value if _FILTER_ID.match(value) else "(not an id)"
+    return result
 
 
 @blp.get("")
+@audited("audit.search", target_type="audit")
 @admin_required
 @blp.arguments(schemas.AuditArgsSchema, location="query")
 @blp.response(200, schemas.AuditPageSchema)
@@ -82,25 +95,41 @@ def search_trail(args: dict) -> dict:
 
 
 @blp.get("/verify")
+@audited("audit.verify", target_type="audit")
 @admin_required
 @blp.response(200, schemas.VerifySchema)
 def verify() -> dict:
-    """Recompute the hash chain from the anchor; name the first record that breaks it."""
+    """Recompute the hash chain from the anchor, and the Merkle root at every signed
+    checkpoint of this host's checkpoint file; `ok` only when both hold."""
     result = verify_chain(db())
+    settings = services().settings
+    try:
+        checkpoints = read_checkpoints(settings.audit_checkpoint_file)
+        anchored = verify_checkpoints(db(), checkpoints, public_key_of(settings))
+    except ValueError as exc:
+        anchored = CheckpointVerdict(False, 0, reason=f"checkpoint file unreadable: {exc}")
+    ok = result.ok and anchored.ok
     audit_admin(
         "audit.verify",
         target_type="audit",
-        details={"ok": result.ok, "records": result.records, "first_bad": result.first_bad},
+        details={
+            "ok": ok,
+            "records": result.records,
+            "first_bad": result.first_bad,
+            "checkpoints": anchored.checked,
+        },
     )
     return {
-        "ok": result.ok,
+        "ok": ok,
         "records": result.records,
         "first_bad": result.first_bad,
-        "reason": result.reason,
+        "reason": result.reason if not result.ok else anchored.reason,
+        "checkpoints": asdict(anchored),
     }
 
 
 @blp.get("/export")
+@audited("audit.export", target_type="audit")
 @admin_required
 @blp.arguments(schemas.ExportArgsSchema, location="query")
 @blp.response(200, description="A FHIR R4 Bundle (type collection) of AuditEvent resources")

@@ -9,6 +9,7 @@ from flask_smorest import Blueprint
 
 from backend.certificates import CERTIFICATES, inventory
 from mobile_api.admin import schemas
+from mobile_api.auditing import audited
 from mobile_api.auth.tokens import admin_required
 from mobile_api.context import db, services
 
@@ -28,6 +29,7 @@ def _feed_the_gauge(state: BlueprintSetupState) -> None:
 
 
 @blp.get("")
+@audited("admin.certificate_list", target_type="certificate")
 @admin_required
 @blp.response(200, schemas.CertificateSchema(many=True))
 def list_certificates() -> list[dict]:

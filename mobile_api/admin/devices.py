@@ -10,6 +10,7 @@ from backend.accounts import users as accounts
 from backend.admin import accounts as admin_accounts
 from backend.storage.models import Device, User
 from mobile_api.admin import audit_admin, schemas
+from mobile_api.auditing import audited
 from mobile_api.auth.tokens import admin_required
 from mobile_api.context import db
 from mobile_api.pagination import decode_cursor, encode_cursor
@@ -37,6 +38,7 @@ def _view(device: Device, user: User) -> dict:
 
 
 @blp.get("")
+@audited("admin.device_list", target_type="device")
 @admin_required
 @blp.arguments(schemas.DeviceArgsSchema, location="query")
 @blp.response(200, schemas.DevicePageSchema)
@@ -57,6 +59,7 @@ def list_devices(args: dict) -> dict:
 
 
 @blp.delete("/<device_id>")
+@audited("admin.device_revoke", target_type="device", target="device_id")
 @admin_required
 @blp.response(204)
 def revoke_device(device_id: str) -> None:

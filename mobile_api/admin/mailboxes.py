@@ -19,6 +19,7 @@ from backend.admin.accounts import page_of
 from backend.directory import mailboxes as directory
 from backend.storage.models import Mailbox
 from mobile_api.admin import audit_admin, schemas
+from mobile_api.auditing import audited
 from mobile_api.auth.tokens import admin_required
 from mobile_api.context import db
 from mobile_api.pagination import PageArgsSchema, decode_cursor, encode_cursor
@@ -86,6 +87,7 @@ def _server_settings(values: dict) -> directory.ServerSettings:
 
 
 @blp.get("")
+@audited("admin.mailbox_list", target_type="mailbox")
 @admin_required
 @blp.arguments(PageArgsSchema, location="query")
 @blp.response(200, schemas.MailboxPageSchema)
@@ -106,6 +108,7 @@ def list_mailboxes(args: dict) -> dict:
 
 
 @blp.post("")
+@audited("admin.mailbox_create", target_type="mailbox")
 @admin_required
 @blp.arguments(schemas.MailboxCreateSchema)
 @blp.response(201, schemas.AdminMailboxSchema)
@@ -138,6 +141,7 @@ def create_mailbox(body: dict) -> dict:
 
 
 @blp.get("/<mailbox_id>")
+@audited("admin.mailbox_read", target_type="mailbox", target="mailbox_id", mailbox="mailbox_id")
 @admin_required
 @blp.response(200, schemas.AdminMailboxSchema)
 def get_mailbox(mailbox_id: str) -> dict:
@@ -146,6 +150,7 @@ def get_mailbox(mailbox_id: str) -> dict:
 
 
 @blp.patch("/<mailbox_id>")
+@audited("admin.mailbox_update", target_type="mailbox", target="mailbox_id", mailbox="mailbox_id")
 @admin_required
 @blp.arguments(schemas.MailboxPatchSchema)
 @blp.response(200, schemas.AdminMailboxSchema)
@@ -169,6 +174,7 @@ def _apply_update(mailbox: Mailbox, patch: dict) -> dict:
 
 
 @blp.put("/<mailbox_id>/certificate")
+@audited("admin.mailbox_update", target_type="mailbox", target="mailbox_id", mailbox="mailbox_id")
 @admin_required
 @blp.arguments(schemas.CertificateFileSchema, location="files")
 @blp.response(200, schemas.AdminMailboxSchema)
@@ -193,6 +199,7 @@ def upload_certificate(files: dict, mailbox_id: str) -> dict:
 
 
 @blp.delete("/<mailbox_id>")
+@audited("admin.mailbox_delete", target_type="mailbox", target="mailbox_id", mailbox="mailbox_id")
 @admin_required
 @blp.response(204)
 def delete_mailbox(mailbox_id: str) -> None:
@@ -211,6 +218,7 @@ def delete_mailbox(mailbox_id: str) -> None:
 
 
 @blp.put("/<mailbox_id>/members/<user_id>")
+@audited("admin.member_grant", target_type="user", target="user_id", mailbox="mailbox_id")
 @admin_required
 @blp.arguments(schemas.RoleSchema)
 @blp.response(200, schemas.MemberSchema)
@@ -231,6 +239,7 @@ def put_member(body: dict, mailbox_id: str, user_id: str) -> dict:
 
 
 @blp.delete("/<mailbox_id>/members/<user_id>")
+@audited("admin.member_revoke", target_type="user", target="user_id", mailbox="mailbox_id")
 @admin_required
 @blp.response(204)
 def delete_member(mailbox_id: str, user_id: str) -> None:

@@ -245,11 +245,19 @@ class AuditPageSchema(Schema):
     next = fields.String(allow_none=True, required=True)
 
 
+class CheckpointVerdictSchema(Schema):
+    ok = fields.Boolean(required=True)
+    checked = fields.Integer(required=True)
+    tree_size = fields.Integer(required=True)
+    reason = fields.String(allow_none=True)
+
+
 class VerifySchema(Schema):
     ok = fields.Boolean(required=True)
     records = fields.Integer(required=True)
     first_bad = fields.Integer(allow_none=True)
     reason = fields.String(allow_none=True)
+    checkpoints = fields.Nested(CheckpointVerdictSchema, required=True)
 
 
 class ExportArgsSchema(AuditArgsSchema):

@@ -8,6 +8,7 @@ from flask_smorest import Blueprint
 from backend.accounts import users as accounts
 from backend.admin import accounts as admin_accounts
 from mobile_api.admin import audit_admin, schemas
+from mobile_api.auditing import audited
 from mobile_api.auth.tokens import admin_required
 from mobile_api.context import db
 from mobile_api.pagination import PageArgsSchema, decode_cursor, encode_cursor
@@ -18,6 +19,7 @@ blp = Blueprint(
 
 
 @blp.get("")
+@audited("admin.user_list", target_type="user")
 @admin_required
 @blp.arguments(PageArgsSchema, location="query")
 @blp.response(200, schemas.UserPageSchema)
@@ -31,6 +33,7 @@ def list_users(args: dict) -> dict:
 
 
 @blp.post("")
+@audited("admin.user_create", target_type="user")
 @admin_required
 @blp.arguments(schemas.UserCreateSchema)
 @blp.response(201, schemas.UserSchema)
@@ -56,6 +59,7 @@ def create_user(body: dict) -> object:
 
 
 @blp.get("/<user_id>")
+@audited("admin.user_read", target_type="user", target="user_id")
 @admin_required
 @blp.response(200, schemas.UserSchema)
 def get_user(user_id: str) -> object:
@@ -64,6 +68,7 @@ def get_user(user_id: str) -> object:
 
 
 @blp.patch("/<user_id>")
+@audited("admin.user_update", target_type="user", target="user_id")
 @admin_required
 @blp.arguments(schemas.UserPatchSchema)
 @blp.response(200, schemas.UserSchema)
@@ -77,6 +82,7 @@ def update_user(body: dict, user_id: str) -> object:
 
 
 @blp.delete("/<user_id>")
+@audited("admin.user_delete", target_type="user", target="user_id")
 @admin_required
 @blp.response(204)
 def delete_user(user_id: str) -> None:

@@ -20,9 +20,10 @@ from backend.directory import changes
 from backend.directory import mailboxes as directory
 from backend.directory import messages as cache
 from backend.storage.encryption import DataKeyError, decrypt, encrypt
+from mobile_api.auditing import also, audited, note
 from mobile_api.auth.tokens import session_required
 from mobile_api.changes import schemas
-from mobile_api.context import current_actor, db, services
+from mobile_api.context import db
 from mobile_api.errors import PROBLEM_JSON, ProblemSchema
 
 blp = Blueprint("changes", __name__, url_prefix="/api/v1", description="Delta sync")
@@ -51,6 +52,7 @@ def decode_state(state: str, user_id: str) -> dict[str, int]:
 
 
 @blp.get("/sync")
+@audited("sync.read", target_type="user")
 @blp.arguments(schemas.SyncArgsSchema, location="query")
 @blp.response(200, schemas.SyncSchema)
 @blp.alt_response(
@@ -86,15 +88,16 @@ def sync(args: dict) -> dict[str, Any]:
             gone = {"id": public_id, "mailbox_id": mailbox.public_id}
             found.append({"op": "delete", "message": gone})
         if delta.upserts:  # envelopes (patient, subject) were handed out: traced like a listing
-            services().audit.record(
+            also(
                 "mailbox.sync",
-                actor=current_actor(),
                 target_type="mailbox",
                 target=mailbox.public_id,
                 mailbox=mailbox.public_id,
-                details={"upserts": len(delta.upserts), "deletes": len(delta.deleted)},
+                upserts=len(delta.upserts),
+                deletes=len(delta.deleted),
             )
         budget -= len(delta.upserts) + len(delta.deleted)
+    note(target=g.user.public_id, mailboxes=len(visible), changes=len(found), more=more)
     return {
         "state": encode_state(g.user.public_id, positions),
         "changes": found,

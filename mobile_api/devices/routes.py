@@ -6,14 +6,16 @@ from flask import g
 from flask_smorest import Blueprint
 
 from backend.accounts import devices as device_service
+from mobile_api.auditing import audited
 from mobile_api.auth.tokens import session_required
-from mobile_api.context import current_actor, db, services
+from mobile_api.context import db
 from mobile_api.devices import schemas
 
 blp = Blueprint("devices", __name__, url_prefix="/api/v1/devices", description="Devices")
 
 
 @blp.get("")
+@audited("device.list", target_type="device")
 @blp.response(200, schemas.DeviceSchema(many=True))
 @session_required
 def list_devices() -> list:
@@ -22,6 +24,7 @@ def list_devices() -> list:
 
 
 @blp.put("/<device_id>/push-token")
+@audited("device.push_token", target_type="device", target="device_id")
 @blp.arguments(schemas.PushTokenSchema)
 @blp.response(200, schemas.DeviceSchema)
 @session_required
@@ -32,13 +35,11 @@ def put_push_token(body: dict, device_id: str) -> object:
         db=db(), device=device, push_token=body["push_token"], platform=body["platform"]
     )
     db().commit()
-    services().audit.record(
-        "device.push_token", actor=current_actor(), target_type="device", target=device.public_id
-    )
     return device
 
 
 @blp.delete("/<device_id>")
+@audited("device.revoke", target_type="device", target="device_id")
 @blp.response(204)
 @session_required
 def delete_device(device_id: str) -> None:
@@ -46,6 +47,3 @@ def delete_device(device_id: str) -> None:
     device = device_service.get_device(db=db(), public_id=device_id, user=g.user)
     device_service.revoke_device(db=db(), device=device)
     db().commit()
-    services().audit.record(
-        "device.revoke", actor=current_actor(), target_type="device", target=device.public_id
-    )

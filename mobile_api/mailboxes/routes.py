@@ -9,8 +9,9 @@ from flask_smorest import Blueprint
 
 from backend.directory import mailboxes as directory
 from backend.directory import messages as cache
+from mobile_api.auditing import audited, note
 from mobile_api.auth.tokens import session_required
-from mobile_api.context import current_actor, db, services
+from mobile_api.context import db
 from mobile_api.mailboxes import schemas
 from mobile_api.pagination import decode_cursor, encode_cursor
 
@@ -18,6 +19,7 @@ blp = Blueprint("mailboxes", __name__, url_prefix="/api/v1", description="Mailbo
 
 
 @blp.get("/mailboxes")
+@audited("mailbox.list_all", target_type="mailbox")
 @blp.response(200, schemas.MailboxSchema(many=True))
 @session_required
 def list_mailboxes() -> list[dict]:
@@ -39,10 +41,12 @@ def list_mailboxes() -> list[dict]:
                 "sync": {"state": mailbox.sync_state, "detail": mailbox.sync_detail},
             }
         )
+    note(mailboxes=len(result))
     return result
 
 
 @blp.get("/mailboxes/<mailbox_id>/messages")
+@audited("mailbox.list", target_type="mailbox", target="mailbox_id", mailbox="mailbox_id")
 @blp.arguments(schemas.MessageListArgsSchema, location="query")
 @blp.response(200, schemas.MessagePageSchema)
 @session_required
@@ -53,13 +57,6 @@ def list_messages(args: dict, mailbox_id: str) -> dict:
     key = (datetime.fromisoformat(after[0]), int(after[1])) if after else None
     rows, next_key = cache.list_page(
         db=db(), mailbox=mailbox, folder_name=args["folder"], limit=args["limit"], after=key
-    )
-    services().audit.record(
-        "mailbox.list",
-        actor=current_actor(),
-        target_type="mailbox",
-        target=mailbox.public_id,
-        mailbox=mailbox.public_id,
     )
     return {
         "items": [cache.envelope(m, mailbox, args["folder"]) for m in rows],

@@ -16,15 +16,15 @@ from urllib.parse import quote
 from flask import Response, g
 from flask_smorest import Blueprint
 
-from backend import errors
 from backend import mailbox_actions as actions
 from backend.directory import messages as cache
 from backend.reading import messages as reading
 from backend.reading import xdm
 from backend.reading.cache import BodyCache
 from backend.reading.filenames import clean_filename
+from mobile_api.auditing import audited, note
 from mobile_api.auth.tokens import session_required
-from mobile_api.context import current_actor, db, services
+from mobile_api.context import db, services
 from mobile_api.errors import PROBLEM_JSON, ProblemSchema
 from mobile_api.messages import schemas
 
@@ -53,6 +53,10 @@ def _problems(*statuses: int) -> Callable[[Callable], Callable]:
     return decorate
 
 
+# A part is `2`, `2.1` or `2/xdm/1`: anything else stays out of the audit record.
+_PART = re.compile(r"^[0-9][0-9a-z./]{0,63}$")
+
+
 def _body_cache() -> BodyCache:
     return BodyCache(services().settings.var_dir / "body-cache")
 
@@ -62,39 +66,14 @@ def _ca_bundle() -> Any:
 
 
 def _locate(message_id: str) -> reading.Located:
-    return reading.get_visible_message(db=db(), user=g.user, public_id=message_id)
+    """The caller's message, its mailbox noted for the audit record (404 otherwise)."""
+    located = reading.get_visible_message(db=db(), user=g.user, public_id=message_id)
+    note(mailbox=located.mailbox.public_id)
+    return located
 
 
-def _audited(action: str, located: reading.Located, run: Callable[[], Any], **details: Any) -> Any:
-    """Run `run` and commit; then record the action with its outcome (never content).
-
-    The audit writer has its own transaction, so ours is finished first: on SQLite two
-    open write transactions would wait on each other.
-    """
-    outcome = "error"
-    try:
-        result = run()
-        db().commit()
-        outcome = "ok"
-        return result
-    except errors.MailboxUnavailable:
-        outcome = "unavailable"
-        raise
-    except errors.EstafetteError as exc:
-        outcome = exc.code
-        raise
-    finally:
-        if outcome != "ok":
-            db().rollback()
-        services().audit.record(
-            action,
-            actor=current_actor(),
-            outcome=outcome,
-            target_type="message",
-            target=located.message.public_id,
-            mailbox=located.mailbox.public_id,
-            details=details or None,
-        )
+def _audited_message(action: str) -> Callable[[Callable], Callable]:
+    return audited(action, target_type="message", target="message_id")
 
 
 def _envelope(located: reading.Located) -> dict[str, Any]:
@@ -102,6 +81,7 @@ def _envelope(located: reading.Located) -> dict[str, Any]:
 
 
 @blp.get("/messages/<message_id>")
+@_audited_message("message.read")
 @blp.response(200, schemas.MessageSchema)
 @_problems(404, 503)
 @session_required
@@ -112,11 +92,8 @@ def get_message(message_id: str) -> dict[str, Any]:
     parsed is still returned, as raw text with the `malformed` warning.
     """
     located = _locate(message_id)
-    readable = _audited(
-        "message.read",
-        located,
-        lambda: reading.read_message(located, cache=_body_cache(), ca_bundle=_ca_bundle()),
-    )
+    readable = reading.read_message(located, cache=_body_cache(), ca_bundle=_ca_bundle())
+    db().commit()
     result = _envelope(located)
     if not (result.get("patient") or {}).get("name") and readable.patient is not None:
         result["patient"] = xdm.patient_dict(readable.patient)
@@ -164,6 +141,7 @@ def content_disposition(filename: str | None, fallback: str = "attachment") -> s
 
 
 @blp.get("/messages/<message_id>/attachments/<path:part>")
+@_audited_message("message.download")
 @blp.response(
     200,
     description="The attachment's bytes, streamed",
@@ -173,20 +151,10 @@ def content_disposition(filename: str | None, fallback: str = "attachment") -> s
 @session_required
 def download_attachment(message_id: str, part: str) -> Response:
     """One attachment (`2`), or one document of an IHE_XDM.ZIP (`2/xdm/1`), streamed."""
+    note(part=part if _PART.match(part) else None)
     located = _locate(message_id)
-    # The response is built inside the audited call: a failure to build it is audited
-    # as the failure it is, never as a download that went well.
-    return _audited(
-        "message.download",
-        located,
-        lambda: _attachment_response(
-            reading.open_part(located, part, cache=_body_cache(), ca_bundle=_ca_bundle())
-        ),
-        part=part[:64],
-    )
-
-
-def _attachment_response(download: reading.Download) -> Response:
+    download = reading.open_part(located, part, cache=_body_cache(), ca_bundle=_ca_bundle())
+    db().commit()
     response = Response(download.chunks, mimetype=download.content_type, direct_passthrough=True)
     response.headers["Content-Disposition"] = content_disposition(download.filename)
     # Never rendered by a browser under the API's origin, whatever the sender claims.
@@ -196,6 +164,7 @@ def _attachment_response(download: reading.Download) -> Response:
 
 
 @blp.patch("/messages/<message_id>")
+@_audited_message("message.flags")
 @blp.arguments(schemas.FlagsSchema)
 @blp.response(200, schemas.EnvelopeSchema)
 @_problems(404, 422, 503)
@@ -204,25 +173,20 @@ def update_flags(flags: dict[str, bool], message_id: str) -> dict[str, Any]:
     """Mark seen/unseen or flagged/unflagged: stored on the IMAP server first."""
     located = _locate(message_id)
     change = actions.FlagChange(seen=flags.get("seen"), flagged=flags.get("flagged"))
-    _audited(
-        "message.flags",
-        located,
-        lambda: actions.set_flags(db=db(), located=located, change=change, ca_bundle=_ca_bundle()),
-        **{k: v for k, v in flags.items() if v is not None},
-    )
+    note(**{k: v for k, v in flags.items() if v is not None})
+    actions.set_flags(db=db(), located=located, change=change, ca_bundle=_ca_bundle())
+    db().commit()
     return _envelope(located)
 
 
 @blp.delete("/messages/<message_id>")
+@_audited_message("message.delete")
 @blp.response(204)
 @_problems(404, 503)
 @session_required
 def delete_message(message_id: str) -> None:
     """Move the message to the mailbox's Trash (on the server, then in the cache)."""
     located = _locate(message_id)
-    _audited(
-        "message.delete",
-        located,
-        lambda: actions.move_to_trash(db=db(), located=located, ca_bundle=_ca_bundle()),
-    )
+    actions.move_to_trash(db=db(), located=located, ca_bundle=_ca_bundle())
+    db().commit()
     _body_cache().discard(message_id)

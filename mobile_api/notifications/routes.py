@@ -11,8 +11,9 @@ from flask_smorest import Blueprint
 from backend.push import preferences
 from backend.push.quiet_hours import QuietHours
 from backend.storage.models import User
+from mobile_api.auditing import audited, note
 from mobile_api.auth.tokens import session_required
-from mobile_api.context import current_actor, db, services
+from mobile_api.context import db
 from mobile_api.notifications import schemas
 
 blp = Blueprint(
@@ -47,14 +48,17 @@ def _settings(user: User) -> dict:
 
 
 @blp.get("")
+@audited("user.notifications_read", target_type="user")
 @blp.response(200, schemas.NotificationSettingsSchema)
 @session_required
 def get_settings() -> dict:
     """The user's quiet hours and on-call state."""
+    note(target=g.user.public_id)
     return _settings(g.user)
 
 
 @blp.put("")
+@audited("user.notifications", target_type="user")
 @blp.arguments(schemas.NotificationSettingsSchema)
 @blp.response(200, schemas.NotificationSettingsSchema)
 @session_required
@@ -68,11 +72,5 @@ def put_settings(body: dict) -> dict:
     )
     preferences.set_preferences(user=g.user, quiet=quiet, on_call=body["on_call"])
     db().commit()
-    services().audit.record(
-        "user.notifications",
-        actor=current_actor(),
-        target_type="user",
-        target=g.user.public_id,
-        details={"on_call": body["on_call"], "quiet_hours": quiet is not None},
-    )
+    note(target=g.user.public_id, on_call=body["on_call"], quiet_hours=quiet is not None)
     return _settings(g.user)

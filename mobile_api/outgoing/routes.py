@@ -21,8 +21,9 @@ from backend.outgoing import sending
 from backend.outgoing.compose import Attachment
 from backend.reading import messages as reading
 from backend.reading.filenames import clean_filename
+from mobile_api.auditing import audited, note
 from mobile_api.auth.tokens import session_required
-from mobile_api.context import current_actor, db, services
+from mobile_api.context import db, services
 from mobile_api.outgoing import schemas
 
 _CONTENT_TYPE = re.compile(
@@ -42,32 +43,16 @@ class SendBlueprint(Blueprint):
 blp = SendBlueprint("outgoing", __name__, url_prefix="/api/v1", description="Sending")
 
 
-def _audited(action: str, mailbox: str, run: Callable[[], Any], **details: Any) -> Any:
-    """Run `run` and record the action with its outcome and the resulting message id."""
-    outcome, target = "error", details.pop("target", None)
+def _sent(run: Callable[[], Any]) -> Any:
+    """Run the send and note the resulting message id for the audit record."""
     try:
         result = run()
-        outcome, target = "ok", getattr(result, "id", None) or target
-        return result
     except errors.RecipientsPartiallyRefused as exc:
         # Sent to the others: the Sent copy is the target; the refused are counted, not named.
-        outcome, target = "partial", exc.extra.get("id") or target
-        details.update(code=exc.code, refused=len(exc.extra.get("refused", ())))
+        note(target=exc.extra.get("id"), refused=len(exc.extra.get("refused", ())))
         raise
-    except errors.EstafetteError as exc:
-        outcome = "failed"
-        details["code"] = exc.code
-        raise
-    finally:
-        services().audit.record(
-            action,
-            actor=current_actor(),
-            outcome=outcome,
-            target_type="message",
-            target=target,
-            mailbox=mailbox,
-            details=details,
-        )
+    note(target=getattr(result, "id", None))
+    return result
 
 
 def _attachments(limit: int) -> tuple[Attachment, ...]:
@@ -89,6 +74,7 @@ def _attachments(limit: int) -> tuple[Attachment, ...]:
 
 
 @blp.post("/mailboxes/<mailbox_id>/messages")
+@audited("message.send", target_type="message", mailbox="mailbox_id")
 @blp.arguments(schemas.SendMessageSchema, location="json_or_form")
 @blp.doc(requestBody={"content": {"multipart/form-data": {"schema": schemas.MULTIPART_BODY}}})
 @blp.response(202, schemas.SentMessageSchema)
@@ -112,31 +98,28 @@ def send_message(args: dict, mailbox_id: str) -> sending.SentMessage:
         in_reply_to=original,
         request_read_receipt=args["request_read_receipt"],
     )
-    result = _audited(
-        "message.send",
-        mailbox.public_id,
-        lambda: sending.send_message(
-            db=db(), settings=settings, mailbox=mailbox, request=send_request
-        ),
+    note(
         recipients=len(send_request.to) + len(send_request.cc),
         attachments=len(attachments),
         read_receipt_requested=send_request.request_read_receipt,
         in_reply_to=original.message.public_id if original else None,
+    )
+    result = _sent(
+        lambda: sending.send_message(
+            db=db(), settings=settings, mailbox=mailbox, request=send_request
+        )
     )
     db().commit()
     return result
 
 
 @blp.post("/messages/<message_id>/read-receipt")
+@audited("message.read_receipt", target_type="message", target="message_id")
 @blp.response(202, schemas.ReadReceiptSchema)
 @session_required
 def send_read_receipt(message_id: str) -> dict:
     """Send the read receipt (RFC 8098 MDN) the sender of this message asked for."""
     located = reading.get_visible_message(db=db(), user=g.user, public_id=message_id)
-    mdn_id = _audited(
-        "message.read_receipt",
-        located.mailbox.public_id,
-        lambda: sending.send_read_receipt(settings=services().settings, located=located),
-        target=located.message.public_id,
-    )
+    note(mailbox=located.mailbox.public_id)
+    mdn_id = sending.send_read_receipt(settings=services().settings, located=located)
     return {"message_id": mdn_id}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 
@@ -202,7 +203,7 @@ def test_every_action_is_audited_by_id_and_never_with_content(
     assert canary not in caplog.text  # nor in the logs
 
 
-def test_a_read_that_fails_on_the_server_is_audited_as_unavailable(
+def test_a_read_that_fails_on_the_server_is_audited_as_failed_with_its_code(
     inbox: Inbox, reader_services
 ) -> None:
     from sqlalchemy import update
@@ -214,7 +215,7 @@ def test_a_read_that_fails_on_the_server_is_audited_as_unavailable(
     assert _patch(inbox, message_id, seen=True).status_code == 503
 
     [row] = audit_rows(reader_services, "message.flags")
-    assert row.outcome == "unavailable"
+    assert (row.outcome, json.loads(row.details)["code"]) == ("failed", "mailbox_unavailable")
     assert _cached(reader_services, message_id).seen is False  # cache not ahead of IMAP
 
 

@@ -85,8 +85,9 @@ def test_partially_refused_recipients_are_listed_and_the_others_still_get_it(
     assert alice.find("Sent", message_id) is not None, "the Sent copy is kept"
     assert [m["id"] for m in alice.listing("Sent")] == [problem["id"]]
     [record] = audit_rows(alice.services, "message.send")
-    assert (record.outcome, record.target) == ("partial", problem["id"])
+    assert (record.outcome, record.target) == ("failed", problem["id"])
     assert '"refused":1' in record.details
+    assert '"code":"recipients_partially_refused"' in record.details
     assert ABSENT not in audit_text(alice.services)
 
 
