@@ -51,6 +51,8 @@ class Settings:
     audit_retention_days: int = 365
     push_previews: bool = False
     push_lease_seconds: int = 120
+    # helper g: push retries are bounded by time (issue 21.1)
+    push_stale_seconds: int = 3600
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -213,4 +215,5 @@ def load_settings(
         audit_retention_days=retention,
         push_previews=_on_off(values, "ESTAFETTE_PUSH_PREVIEWS", default=False),
         push_lease_seconds=_positive_int(values, "ESTAFETTE_PUSH_LEASE_SECONDS", 120, minimum=5),
+        push_stale_seconds=_positive_int(values, "ESTAFETTE_PUSH_STALE_SECONDS", 3600, minimum=60),
     )
