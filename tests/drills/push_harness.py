@@ -82,22 +82,28 @@ class Tally:
     expected: int = 0
     received: int = 0  # distinct expected pushes FCM accepted
     lost: int = 0
-    duplicated: int = 0  # accepted more than once
+    duplicated: int = 0  # the same news (mailbox, unread count) accepted again
 
 
 def tally(requests: list[RecordedRequest], expected: set[tuple[str, str]]) -> dict[str, Tally]:
-    """Per device token: of the (mailbox public id, token) pushes expected, what happened."""
-    accepted = Counter((r.data.get("mailbox"), r.token) for r in requests if r.status == 200)
+    """Per device token: of the (mailbox public id, token) pushes expected, what happened.
+
+    A burst may rightly bring several pushes for one mailbox, each with a newer count; a
+    duplicate is the same count for the same mailbox accepted twice (a resend)."""
+    accepted = [r for r in requests if r.status == 200]
+    news = Counter((r.data.get("mailbox"), r.token) for r in accepted)
+    repeats = Counter((r.data.get("mailbox"), r.token, r.data.get("unread")) for r in accepted)
     per_device: dict[str, Tally] = defaultdict(Tally)
     for mailbox, token in expected:
         account = per_device[token]
         account.expected += 1
-        count = accepted.get((mailbox, token), 0)
-        if count:
+        if news.get((mailbox, token)):
             account.received += 1
-            account.duplicated += count - 1
         else:
             account.lost += 1
+    for (mailbox, token, _unread), count in repeats.items():
+        if (mailbox, token) in expected:
+            per_device[token].duplicated += count - 1
     return dict(per_device)
 
 
