@@ -86,7 +86,13 @@ class Liveness:
         self._conn, self._checked_at = conn, time.monotonic()
 
     def close(self) -> None:
-        """End the session, and with it the lock: our claims are free at once."""
+        """End the session, and with it the lock: our claims are free at once.
+
+        The unlock is explicit because a closing session lets go of its locks only after
+        close() has returned; a successor must find them free."""
+        if self._conn is not None:
+            with contextlib.suppress(DBAPIError):
+                self._conn.execute(text("SELECT pg_advisory_unlock_all()"))
         self._drop()
 
     def _drop(self) -> None:
