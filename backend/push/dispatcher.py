@@ -498,13 +498,15 @@ class Dispatcher:
             due: list[datetime] = []
             values: dict = {"claimed_by": None}
             if event_id in retry_after:
-                delay = backoff_delay(
+                # In an outage the breaker alone sets the pace: a push's own backoff,
+                # grown through the probes, would hold it back long after FCM recovered.
+                delay = pause or backoff_delay(
                     plan.attempts[event_id],
                     retry_after[event_id] or None,
                     base=RETRY_BASE_SECONDS,
                     cap=RETRY_MAX_SECONDS,
                 )
-                due.append(now + timedelta(seconds=max(delay, pause)))
+                due.append(now + timedelta(seconds=delay))
             else:
                 # Waiting out quiet hours or FCM's outage is not a failed attempt.
                 values["attempts"] = OutboxEvent.attempts - 1

@@ -7,12 +7,12 @@ takes a few seconds. FCM is the local server, answering 500/503 to everything me
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 
-from backend.push.breaker import PROBE_SIZE
+from backend.push.breaker import JITTER, MAX_SECONDS, PROBE_SIZE, Breaker
 from backend.push.dispatcher import Dispatcher
 from backend.push.fcm import FcmSender
 from backend.storage.models import OutboxEvent, utcnow
@@ -79,10 +79,14 @@ def test_a_ten_minute_outage_loses_no_push_and_costs_few_requests(
         clock.advance(1)
     during = len(fake_fcm.requests)
     fake_fcm.fail_all(None)
+    healed = clock.now
     deadline = clock.now + timedelta(minutes=5)
     while _pending(services) and clock.now < deadline:
         dispatcher.drain()
         clock.advance(1)
+    # Back at the first probe after FCM is: the breaker sets the pace, not each push's
+    # own backoff grown through ten minutes of probes.
+    assert (clock.now - healed).total_seconds() <= MAX_SECONDS * (1 + JITTER) + 2
 
     accepted = Counter((r.data["mailbox"], r.token) for r in fake_fcm.requests if r.status == 200)
     assert set(accepted) == owed  # lost == 0
@@ -115,3 +119,24 @@ def test_the_breaker_waits_out_retry_after(
     clock.advance(20)
     dispatcher.drain()
     assert _pending(services) == 0
+
+
+def test_in_an_outage_a_refused_push_comes_back_with_the_next_probe_not_later(
+    services: Any, world: World, sender: FcmSender, fake_fcm: FakeFcm
+) -> None:
+    user = world.user()
+    world.devices(user, 30)
+    mailbox_id, _public_id = world.mailbox(user)
+    _message, event_id = world.new_mail(mailbox_id)
+    fake_fcm.fail_all("internal")
+    clock = Clock()
+    breaker = Breaker(clock=lambda: clock().timestamp())
+    dispatcher = Dispatcher(services.sessions, sender, clock=clock, breaker=breaker)
+
+    for _ in range(8):  # eight failed probes: a push's own backoff would be at its cap
+        dispatcher.drain()
+        clock.now = datetime.fromtimestamp(breaker.resume_at, UTC)
+
+    dispatcher.drain()  # one more failed probe
+    next_probe = datetime.fromtimestamp(breaker.resume_at, UTC)
+    assert world.event(event_id).available_at <= next_probe + timedelta(milliseconds=1)
