@@ -59,6 +59,8 @@ class Settings:
     audit_syslog: str | None = None
     audit_checkpoint_records: int = 1000
     audit_checkpoint_seconds: int = 300
+    # Push retries are bounded by time, not by a count.
+    push_stale_seconds: int = 3600
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -245,4 +247,5 @@ def load_settings(
         audit_syslog=_audit_syslog(values),
         audit_checkpoint_records=_positive_int(values, "ESTAFETTE_AUDIT_CHECKPOINT_RECORDS", 1000),
         audit_checkpoint_seconds=_positive_int(values, "ESTAFETTE_AUDIT_CHECKPOINT_SECONDS", 300),
+        push_stale_seconds=_positive_int(values, "ESTAFETTE_PUSH_STALE_SECONDS", 3600, minimum=60),
     )

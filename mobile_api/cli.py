@@ -525,6 +525,7 @@ def push_command() -> None:
             sender,
             lease_seconds=services.settings.push_lease_seconds,
             previews=services.settings.push_previews,
+            stale_seconds=services.settings.push_stale_seconds,
         ).run(_stop_on_signals())
     finally:
         sender.close()

@@ -41,6 +41,7 @@ class _Background:
             self._sender,
             lease_seconds=settings.push_lease_seconds,
             previews=settings.push_previews,
+            stale_seconds=settings.push_stale_seconds,
         )
         self._threads = [
             threading.Thread(target=worker.run, args=(self._stop,), name="sync", daemon=True),

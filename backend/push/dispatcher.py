@@ -2,8 +2,11 @@
 
 Claiming. Several dispatchers may run at once. Each claims a batch of due events with
 `FOR UPDATE SKIP LOCKED` (PostgreSQL; SQLite serialises writers anyway) and, in the same
-short transaction, leases them by moving `available_at` `lease_seconds` ahead. A dispatcher
-SIGKILLed mid-batch holds no lock: once its lease runs out, another one claims the events.
+short transaction, leases them by moving `available_at` `lease_seconds` ahead and naming
+itself in `claimed_by`. On PostgreSQL the claim lives as long as the dispatcher's
+database session (`backend.storage.liveness`): a dispatcher SIGKILLed mid-batch loses its
+session, and the others take its events at once. The time lease is the fallback, for a
+dispatcher alive but hung, and for SQLite.
 
 Overlap. While FCM answers one chunk, the dispatcher records the previous chunk and claims
 and plans the next batch (`drain`), so neither FCM nor the database waits on the other.
@@ -14,7 +17,8 @@ is the record of what was sent: a resumed event skips every device that already 
 so nothing is lost and nothing is sent twice. The one window this cannot close is a
 dispatcher killed after FCM accepted a push but before the delivery row committed: the
 resumed event sends that push again (at most the chunk on the wire and the one before it,
-whose outcomes were being recorded). It is harmless by construction: every push of a
+whose outcomes were being recorded; chunks are small, `SEND_CHUNK`, so that is at most
+the requests in flight and as many again). It is harmless by construction: every push of a
 mailbox carries the same collapse key (`collapse_key` on Android, `apns-collapse-id` on
 iOS), so the second one replaces the first on the phone instead of adding a notification.
 A batch slow enough to use a quarter of its lease has it renewed as each chunk goes out,
@@ -25,10 +29,19 @@ What FCM answers (`backend.push.outcomes`):
 - ok: delivery `ok`, device `last_push_status=ok`;
 - prune (UNREGISTERED, or INVALID_ARGUMENT blaming the token): the token is dropped,
   device `pruned`, so `GET /devices` tells the app to register again;
-- retry (429, 5xx): the event comes back after FCM's Retry-After, or an exponential
-  backoff; device `retrying`. After `MAX_ATTEMPTS` the device is `failed` (reported,
-  never queued forever);
-- failed (bad payload, sender mismatch, APNs auth): delivery and device `failed`.
+- retry (429, 5xx, no answer): the event comes back after FCM's Retry-After, or an
+  exponential backoff with jitter; device `retrying`. Retries are bounded by time, not by a
+  count: a push is worth sending until it is `stale_seconds` old (then its delivery is
+  `expired`, never `failed`) or its message has been read. When most answers are
+  transient refusals, FCM itself is down: the breaker (`backend.push.breaker`) pauses all
+  sending, then probes, instead of each push burning its attempts;
+- failed (bad payload, sender mismatch, APNs auth): a real refusal, delivery and device
+  `failed`.
+
+Coalescing. A burst into one mailbox is one push per device, not one per message: a
+`mail.new` is not sent while a newer unread `mail.new` of the same mailbox is queued (in
+the batch or behind it); that newer one carries the unread count as it is then, under the
+same collapse key. Urgent mail is never folded into a push that is not.
 
 Tokens not refreshed for `STALE_TOKEN_DAYS` are dropped, as Firebase advises.
 
@@ -41,9 +54,13 @@ turn came is not sent: a phone should not ring for mail already dealt with.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -67,10 +84,12 @@ from backend.metrics import PUSH_PRUNED as PRUNED
 from backend.metrics import PUSH_QUEUE_DEPTH as QUEUE_DEPTH
 from backend.metrics import PUSH_QUEUE_TO_SEND as QUEUE_TO_SEND
 from backend.push import payloads, previews
+from backend.push.breaker import Breaker, backoff_delay
 from backend.push.fcm import Sender
 from backend.push.outcomes import Outcome, OutcomeKind
 from backend.push.quiet_hours import quiet_hours_of
 from backend.push.wakeup import OutboxWakeup
+from backend.storage import liveness
 from backend.storage.database import array_parameter, one_of, session_scope
 from backend.storage.models import (
     Device,
@@ -93,10 +112,12 @@ _UNLOADED = {"synchronize_session": False}
 
 LEASE_SECONDS = 120
 BATCH_EVENTS = 500
-SEND_CHUNK = 500  # one send_each_async call
-MAX_ATTEMPTS = 8
+# One send_each_async call, recorded as soon as it is answered: what a killed dispatcher
+# leaves in doubt. As many as the sender keeps on the wire (fcm.DEFAULT_MAX_IN_FLIGHT).
+SEND_CHUNK = 100
+STALE_SECONDS = 3600  # a push older than this is no longer worth sending
 RETRY_BASE_SECONDS = 2.0
-RETRY_MAX_SECONDS = 3600.0
+RETRY_MAX_SECONDS = 60.0
 STALE_TOKEN_DAYS = 270
 KEEP_DONE_DAYS = 7
 HOUSEKEEPING_SECONDS = 60.0
@@ -120,19 +141,12 @@ class _Plan:
     targets: list[_Target] = field(default_factory=list)
     deferred: dict[int, datetime] = field(default_factory=dict)  # event id -> quiet hours end
     retry_after: dict[int, float] = field(default_factory=dict)  # event id -> FCM's delay
+    held: set[int] = field(default_factory=set)  # events with pushes the breaker kept back
+    expired: list[tuple[int, int]] = field(default_factory=list)  # (event, device), stale
     leased_at: float = field(default_factory=time.monotonic)  # planned as soon as claimed
 
-    def chunks(self) -> list[list[_Target]]:
-        """The targets in send_each_async calls; outcomes are committed chunk by chunk, so a
-        dispatcher killed mid-batch leaves at most two chunks in doubt: the one on the wire
-        and the one before, answered but not yet recorded (module docstring)."""
-        return [
-            self.targets[start : start + SEND_CHUNK]
-            for start in range(0, len(self.targets), SEND_CHUNK)
-        ]
 
-
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Sending:
     """A chunk on the wire: FCM's answers arrive in `outcomes`."""
 
@@ -140,6 +154,7 @@ class _Sending:
     chunk: list[_Target]
     outcomes: Future[list[Outcome]]
     last: bool  # the plan's last chunk: once recorded, the plan's events are settled
+    judged: bool = False  # its answers were shown to the breaker
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,12 +177,25 @@ class Dispatcher:
         batch_events: int = BATCH_EVENTS,
         lease_seconds: float = LEASE_SECONDS,
         previews: bool = False,
+        stale_seconds: float = STALE_SECONDS,
+        clock: Callable[[], datetime] = utcnow,
+        breaker: Breaker | None = None,
+        name: str | None = None,
     ) -> None:
+        """`clock` is the time everything but the lease renewal is judged by (tests live
+        through long outages with a clock of their own); `name` is what `claimed_by` says."""
         self._sessions = sessions
         self._sender = sender
         self._batch = batch_events
         self._lease = timedelta(seconds=lease_seconds)
         self._previews = previews
+        self._stale = timedelta(seconds=stale_seconds)
+        self._clock = clock
+        self._breaker = breaker or Breaker(clock=lambda: clock().timestamp())
+        host = socket.gethostname()[:32]
+        self.name = name or f"push:{host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._engine = sessions.kw["bind"]
+        self._postgres = self._engine.dialect.name == "postgresql"
         self._next_housekeeping = 0.0
         self._next_depth = 0.0
 
@@ -183,10 +211,14 @@ class Dispatcher:
                     log.exception("dispatch failed; retrying")
                     stop.wait(ERROR_WAIT_SECONDS)  # a database outage must not flood the log
                     continue
-                if not worked:
+                pause = self._breaker.wait_seconds()
+                if pause:
+                    stop.wait(pause)  # FCM is down: nothing goes until the next probe
+                elif not worked:
                     wakeup.wait(stop)
         finally:
             wakeup.close()
+            liveness.let_go(self._engine, self.name)
         log.info("push dispatcher stopped")
 
     def drain(self, stop: threading.Event | None = None) -> int:
@@ -194,26 +226,39 @@ class Dispatcher:
 
         The rounds overlap: while FCM answers one chunk, the previous chunk's outcomes are
         recorded and the next batch is claimed and planned. Chunks still go one after the
-        other, so a device gets its pushes in outbox order.
+        other, so a device gets its pushes in outbox order. Before each chunk the breaker
+        says how many may go: all, a probe, or none (the rest of the batch then waits).
         """
         handled = 0
         sending: _Sending | None = None
         try:
-            plan = self._next_plan()
+            plan = self._next_plan() if self._breaker.allowance() != 0 else None
             while plan is not None:
                 handled += len(plan.attempts)
-                chunks = plan.chunks()
-                for index, chunk in enumerate(chunks):
+                position, targets = 0, plan.targets
+                while position < len(targets):
                     if sending is not None:
-                        sending.outcomes.result()  # one chunk on the wire at a time
+                        self._judge(sending)  # one chunk on the wire at a time
+                    allowance = self._breaker.allowance()
+                    if allowance == 0:
+                        plan.held.update(t.event_id for t in targets[position:])
+                        break
+                    size = SEND_CHUNK if allowance is None else min(allowance, SEND_CHUNK)
+                    chunk = targets[position : position + size]
+                    position += len(chunk)
                     future = self._sender.submit([target.message for target in chunk])
                     self._renew_lease(plan)
                     if sending is not None:
                         self._finish(sending)
-                    sending = _Sending(plan, chunk, future, last=index == len(chunks) - 1)
-                if not chunks:
-                    self._settle(plan)  # nothing to send: every recipient waits or was served
-                plan = None if stop is not None and stop.is_set() else self._next_plan()
+                    sending = _Sending(plan, chunk, future, last=position == len(targets))
+                if sending is not None and sending.plan is plan and not sending.last:
+                    self._finish(sending)  # the breaker stopped the plan short
+                    sending = None
+                if sending is None or sending.plan is not plan:
+                    self._settle(plan)  # nothing (more) on the wire for this plan
+                if stop is not None and stop.is_set():
+                    break
+                plan = self._next_plan() if self._breaker.allowance() != 0 else None
         finally:
             if sending is not None:
                 self._finish(sending)  # what FCM accepted is recorded, even on the way out
@@ -225,8 +270,10 @@ class Dispatcher:
     def _next_plan(self) -> _Plan | None:
         """Claim a batch of due events and plan it; None when nothing is due."""
         self._housekeeping()
+        if self._postgres:
+            liveness.hold(self._engine, self.name)  # before a claim can name us
         with session_scope(self._sessions) as db:
-            events = _claim(db, self._batch, self._lease)
+            events = _claim(db, self._batch, self._lease, self._clock(), self.name)
             return self._plan(db, events) if events else None
 
     def _renew_lease(self, plan: _Plan) -> None:
@@ -241,26 +288,44 @@ class Dispatcher:
             db.execute(
                 update(OutboxEvent)
                 .where(one_of(db, OutboxEvent.id, plan.attempts), OutboxEvent.done_at.is_(None))
-                .values(available_at=utcnow() + self._lease),
+                .values(available_at=self._clock() + self._lease),
                 execution_options=_UNLOADED,
             )
 
+    def _judge(self, sending: _Sending) -> list[Outcome]:
+        """Wait for a chunk's answers and show them to the breaker, once."""
+        outcomes = sending.outcomes.result()
+        if not sending.judged:
+            sending.judged = True
+            self._breaker.record(outcomes)
+        return outcomes
+
     def _finish(self, sending: _Sending) -> None:
         """Record a chunk's outcomes; after the plan's last chunk, settle its events."""
-        self._record(sending.plan, sending.chunk, sending.outcomes.result())
+        self._record(sending.plan, sending.chunk, self._judge(sending))
         if sending.last:
             self._settle(sending.plan)
 
     def _settle(self, plan: _Plan) -> None:
+        now = self._clock()
         with session_scope(self._sessions) as db:
-            self._settle_events(db, plan, utcnow())
+            if plan.expired:
+                _insert_ignoring_duplicates(
+                    db,
+                    [
+                        {"outbox_id": e, "device_id": d, "status": "expired", "sent_at": now}
+                        for e, d in plan.expired
+                    ],
+                    now,
+                )
+            self._settle_events(db, plan, now)
             self._update_queue_depth(db, force=False)
 
     # -- planning -------------------------------------------------------------------------
 
     def _plan(self, db: Session, events: list[Row]) -> _Plan:
         """Every (event, device) still owed a push, and the events that must wait."""
-        now = utcnow()
+        now = self._clock()
         plan = _Plan({e.id: e.attempts for e in events}, {e.id: e.created_at for e in events})
         mailbox_ids = {e.mailbox_id for e in events}
         recipients, public_ids = self._recipients(db, mailbox_ids, now)
@@ -273,6 +338,7 @@ class Dispatcher:
         )
         shown = _previews(db, list(pending)) if wants_previews else {}
         latest_read = _latest_read_per_mailbox(events)
+        latest_new = _latest_unread_news(db, mailbox_ids)
 
         for event in events:
             mailbox = public_ids.get(event.mailbox_id)
@@ -281,10 +347,20 @@ class Dispatcher:
             count = unread.get(event.mailbox_id, 0)
             if event.kind == payloads.NEW_MAIL and event.message_id not in pending:
                 continue  # read or deleted before its turn: nothing to ring for
+            if (
+                event.kind == payloads.NEW_MAIL
+                and not event.urgent
+                and event.id < latest_new.get(event.mailbox_id, 0)
+            ):
+                continue  # a newer mail.new of this mailbox is queued: it brings the count
             if event.kind != payloads.NEW_MAIL and latest_read[event.mailbox_id] != event.id:
                 continue  # a newer mail.read in this batch carries the same news
+            stale = now - event.created_at > self._stale
             for recipient in recipients.get(event.mailbox_id, ()):
                 if (event.id, recipient.device_id) in served:
+                    continue
+                if stale:
+                    plan.expired.append((event.id, recipient.device_id))
                     continue
                 if event.kind == payloads.NEW_MAIL:
                     if not (event.urgent or recipient.on_call):
@@ -350,22 +426,22 @@ class Dispatcher:
     # -- recording ------------------------------------------------------------------------
 
     def _record(self, plan: _Plan, targets: list[_Target], outcomes: list[Outcome]) -> None:
-        """Deliveries and device states of one chunk; retries are noted in the plan."""
-        now = utcnow()
+        """Deliveries and device states of one chunk; retries are noted in the plan.
+
+        A transient refusal is never `failed`: it is retried until the push is stale."""
+        now = self._clock()
         retry_after = plan.retry_after
         deliveries: list[dict] = []
         device_status: dict[str, set[int]] = defaultdict(set)
         for target, outcome in zip(targets, outcomes, strict=True):
             OUTCOMES.labels(outcome.kind.value, outcome.code or "").inc()
             if outcome.kind is OutcomeKind.RETRY:
-                if plan.attempts[target.event_id] < MAX_ATTEMPTS:
-                    retry_after[target.event_id] = max(
-                        retry_after.get(target.event_id, 0.0), outcome.retry_after or 0.0
-                    )
-                    device_status["retrying"].add(target.device_id)
-                    continue
-                status = "failed"  # out of attempts: reported, never retried forever
-            elif outcome.kind is OutcomeKind.OK:
+                retry_after[target.event_id] = max(
+                    retry_after.get(target.event_id, 0.0), outcome.retry_after or 0.0
+                )
+                device_status["retrying"].add(target.device_id)
+                continue
+            if outcome.kind is OutcomeKind.OK:
                 status = "ok"
                 QUEUE_TO_SEND.observe((now - plan.created[target.event_id]).total_seconds())
             elif outcome.kind is OutcomeKind.PRUNE:
@@ -401,27 +477,44 @@ class Dispatcher:
                 )
 
     def _settle_events(self, db: Session, plan: _Plan, now: datetime) -> None:
-        retry_after = plan.retry_after
+        """Done, or back in the queue (unclaimed) for when it is due again."""
+        retry_after, held = plan.retry_after, plan.held
+        if plan.expired:
+            OUTCOMES.labels("expired", "").inc(len(plan.expired))
+            log.warning("%d pushes expired unsent after %s", len(plan.expired), self._stale)
         done = [
             event_id
             for event_id in plan.attempts
-            if event_id not in retry_after and event_id not in plan.deferred
+            if event_id not in retry_after
+            and event_id not in plan.deferred
+            and event_id not in held
         ]
         if done:
             db.execute(
-                update(OutboxEvent).where(one_of(db, OutboxEvent.id, done)).values(done_at=now),
+                update(OutboxEvent)
+                .where(one_of(db, OutboxEvent.id, done))
+                .values(done_at=now, claimed_by=None),
                 execution_options=_UNLOADED,
             )
-        for event_id in set(retry_after) | set(plan.deferred):
+        pause = self._breaker.wait_seconds()  # FCM is down: come back for the next probe
+        for event_id in set(retry_after) | set(plan.deferred) | held:
             due: list[datetime] = []
-            values: dict = {}
+            values: dict = {"claimed_by": None}
             if event_id in retry_after:
-                attempts = plan.attempts[event_id]
-                delay = retry_after[event_id] or RETRY_BASE_SECONDS * 2 ** (attempts - 1)
-                due.append(now + timedelta(seconds=min(delay, RETRY_MAX_SECONDS)))
+                # In an outage the breaker alone sets the pace: a push's own backoff,
+                # grown through the probes, would hold it back long after FCM recovered.
+                delay = pause or backoff_delay(
+                    plan.attempts[event_id],
+                    retry_after[event_id] or None,
+                    base=RETRY_BASE_SECONDS,
+                    cap=RETRY_MAX_SECONDS,
+                )
+                due.append(now + timedelta(seconds=delay))
             else:
-                # Waiting out quiet hours is not a failed attempt.
+                # Waiting out quiet hours or FCM's outage is not a failed attempt.
                 values["attempts"] = OutboxEvent.attempts - 1
+                if event_id in held:
+                    due.append(now + timedelta(seconds=pause))
             if event_id in plan.deferred:
                 due.append(plan.deferred[event_id])
             values["available_at"] = min(due)
@@ -434,7 +527,7 @@ class Dispatcher:
         if time.monotonic() < self._next_housekeeping:
             return
         self._next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
-        now = utcnow()
+        now = self._clock()
         with session_scope(self._sessions) as db:
             dropped = db.execute(
                 update(Device)
@@ -462,16 +555,19 @@ class Dispatcher:
         )
 
 
-def _claim(db: Session, limit: int, lease: timedelta) -> list[Row]:
-    """Take up to `limit` due events and lease them, in one statement.
+def _claim(db: Session, limit: int, lease: timedelta, now: datetime, name: str) -> list[Row]:
+    """Take up to `limit` due events and lease them to `name`, in one statement.
 
     `FOR UPDATE SKIP LOCKED` lets dispatchers claim side by side on PostgreSQL; on SQLite
-    the single UPDATE takes the write lock at once, so two claims never interleave.
+    the single UPDATE takes the write lock at once, so two claims never interleave. On
+    PostgreSQL an event whose claimer's session ended is due at once, lease or not.
     """
-    now = utcnow()
+    due_now = OutboxEvent.available_at <= now
+    if db.get_bind().dialect.name == "postgresql":
+        due_now = or_(due_now, liveness.orphaned(OutboxEvent.claimed_by))
     due = (
         select(OutboxEvent.id)
-        .where(OutboxEvent.done_at.is_(None), OutboxEvent.available_at <= now)
+        .where(OutboxEvent.done_at.is_(None), due_now)
         .order_by(OutboxEvent.available_at, OutboxEvent.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -479,7 +575,7 @@ def _claim(db: Session, limit: int, lease: timedelta) -> list[Row]:
     claimed = db.execute(
         update(OutboxEvent)
         .where(OutboxEvent.id.in_(due))
-        .values(available_at=now + lease, attempts=OutboxEvent.attempts + 1)
+        .values(available_at=now + lease, attempts=OutboxEvent.attempts + 1, claimed_by=name)
         .returning(
             OutboxEvent.id,
             OutboxEvent.kind,
@@ -540,6 +636,24 @@ def _previews(db: Session, message_ids: list[int]) -> dict[int, dict[str, str]]:
 
 def _usable_key(key: bytes | None) -> bool:
     return key is not None and len(key) == previews.KEY_BYTES
+
+
+def _latest_unread_news(db: Session, mailbox_ids: set[int]) -> dict[int, int]:
+    """Per mailbox, the newest queued `mail.new` whose message is still unread: the one
+    push a burst comes down to (in this batch or a later one)."""
+    return dict(
+        db.execute(
+            select(OutboxEvent.mailbox_id, func.max(OutboxEvent.id))
+            .join(Message, Message.id == OutboxEvent.message_id)
+            .where(
+                one_of(db, OutboxEvent.mailbox_id, mailbox_ids),
+                OutboxEvent.done_at.is_(None),
+                OutboxEvent.kind == payloads.NEW_MAIL,
+                Message.seen.is_(False),
+            )
+            .group_by(OutboxEvent.mailbox_id)
+        ).all()
+    )
 
 
 def _latest_read_per_mailbox(events: list[Row]) -> dict[int, int]:

@@ -337,6 +337,8 @@ class OutboxEvent(Base):
     available_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The dispatcher holding it (backend.storage.liveness); NULL while it waits its turn.
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
 
 
 class PushDelivery(Base):

@@ -1,8 +1,12 @@
 """Mailbox leases: how sync workers share mailboxes without a coordinator of our own.
 
-A worker holds a mailbox while its lease is fresh and renews it by heartbeat. A dead
-worker's leases expire, and the others claim them (`FOR UPDATE SKIP LOCKED` on PostgreSQL,
-so two claimers never block each other; SQLite serialises writers by itself).
+A worker holds a mailbox while its lease is fresh and renews it by heartbeat. On
+PostgreSQL a lease also lives only as long as its worker's database session
+(`backend.storage.liveness`): `claim` and `renew` hold it, and a killed worker's mailboxes
+are free the moment PostgreSQL sees its connection close, not when the lease runs out.
+The time lease stays for a worker alive but hung, and is all SQLite has. The others claim
+free mailboxes with `FOR UPDATE SKIP LOCKED` on PostgreSQL, so two claimers never block
+each other; SQLite serialises writers by itself.
 
 Workers also beat in `sync_workers` with their capacity, so each can compute the same fair
 share for itself (`fair_share`): a worker that joins gets mailboxes released by the others,
@@ -14,9 +18,11 @@ from __future__ import annotations
 import math
 from datetime import timedelta
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import Engine, delete, false, func, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
+from backend.storage import liveness
 from backend.storage.models import Mailbox, SyncWorkerBeat, utcnow
 
 # A worker's beat is forgotten this many lease periods after it stopped.
@@ -30,8 +36,13 @@ def claim(*, db: Session, worker: str, lease_seconds: int, limit: int) -> list[M
     same candidates only the first writer wins them, on any engine: PostgreSQL locks the
     candidates (SKIP LOCKED lets the other claimer pass), SQLite serialises the writes.
     """
+    _hold(db, worker)
     now = utcnow()
-    free = or_(Mailbox.lease_owner.is_(None), Mailbox.lease_expires_at < now)
+    free = or_(
+        Mailbox.lease_owner.is_(None),
+        Mailbox.lease_expires_at < now,
+        _gone(db, Mailbox.lease_owner),
+    )
     candidates = list(
         db.scalars(
             select(Mailbox.id)
@@ -60,6 +71,7 @@ def claim(*, db: Session, worker: str, lease_seconds: int, limit: int) -> list[M
 
 def renew(*, db: Session, worker: str, lease_seconds: int) -> dict[int, int]:
     """Extend every lease still ours; return {mailbox id: settings version} of those."""
+    _hold(db, worker)
     db.execute(
         update(Mailbox)
         .where(Mailbox.lease_owner == worker)
@@ -99,7 +111,8 @@ def beat(*, db: Session, worker: str, capacity: int, lease_seconds: int) -> list
     return list(
         db.scalars(
             select(SyncWorkerBeat.capacity).where(
-                SyncWorkerBeat.seen_at >= now - timedelta(seconds=lease_seconds)
+                SyncWorkerBeat.seen_at >= now - timedelta(seconds=lease_seconds),
+                ~_gone(db, SyncWorkerBeat.worker_id),  # a killed worker's share is free at once
             )
         )
     )
@@ -122,5 +135,22 @@ def fair_share(*, db: Session, capacities: list[int], mine: int) -> int:
 
 
 def forget(*, db: Session, worker: str) -> None:
-    """A worker stopping cleanly leaves the count at once."""
+    """A worker stopping cleanly leaves the count at once, and ends its liveness session."""
     db.execute(delete(SyncWorkerBeat).where(SyncWorkerBeat.worker_id == worker))
+    liveness.let_go(_engine(db), worker)
+
+
+def _hold(db: Session, worker: str) -> None:
+    liveness.hold(_engine(db), worker)
+
+
+def _gone(db: Session, owner: ColumnElement[str | None]) -> ColumnElement[bool]:
+    """`owner` is a worker whose database session ended (PostgreSQL; never on SQLite)."""
+    if db.get_bind().dialect.name != "postgresql":
+        return false()
+    return liveness.orphaned(owner)
+
+
+def _engine(db: Session) -> Engine:
+    bind = db.get_bind()
+    return bind if isinstance(bind, Engine) else bind.engine

@@ -12,13 +12,15 @@ import signal
 import subprocess
 import sys
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from backend.push.dispatcher import SEND_CHUNK, Dispatcher
 from backend.push.fcm import FcmSender
-from backend.storage.models import Device, OutboxEvent
+from backend.storage.database import session_scope
+from backend.storage.models import Device, OutboxEvent, utcnow
 from tests.push.conftest import World
 from tests.services.fcm_server import FakeFcm
 from tests.support import wait_until
@@ -111,3 +113,28 @@ def test_a_dispatcher_killed_mid_batch_loses_nothing_and_duplicates_nothing_reco
     assert len(in_doubt) <= 2 * SEND_CHUNK
     for request in fake_fcm.requests:
         assert request.message["android"]["collapse_key"] == request.data["mailbox"]
+
+
+def test_events_claimed_by_a_dispatcher_whose_session_ended_are_taken_at_once(
+    services, world: World, dispatcher: Dispatcher, fake_fcm: FakeFcm
+) -> None:
+    """What SIGKILL leaves: events leased for two minutes to a name with no session."""
+    user = world.user()
+    world.device(user, "phone")
+    mailbox_id, _public_id = world.mailbox(user)
+    world.new_mail(mailbox_id)
+    with session_scope(services.sessions) as db:
+        db.execute(
+            update(OutboxEvent).values(
+                claimed_by="push:gone:1:dead", available_at=utcnow() + timedelta(minutes=2)
+            )
+        )
+
+    handled = dispatcher.drain()
+
+    if services.engine.dialect.name == "postgresql":
+        assert handled == 1  # liveness came from the session, not the clock
+        assert [r.token for r in fake_fcm.requests] == ["phone"]
+    else:
+        assert handled == 0  # SQLite: the time lease decides
+        assert fake_fcm.requests == []

@@ -235,6 +235,7 @@ class FakeFcm:
         self._changed = threading.Condition(self._lock)
         self._requests: list[RecordedRequest] = []
         self._failures: dict[str, _Failure] = {}
+        self._outage: _Failure | None = None
         self._issued: set[str] = set()
         self._keys: dict[str, rsa.RSAPublicKey] = {}
         self._token_requests = 0
@@ -368,6 +369,15 @@ class FakeFcm:
         with self._lock:
             self._failures[token] = _Failure(kind, times, retry_after)
 
+    def fail_all(self, kind: FailureKind | None, retry_after: float | None = None) -> None:
+        """An incident: every send answers FCM's `kind` error until `fail_all(None)`.
+
+        Failures set for one token with `fail` still win over it."""
+        if kind is not None and kind not in _FAILURES:
+            raise ValueError(f"unknown failure kind {kind!r}; one of {sorted(_FAILURES)}")
+        with self._lock:
+            self._outage = None if kind is None else _Failure(kind, None, retry_after)
+
     def revoke_access_tokens(self) -> None:
         """Forget every access token issued, as if Google had revoked them (next send: 401)."""
         with self._lock:
@@ -378,6 +388,7 @@ class FakeFcm:
         with self._lock:
             self._requests.clear()
             self._failures.clear()
+            self._outage = None
             self._token_requests = 0
             self._connections = 0
 
@@ -528,6 +539,8 @@ class FakeFcm:
                 message = None
             token = (message.get("token") or message.get("fid")) if message else None
             failure = self._failures.get(token) if authorised and token is not None else None
+            if failure is None and authorised:
+                failure = self._outage
             if failure is not None and failure.remaining is not None:
                 failure.remaining -= 1
                 if failure.remaining <= 0:

@@ -8,6 +8,7 @@ from datetime import timedelta
 from sqlalchemy import select, update
 
 from backend.directory import mailboxes as directory
+from backend.storage import liveness
 from backend.storage.database import session_scope
 from backend.storage.models import Mailbox, utcnow
 from backend.sync import leases
@@ -78,3 +79,39 @@ def test_the_fair_share_splits_evenly_and_capped_workers_take_only_their_cap(ser
         assert leases.fair_share(db=db, capacities=[2, 100], mine=2) == 2
         assert leases.fair_share(db=db, capacities=[2, 100], mine=100) == 8
         assert leases.fair_share(db=db, capacities=[100], mine=100) == 10
+
+
+def _session_ends(services, worker: str) -> None:
+    """What a SIGKILL does to a worker, as PostgreSQL sees it: its session closes."""
+    liveness.let_go(services.engine, worker)
+
+
+def test_a_fresh_lease_whose_worker_session_ended_is_taken_at_once_on_postgresql(
+    services,
+) -> None:
+    everything = _mailboxes(services, 3)
+    with session_scope(services.sessions) as db:
+        leases.claim(db=db, worker="killed", lease_seconds=30, limit=3)
+    _session_ends(services, "killed")
+    with session_scope(services.sessions) as db:
+        taken = {m.id for m in leases.claim(db=db, worker="heir", lease_seconds=30, limit=10)}
+    if services.engine.dialect.name == "postgresql":
+        assert taken == everything  # liveness came from the session, not the clock
+    else:
+        assert taken == set()  # SQLite has no sessions: the time lease decides
+
+
+def test_a_killed_worker_leaves_the_fair_share_at_once_on_postgresql(services) -> None:
+    _mailboxes(services, 10)
+    with session_scope(services.sessions) as db:
+        leases.renew(db=db, worker="killed", lease_seconds=30)
+        leases.beat(db=db, worker="killed", capacity=100, lease_seconds=30)
+        leases.renew(db=db, worker="heir", lease_seconds=30)
+        live = leases.beat(db=db, worker="heir", capacity=100, lease_seconds=30)
+    assert live == [100, 100]
+    _session_ends(services, "killed")
+    with session_scope(services.sessions) as db:
+        live = leases.beat(db=db, worker="heir", capacity=100, lease_seconds=30)
+        share = leases.fair_share(db=db, capacities=live, mine=100)
+    expected = 10 if services.engine.dialect.name == "postgresql" else 5
+    assert share == expected
