@@ -33,6 +33,8 @@ _STATUS_BY_ERROR: dict[type[errors.EstafetteError], int] = {
     errors.Locked: 429,
     errors.TokenRevoked: 401,
     errors.CertificateRejected: 401,
+    errors.CardRevoked: 401,
+    errors.CardRevocationUnknown: 401,
     errors.ValidationFailed: 422,
     errors.Conflict: 409,
     errors.RecipientOutsideTrustSpace: 422,
