@@ -296,12 +296,19 @@ def mailboxes_revoke(address: str, username: str) -> None:
 @certificates_cli.command("check")
 @needs_current_schema
 def certificates_check() -> None:
-    """List every client certificate and CA; exit 1 if one is expired or unusable."""
+    """List every client certificate, CA and CRL; exit 1 if one is expired or unusable."""
     from backend.certificates import inventory
+    from backend.crl import crl_files
 
     services = _services()
+    settings = services.settings
     with services.sessions() as db:
-        statuses = inventory(db=db, ca_bundle=services.settings.ca_bundle)
+        statuses = inventory(
+            db=db,
+            ca_bundle=settings.ca_bundle,
+            card_ca_bundle=settings.card_ca_bundle,
+            crl_paths=crl_files(settings.crl_files, settings.var_dir),
+        )
     for status in statuses:
         expiry = status.not_after.date().isoformat() if status.not_after else "-"
         click.echo(
