@@ -118,7 +118,7 @@ def distribution_points(certificates: Iterable[x509.Certificate]) -> list[str]:
             points = certificate.extensions.get_extension_for_class(
                 x509.CRLDistributionPoints
             ).value
-        except x509.ExtensionNotFound:
+        except (x509.ExtensionNotFound, x509.DuplicateExtension, ValueError):
             continue
         for point in points:
             for name in point.full_name or []:

@@ -82,8 +82,8 @@ def has_policy(certificate: x509.Certificate, accepted: tuple[str, ...]) -> bool
     """True if one of the card's policies is an accepted OID or lies under one (an arc)."""
     try:
         policies = certificate.extensions.get_extension_for_class(x509.CertificatePolicies).value
-    except x509.ExtensionNotFound:
-        return False
+    except (x509.ExtensionNotFound, x509.DuplicateExtension, ValueError):
+        return False  # absent or malformed: not a CPS certificate
     for info in policies:
         oid = info.policy_identifier.dotted_string
         if any(oid == wanted or oid.startswith(wanted + ".") for wanted in accepted):
@@ -94,7 +94,7 @@ def has_policy(certificate: x509.Certificate, accepted: tuple[str, ...]) -> bool
 def _has_client_auth(certificate: x509.Certificate) -> bool:
     try:
         usages = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    except x509.ExtensionNotFound:
+    except (x509.ExtensionNotFound, x509.DuplicateExtension, ValueError):
         return False
     return ExtendedKeyUsageOID.CLIENT_AUTH in usages
 

@@ -303,3 +303,31 @@ def test_a_card_under_an_intermediate_needs_the_intermediates_crl(base_env, tmp_
         assert response.status_code == 200, response.get_json()
     finally:
         app.extensions["estafette"].engine.dispose()
+
+
+def test_a_malformed_policy_extension_is_a_refusal_not_a_crash(cps_app, doctor, igc_sante) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
+
+    from backend.demo.pki import IssuedCertificate, generate_key
+
+    key = generate_key()
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name.from_rfc4514_string(f"CN={RPPS_ID}/MARTIN Camille"))
+        .issuer_name(igc_sante.name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(
+            x509.UnrecognizedExtension(ExtensionOID.CERTIFICATE_POLICIES, b"\x30\x03\x06\x01"),
+            critical=False,
+        )
+        .sign(igc_sante.private_key, hashes.SHA256())
+    )
+    response = _present(cps_app, IssuedCertificate(certificate, key))
+    assert _problem_code(response) == "certificate_rejected"
