@@ -61,6 +61,9 @@ def _shared_context(ca_bundle: Path | None) -> ssl.SSLContext:
     key = (str(ca_bundle) if ca_bundle else None, trust_version(ca_bundle))
     with _contexts_lock:
         if key not in _contexts:
+            # Older versions of this bundle are dropped: hourly CRL refreshes would pile up.
+            for stale in [k for k in _contexts if k[0] == key[0]]:
+                del _contexts[stale]
             _contexts[key] = client_context(ca_bundle)
         return _contexts[key]
 
