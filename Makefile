@@ -66,8 +66,9 @@ audit: $(TOOLS)/.installed
 	fi; exit 1
 
 # The embedded gateway in demo mode: SQLite, a local Dovecot with sample MSSanté mail.
+# The demo trusts its own Dovecot CA; only the migration step needs the setting named.
 run: system-deps $(VENV)/.installed
-	$(PY) -m flask --app mobile_api db upgrade
+	ESTAFETTE_CA_BUNDLE=$${ESTAFETTE_CA_BUNDLE:-system} $(PY) -m flask --app mobile_api db upgrade
 	$(PY) -m backend.demo.run --host $(HOST) --port $(PORT)
 
 lint: $(VENV)/.installed

@@ -1,9 +1,11 @@
-"""Inventory of every configured certificate: mailbox client certificates (.p12) and the CAs.
+"""Inventory of every configured certificate: mailbox client certificates (.p12), the CAs
+(servers' and cards') and the CRLs.
 
-An expired APP certificate silently stops a mailbox, so operators see each certificate
-with its expiry, `warning` under 30 days and `error` once expired, here and as the
-Prometheus gauge `estafette_certificate_days_left` (labelled by an opaque id, never an
-address or a subject).
+An expired APP certificate silently stops a mailbox, and a CRL past its nextUpdate makes
+every card or server of its CA refused (revocation fails closed), so operators see each
+with its expiry (`warning` under 30 days, under 1 day for a CRL; `error` once expired),
+here and as the Prometheus gauge `estafette_certificate_days_left` (labelled by an opaque
+id, never an address or a subject).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +28,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.storage.models import Mailbox, utcnow
 
 WARNING_DAYS = 30
+# CRLs live days, not years, and the refresh job runs hourly: under a day left means
+# the refresh is failing.
+CRL_WARNING_DAYS = 1
 
 
 @dataclass(frozen=True)
@@ -32,7 +38,7 @@ class CertificateStatus:
     """One certificate as operators see it. `id` is opaque: `mbx_…:client` or `ca:<sha256>`."""
 
     id: str
-    kind: str  # client | ca
+    kind: str  # client | ca | card-ca | crl
     mailbox_id: str | None
     subject: str | None
     issuer: str | None
@@ -42,13 +48,15 @@ class CertificateStatus:
     detail: str | None = None
 
 
-def status_of(not_after: datetime, now: datetime) -> tuple[int, str]:
+def status_of(
+    not_after: datetime, now: datetime, warning_days: int = WARNING_DAYS
+) -> tuple[int, str]:
     """Whole days left (negative once expired) and the status they mean."""
     left = (not_after - now).total_seconds()
     days = int(left / 86400)  # toward zero: 29 d 23 h left is 29; expired 3 d 2 h ago is -3
     if left <= 0:
         return days, "error"
-    return days, "warning" if days < WARNING_DAYS else "ok"
+    return days, "warning" if days < warning_days else "ok"
 
 
 def _describe(
@@ -95,21 +103,55 @@ def client_certificate(
     )
 
 
-def ca_certificates(bundle: Path, now: datetime) -> list[CertificateStatus]:
-    """Every CA in ESTAFETTE_CA_BUNDLE, named by its SHA-256 fingerprint."""
+def ca_certificates(bundle: Path, now: datetime, kind: str = "ca") -> list[CertificateStatus]:
+    """Every CA in a bundle (ESTAFETTE_CA_BUNDLE, ESTAFETTE_CARD_CA_BUNDLE), by fingerprint."""
     result = []
     for certificate in x509.load_pem_x509_certificates(bundle.read_bytes()):
         fingerprint = hashlib.sha256(certificate.tbs_certificate_bytes).hexdigest()[:16]
         result.append(
-            _describe(certificate, id=f"ca:{fingerprint}", kind="ca", mailbox_id=None, now=now)
+            _describe(certificate, id=f"ca:{fingerprint}", kind=kind, mailbox_id=None, now=now)
+        )
+    return result
+
+
+def revocation_lists(paths: Iterable[Path], now: datetime) -> list[CertificateStatus]:
+    """Every CRL the gateway checks against, with the time left before its nextUpdate."""
+    from backend.crl import load_crls
+
+    result = []
+    for crl in load_crls(paths):
+        digest = hashlib.sha256(crl.tbs_certlist_bytes).hexdigest()[:16]
+        next_update = crl.next_update_utc
+        days, status = (
+            (None, "error")
+            if next_update is None
+            else status_of(next_update, now, CRL_WARNING_DAYS)
+        )
+        result.append(
+            CertificateStatus(
+                id=f"crl:{digest}",
+                kind="crl",
+                mailbox_id=None,
+                subject=None,
+                issuer=crl.issuer.rfc4514_string(),
+                not_after=next_update,
+                days_left=days,
+                status=status,
+                detail=None if next_update else "the CRL has no nextUpdate",
+            )
         )
     return result
 
 
 def inventory(
-    *, db: Session, ca_bundle: Path | None, now: datetime | None = None
+    *,
+    db: Session,
+    ca_bundle: Path | None,
+    now: datetime | None = None,
+    card_ca_bundle: Path | None = None,
+    crl_paths: Iterable[Path] = (),
 ) -> list[CertificateStatus]:
-    """Every configured certificate: mailbox client certificates first, then the CAs."""
+    """Every configured certificate: mailbox client certificates, the CAs, then the CRLs."""
     now = now or utcnow()
     mailboxes = db.scalars(
         select(Mailbox).where(Mailbox.imap_certificate.is_not(None)).order_by(Mailbox.id)
@@ -120,6 +162,9 @@ def inventory(
     ]
     if ca_bundle is not None:
         result.extend(ca_certificates(ca_bundle, now))
+    if card_ca_bundle is not None:
+        result.extend(ca_certificates(card_ca_bundle, now, kind="card-ca"))
+    result.extend(revocation_lists(crl_paths, now))
     return result
 
 
@@ -133,13 +178,23 @@ class CertificateCollector(Collector):
     def __init__(self, ttl: float = 300.0) -> None:
         self._ttl = ttl
         self._lock = threading.Lock()
-        self._source: tuple[sessionmaker[Session], Path | None] | None = None
+        self._source: tuple[sessionmaker[Session], Path | None, Path | None] | None = None
+        self._crl_paths: Callable[[], Iterable[Path]] = tuple
         self._cached: list[CertificateStatus] = []
         self._cached_at = 0.0
 
-    def attach(self, sessions: sessionmaker[Session], ca_bundle: Path | None) -> None:
+    def attach(
+        self,
+        sessions: sessionmaker[Session],
+        ca_bundle: Path | None,
+        *,
+        card_ca_bundle: Path | None = None,
+        crl_paths: Callable[[], Iterable[Path]] = tuple,
+    ) -> None:
+        """`crl_paths` is called at each scrape: the refresh job adds files meanwhile."""
         with self._lock:
-            self._source = (sessions, ca_bundle)
+            self._source = (sessions, ca_bundle, card_ca_bundle)
+            self._crl_paths = crl_paths
             self._cached_at = 0.0
 
     def update(self, statuses: list[CertificateStatus]) -> None:
@@ -152,10 +207,15 @@ class CertificateCollector(Collector):
             source, fresh = self._source, time.monotonic() - self._cached_at < self._ttl
             if fresh or source is None:
                 return self._cached
-        sessions, ca_bundle = source
+        sessions, ca_bundle, card_ca_bundle = source
         try:
             with sessions() as db:
-                statuses = inventory(db=db, ca_bundle=ca_bundle)
+                statuses = inventory(
+                    db=db,
+                    ca_bundle=ca_bundle,
+                    card_ca_bundle=card_ca_bundle,
+                    crl_paths=self._crl_paths(),
+                )
         except Exception:  # a scrape must not fail because the database blinked
             return self._cached
         self.update(statuses)

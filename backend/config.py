@@ -38,7 +38,7 @@ class Settings:
     redis_url: str | None = None
     fcm_credentials: Path | None = None
     fcm_endpoint: str | None = None
-    ca_bundle: Path | None = None
+    ca_bundle: Path | None = None  # None: the system store, named on purpose ("system")
     trust_space: Path | None = None
     trusted_proxies: tuple[str, ...] = ()
     crl_files: tuple[Path, ...] = ()
@@ -61,6 +61,10 @@ class Settings:
     audit_checkpoint_seconds: int = 300
     # Push retries are bounded by time, not by a count.
     push_stale_seconds: int = 3600
+    # -- certificates and revocation (security audit, issue 13) --
+    card_ca_bundle: Path | None = None
+    card_policies: tuple[str, ...] = ()
+    crl_urls: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -160,6 +164,46 @@ def _audit_syslog(values: dict[str, str]) -> str | None:
                 f"ESTAFETTE_AUDIT_SYSLOG must be off, a socket path or host:port, got {raw!r}"
             )
     return raw
+# ANS (ex-ASIP Santé) arc, under which IGC Santé registers its certificate policies.
+# Narrow it to the card-authentication policies of the published PC
+# (igc-sante.esante.gouv.fr/PC) with ESTAFETTE_CARD_POLICIES.
+DEFAULT_CARD_POLICIES = ("1.2.250.1.71",)
+SYSTEM_STORE = "system"
+
+
+def _ca_bundle(values: dict[str, str]) -> Path | None:
+    """The CAs for IMAP/SMTP servers. Unset is refused: trusting every public CA for a
+    health operator must be chosen on purpose (`system`), never fallen into."""
+    raw = (values.get("ESTAFETTE_CA_BUNDLE") or "").strip()
+    if not raw:
+        raise ConfigError(
+            "ESTAFETTE_CA_BUNDLE is not set: name the IGC Santé CA bundle file that "
+            "IMAP/SMTP servers are checked against, or 'system' to trust the system store"
+        )
+    if raw == SYSTEM_STORE:
+        return None
+    return _existing_file({"ESTAFETTE_CA_BUNDLE": raw}, "ESTAFETTE_CA_BUNDLE")
+
+
+def _card_policies(values: dict[str, str]) -> tuple[str, ...]:
+    raw = values.get("ESTAFETTE_CARD_POLICIES")
+    if raw is None or not raw.strip():
+        return DEFAULT_CARD_POLICIES
+    policies = tuple(p.strip() for p in raw.split(",") if p.strip())
+    for policy in policies:
+        if not all(part.isdigit() for part in policy.split(".")) or policy.count(".") < 1:
+            raise ConfigError(f"ESTAFETTE_CARD_POLICIES: {policy!r} is not an OID")
+    return policies
+
+
+def _crl_urls(values: dict[str, str]) -> tuple[str, ...]:
+    urls = tuple(
+        u.strip() for u in (values.get("ESTAFETTE_CRL_URLS") or "").split(",") if u.strip()
+    )
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"ESTAFETTE_CRL_URLS: {url!r} is not an http(s) URL")
+    return urls
 
 
 def load_settings(
@@ -226,7 +270,7 @@ def load_settings(
         redis_url=redis_url,
         fcm_credentials=_existing_file(values, "ESTAFETTE_FCM_CREDENTIALS"),
         fcm_endpoint=endpoint,
-        ca_bundle=_existing_file(values, "ESTAFETTE_CA_BUNDLE"),
+        ca_bundle=_ca_bundle(values),
         trust_space=_existing_file(values, "ESTAFETTE_TRUST_SPACE"),
         trusted_proxies=proxies,
         crl_files=crl_files,
@@ -248,4 +292,7 @@ def load_settings(
         audit_checkpoint_records=_positive_int(values, "ESTAFETTE_AUDIT_CHECKPOINT_RECORDS", 1000),
         audit_checkpoint_seconds=_positive_int(values, "ESTAFETTE_AUDIT_CHECKPOINT_SECONDS", 300),
         push_stale_seconds=_positive_int(values, "ESTAFETTE_PUSH_STALE_SECONDS", 3600, minimum=60),
+        card_ca_bundle=_existing_file(values, "ESTAFETTE_CARD_CA_BUNDLE"),
+        card_policies=_card_policies(values),
+        crl_urls=_crl_urls(values),
     )

@@ -80,6 +80,20 @@ class CertificateRejected(EstafetteError):
     title = "Card certificate rejected"
 
 
+class CardRevoked(CertificateRejected):
+    """The card's certificate is on its authority's revocation list: it must be replaced."""
+
+    code = "card_revoked"
+    title = "Card revoked"
+
+
+class CardRevocationUnknown(CertificateRejected):
+    """No current revocation list from the card's authority: the operator must refresh CRLs."""
+
+    code = "card_revocation_unknown"
+    title = "Card revocation status unknown"
+
+
 class TokenRevoked(EstafetteError):
     code = "token_revoked"
     title = "This session has ended"

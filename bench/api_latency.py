@@ -353,6 +353,7 @@ def main() -> None:
         "ESTAFETTE_SECRET_KEY": "bench-secret-key-bench-secret-key-bench",
         "ESTAFETTE_DATA_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
         "ESTAFETTE_NIL": "bench",
+        "ESTAFETTE_CA_BUNDLE": "system",
         "ESTAFETTE_BIND": f"127.0.0.1:{port}",
         "ESTAFETTE_WORKERS": str(args.workers),
         "ESTAFETTE_REDIS_URL": args.redis,

@@ -319,6 +319,7 @@ def main() -> None:
             "ESTAFETTE_SECRET_KEY": "bench-secret-key-bench-secret-key-bench",
             "ESTAFETTE_DATA_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
             "ESTAFETTE_NIL": "bench",
+            "ESTAFETTE_CA_BUNDLE": "system",
         }
     )
     context = multiprocessing.get_context("spawn")

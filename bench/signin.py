@@ -103,6 +103,7 @@ def main() -> None:
         "ESTAFETTE_DATA_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
         "ESTAFETTE_TRUSTED_PROXIES": "127.0.0.1",
         "ESTAFETTE_NIL": "bench",
+        "ESTAFETTE_CA_BUNDLE": "system",
         "ESTAFETTE_BIND": f"127.0.0.1:{port}",
         "ESTAFETTE_WORKERS": str(args.workers),
     }

@@ -76,6 +76,7 @@ users_cli = AppGroup("users", help="User accounts.")
 mailboxes_cli = AppGroup("mailboxes", help="MSSanté mailboxes.")
 audit_cli = AppGroup("audit", help="The traceability trail.")
 certificates_cli = AppGroup("certificates", help="Client certificates and CAs.")
+crl_cli = AppGroup("crl", help="Certificate revocation lists.")
 
 
 @db_cli.command("upgrade")
@@ -295,18 +296,51 @@ def mailboxes_revoke(address: str, username: str) -> None:
 @certificates_cli.command("check")
 @needs_current_schema
 def certificates_check() -> None:
-    """List every client certificate and CA; exit 1 if one is expired or unusable."""
+    """List every client certificate, CA and CRL; exit 1 if one is expired or unusable."""
     from backend.certificates import inventory
+    from backend.crl import crl_files
 
     services = _services()
+    settings = services.settings
     with services.sessions() as db:
-        statuses = inventory(db=db, ca_bundle=services.settings.ca_bundle)
+        statuses = inventory(
+            db=db,
+            ca_bundle=settings.ca_bundle,
+            card_ca_bundle=settings.card_ca_bundle,
+            crl_paths=crl_files(settings.crl_files, settings.var_dir),
+        )
     for status in statuses:
         expiry = status.not_after.date().isoformat() if status.not_after else "-"
         click.echo(
             f"{status.status:8} {status.id:32} {expiry} {status.days_left} days {status.subject}"
         )
     if any(status.status == "error" for status in statuses):
+        sys.exit(1)
+
+
+@crl_cli.command("refresh")
+def crl_refresh() -> None:
+    """Download the CRLs (ESTAFETTE_CRL_URLS and the CAs' distribution points) into var/crl/.
+
+    Exit 1 if one could not be fetched: the previous copy stays until its nextUpdate.
+    """
+    from cryptography import x509
+
+    from backend import crl
+
+    settings = _services().settings
+    bundles = [b for b in (settings.card_ca_bundle, settings.ca_bundle) if b is not None]
+    certificates = [c for b in bundles for c in x509.load_pem_x509_certificates(b.read_bytes())]
+    urls = [*settings.crl_urls, *crl.distribution_points(certificates)]
+    result = crl.refresh(urls, settings.var_dir, configured=settings.crl_files)
+    for url in result.written:
+        click.echo(f"ok      {url}")
+    for url in result.failed:
+        click.echo(f"FAILED  {url}", err=True)
+    if not urls:
+        click.echo("no CRL URL configured or named by the CAs: set ESTAFETTE_CRL_URLS", err=True)
+    click.echo(f"combined CRL file: {crl.crl_dir(settings.var_dir) / crl.COMBINED_NAME}")
+    if result.failed:
         sys.exit(1)
 
 
@@ -551,6 +585,7 @@ def register_commands(app: Flask) -> None:
         mailboxes_cli,
         audit_cli,
         certificates_cli,
+        crl_cli,
         sync_command,
         push_command,
         serve_command,

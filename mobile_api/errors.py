@@ -36,6 +36,8 @@ _STATUS_BY_ERROR: dict[type[errors.EstafetteError], int] = {
     errors.CredentialsChanged: 401,
     errors.SessionExpired: 401,
     errors.CertificateRejected: 401,
+    errors.CardRevoked: 401,
+    errors.CardRevocationUnknown: 401,
     errors.ValidationFailed: 422,
     errors.UnsafeHeader: 422,
     errors.Conflict: 409,

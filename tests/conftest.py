@@ -119,6 +119,7 @@ def base_env(tmp_path: Path, database_url: str) -> dict[str, str]:
         "ESTAFETTE_DATA_KEY": TEST_DATA_KEY,
         "ESTAFETTE_VAR_DIR": str(tmp_path / "var"),
         "ESTAFETTE_NIL": "test-nil",
+        "ESTAFETTE_CA_BUNDLE": "system",  # tests that reach a server name their own CA
     }
 
 

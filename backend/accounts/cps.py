@@ -1,9 +1,11 @@
 """CPS card sign-in: the certificate nginx received, checked again here before we trust it.
 
 nginx terminates mTLS and passes the card's certificate. We do not take its word for it:
-the chain is rebuilt against `ESTAFETTE_CA_BUNDLE` (IGC Santé), validity dates are checked,
-and the certificate is looked up in the configured CRLs. The professional's national
-identifier (IdNat_PS: RPPS or ADELI based) is read from the subject and mapped to a user.
+the chain is rebuilt against `ESTAFETTE_CARD_CA_BUNDLE` (IGC Santé's personal-card CAs,
+kept apart from the servers' CAs), validity dates, the clientAuth usage and the CPS
+certificate policies are checked, and revocation is required: without a valid, current
+CRL from the card's issuer the card is refused, never waved through. The professional's
+national identifier (IdNat_PS: RPPS or ADELI based) is read from the subject.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from cryptography import x509
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import (
     Criticality,
     ExtensionPolicy,
@@ -23,6 +25,8 @@ from cryptography.x509.verification import (
     Store,
     VerificationError,
 )
+
+from backend import crl as revocation
 
 
 class CardRejected(Exception):
@@ -53,16 +57,6 @@ def load_certificates(path: Path) -> list[x509.Certificate]:
     return x509.load_pem_x509_certificates(path.read_bytes())
 
 
-def load_crls(paths: list[Path]) -> list[x509.CertificateRevocationList]:
-    """PEM or DER CRLs, as IGC Santé publishes them."""
-    crls = []
-    for path in paths:
-        data = path.read_bytes()
-        loader = x509.load_pem_x509_crl if b"-----BEGIN" in data else x509.load_der_x509_crl
-        crls.append(loader(data))
-    return crls
-
-
 def parse_forwarded_certificate(header: str) -> x509.Certificate:
     """nginx's `$ssl_client_escaped_cert`: a URL-encoded PEM certificate."""
     try:
@@ -84,14 +78,36 @@ def professional_id(certificate: x509.Certificate) -> str:
     raise CardRejected("no_identifier", "The certificate carries no professional identifier")
 
 
+def has_policy(certificate: x509.Certificate, accepted: tuple[str, ...]) -> bool:
+    """True if one of the card's policies is an accepted OID or lies under one (an arc)."""
+    try:
+        policies = certificate.extensions.get_extension_for_class(x509.CertificatePolicies).value
+    except (x509.ExtensionNotFound, x509.DuplicateExtension, ValueError):
+        return False  # absent or malformed: not a CPS certificate
+    for info in policies:
+        oid = info.policy_identifier.dotted_string
+        if any(oid == wanted or oid.startswith(wanted + ".") for wanted in accepted):
+            return True
+    return False
+
+
+def _has_client_auth(certificate: x509.Certificate) -> bool:
+    try:
+        usages = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except (x509.ExtensionNotFound, x509.DuplicateExtension, ValueError):
+        return False
+    return ExtendedKeyUsageOID.CLIENT_AUTH in usages
+
+
 def verify_card(
     certificate: x509.Certificate,
     *,
     trusted: list[x509.Certificate],
     crls: list[x509.CertificateRevocationList],
+    policies: tuple[str, ...],
     now: datetime | None = None,
 ) -> VerifiedCard:
-    """Check chain, dates and revocation; raise CardRejected with the reason otherwise."""
+    """Check chain, dates, usage, policy and revocation; raise CardRejected otherwise."""
     now = now or datetime.now(UTC)
     if not trusted:
         raise CardRejected("no_trust_anchor", "No CA bundle is configured for CPS cards")
@@ -99,6 +115,10 @@ def verify_card(
         raise CardRejected("expired", "The card's certificate has expired")
     if certificate.not_valid_before_utc > now:
         raise CardRejected("not_yet_valid", "The card's certificate is not valid yet")
+    if not _has_client_auth(certificate):
+        raise CardRejected("wrong_usage", "The certificate is not meant for authentication")
+    if not has_policy(certificate, policies):
+        raise CardRejected("wrong_policy", "The certificate is not a CPS authentication one")
     intermediates = [c for c in trusted if c.subject != c.issuer]
     roots = [c for c in trusted if c.subject == c.issuer]
     verifier = (
@@ -112,26 +132,17 @@ def verify_card(
         verified = verifier.verify(certificate, intermediates)
     except VerificationError as exc:
         raise CardRejected("untrusted", "The card was not issued by a trusted authority") from exc
-    issuer = verified.chain[1] if len(verified.chain) > 1 else None
-    _check_revocation(certificate, issuer, crls)
+    if len(verified.chain) < 2:  # the card itself in the store is no anchor
+        raise CardRejected("untrusted", "The card was not issued by a trusted authority")
+    status = revocation.check(certificate, verified.chain[1], crls, now=now)
+    if status.status == "revoked":
+        raise CardRejected("revoked", "The card's certificate has been revoked")
+    if status.status != "good":
+        raise CardRejected(
+            "revocation_unknown",
+            "The card's revocation status cannot be checked: no current revocation list "
+            "from its authority",
+        )
     return VerifiedCard(
         professional_id(certificate), certificate.serial_number, certificate.not_valid_after_utc
     )
-
-
-def _check_revocation(
-    certificate: x509.Certificate,
-    issuer: x509.Certificate | None,
-    crls: list[x509.CertificateRevocationList],
-) -> None:
-    now = datetime.now(UTC)
-    for crl in crls:
-        if crl.issuer != certificate.issuer:
-            continue
-        if issuer is not None and not crl.is_signature_valid(issuer.public_key()):
-            raise CardRejected("crl_invalid", "The revocation list's signature is not valid")
-        if crl.next_update_utc is not None and crl.next_update_utc < now:
-            # A stale list could hide a revocation: refuse rather than guess.
-            raise CardRejected("crl_stale", "The revocation list is out of date")
-        if crl.get_revoked_certificate_by_serial_number(certificate.serial_number) is not None:
-            raise CardRejected("revoked", "The card's certificate has been revoked")

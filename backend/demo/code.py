@@ -9,7 +9,8 @@ from backend.config import load_settings
 
 
 def main() -> int:
-    path = load_settings().var_dir / "demo-credentials.json"
+    # Only var_dir is needed: the demo names no CA bundle of its own.
+    path = load_settings({"ESTAFETTE_CA_BUNDLE": "system"}).var_dir / "demo-credentials.json"
     if not path.is_file():
         print("no demo credentials yet: run `make run` first", file=sys.stderr)
         return 1

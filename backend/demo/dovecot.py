@@ -427,6 +427,7 @@ class DovecotServer:
         self._owner_pid = os.getpid()
         self._users_lock = threading.Lock()
         self.master_user = "estafette-master"
+        self.server_certificate: IssuedCertificate | None = None
         self.master_password = secrets.token_urlsafe(18)
 
     # -- paths and addresses ------------------------------------------------
@@ -484,7 +485,7 @@ class DovecotServer:
 
     @property
     def ca_cert_path(self) -> Path:
-        """PEM of the CA (chain) that signed the server certificate."""
+        """PEM of the CA (chain) that signed the server certificate, each with its CRL."""
         return self.tls_dir / "ca.pem"
 
     @property
@@ -757,11 +758,20 @@ class DovecotServer:
         return candidate
 
     def _write_tls_files(self) -> None:
-        ips = dict.fromkeys(["127.0.0.1", "::1", self._host])
-        server = self.ca.issue_server_cert(ip_addresses=ips)
-        server.write_pem(self.tls_dir / "server.pem", with_chain=True)
-        self.ca_cert_path.write_bytes(self.ca.bundle_pem())
-        # Re-written at each start so that revocations made meanwhile apply.
+        if self.server_certificate is None:  # kept across restarts, as a real server does
+            ips = dict.fromkeys(["127.0.0.1", "::1", self._host])
+            self.server_certificate = self.ca.issue_server_cert(ip_addresses=ips)
+        self.server_certificate.write_pem(self.tls_dir / "server.pem", with_chain=True)
+        self.publish_crls()
+
+    def publish_crls(self) -> None:
+        """Write the CA files again with fresh CRLs, so revocations made meanwhile apply.
+
+        The gateway reads `ca_cert_path` at its next connection; Dovecot reads the client
+        CAs' CRLs at its next start.
+        """
+        # The CA's CRL rides along: the gateway refuses a server whose issuer's CRL it lacks.
+        self.ca_cert_path.write_bytes(self.ca.bundle_pem(include_crl=True))
         bundle = b"".join(ca.bundle_pem(include_crl=True) for ca in self.client_cas)
         self.client_ca_path.write_bytes(bundle)
 

@@ -283,8 +283,14 @@ class CertificateAuthority:
         key_type: KeyType = "ec",
         private_key: PrivateKey | None = None,
         serial_number: int | None = None,
+        policies: Iterable[str] = (),
+        crl_urls: Iterable[str] = (),
     ) -> IssuedCertificate:
-        """Issue any end-entity certificate; the specific helpers below call this."""
+        """Issue any end-entity certificate; the specific helpers below call this.
+
+        `policies` are certificate policy OIDs (a CPS card carries IGC Santé's);
+        `crl_urls` become the CRL distribution points.
+        """
         key = private_key or generate_key(key_type)
         start, end = _validity(not_before, not_after, days)
         builder = self._builder(parse_name(subject), key.public_key(), start, end, serial_number)
@@ -298,6 +304,7 @@ class CertificateAuthority:
         alt_names += [x509.RFC822Name(e) for e in emails]
         if alt_names:
             builder = builder.add_extension(x509.SubjectAlternativeName(alt_names), False)
+        builder = _add_policies_and_crls(builder, policies, crl_urls)
         return IssuedCertificate(self._sign(builder), key, self.chain)
 
     def issue_server_cert(
@@ -341,14 +348,18 @@ class CertificateAuthority:
         not_after: dt.datetime | None = None,
         days: int = DEFAULT_CA_DAYS,
         key_type: KeyType = "ec",
+        crl_urls: Iterable[str] = (),
     ) -> CertificateAuthority:
-        """A sub-CA, because IGC Santé issues cards from intermediates under a root."""
+        """A sub-CA, because IGC Santé issues cards from intermediates under a root.
+
+        `crl_urls`: where this sub-CA's own revocation (the parent's CRL) is published.
+        """
         key = generate_key(key_type)
         start, end = _validity(not_before, not_after, days)
         builder = self._builder(
             _ca_name(common_name, organization), key.public_key(), start, end, None
         )
-        builder = _add_ca_extensions(builder)
+        builder = _add_policies_and_crls(_add_ca_extensions(builder), (), crl_urls)
         return CertificateAuthority(self._sign(builder), key, parent=self)
 
     # -- revocation -------------------------------------------------------
@@ -422,6 +433,21 @@ class CertificateAuthority:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(self.bundle_pem(include_crl=include_crl))
         return path
+
+
+def _add_policies_and_crls(
+    builder: x509.CertificateBuilder, policies: Iterable[str], crl_urls: Iterable[str]
+) -> x509.CertificateBuilder:
+    infos = [x509.PolicyInformation(x509.ObjectIdentifier(oid), None) for oid in policies]
+    if infos:
+        builder = builder.add_extension(x509.CertificatePolicies(infos), critical=False)
+    points = [
+        x509.DistributionPoint([x509.UniformResourceIdentifier(url)], None, None, None)
+        for url in crl_urls
+    ]
+    if points:
+        builder = builder.add_extension(x509.CRLDistributionPoints(points), critical=False)
+    return builder
 
 
 def _ca_name(common_name: str, organization: str | None) -> x509.Name:

@@ -128,7 +128,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     # The demo has no operator to name: a placeholder NIL keeps the warning for real setups.
-    settings = load_settings({} if os.environ.get("ESTAFETTE_NIL") else {"ESTAFETTE_NIL": "DEMO"})
+    # Its servers are its own Dovecot, trusted through the demo CA (with its CRL) below.
+    demo = {"ESTAFETTE_CA_BUNDLE": "system"}
+    if not os.environ.get("ESTAFETTE_NIL"):
+        demo["ESTAFETTE_NIL"] = "DEMO"
+    settings = load_settings(demo)
     creds = _credentials(settings.var_dir)
     dovecot = DovecotServer(settings.var_dir / "demo-dovecot")
     for address, *_ in DEMO_MAILBOXES:

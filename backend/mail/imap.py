@@ -45,25 +45,25 @@ class ImapEndpoint:
     token_provider: Callable[[], str] | None = None
 
 
-_contexts: dict[tuple[str | None, int | None], ssl.SSLContext] = {}
+_contexts: dict[tuple[str | None, tuple[tuple[str, int], ...]], ssl.SSLContext] = {}
 _contexts_lock = threading.Lock()
 
 
 def _shared_context(ca_bundle: Path | None) -> ssl.SSLContext:
-    """One verifying context per version of the CA bundle, shared by every session.
+    """One verifying context per version of the CA bundle and CRLs, shared by every session.
 
     Why: each context holds its own copy of the parsed CA store; thousands of sessions
-    would each pay for it in memory and start-up CPU. A replaced bundle gets a new one.
+    would each pay for it in memory and start-up CPU. A replaced bundle or a refreshed
+    CRL gets a new one.
     """
-    from backend.mail.tls import client_context
+    from backend.mail.tls import client_context, trust_version
 
-    try:
-        version = ca_bundle.stat().st_mtime_ns if ca_bundle else None
-    except OSError:
-        version = None
-    key = (str(ca_bundle) if ca_bundle else None, version)
+    key = (str(ca_bundle) if ca_bundle else None, trust_version(ca_bundle))
     with _contexts_lock:
         if key not in _contexts:
+            # Older versions of this bundle are dropped: hourly CRL refreshes would pile up.
+            for stale in [k for k in _contexts if k[0] == key[0]]:
+                del _contexts[stale]
             _contexts[key] = client_context(ca_bundle)
         return _contexts[key]
 

@@ -8,6 +8,7 @@ from flask.blueprints import BlueprintSetupState
 from flask_smorest import Blueprint
 
 from backend.certificates import CERTIFICATES, inventory
+from backend.crl import crl_files
 from mobile_api.admin import schemas
 from mobile_api.auditing import audited
 from mobile_api.auth.tokens import admin_required
@@ -25,7 +26,13 @@ blp = Blueprint(
 def _feed_the_gauge(state: BlueprintSetupState) -> None:
     # The Prometheus gauge reads the inventory of this app's database at scrape time.
     estafette = state.app.extensions["estafette"]
-    CERTIFICATES.attach(estafette.sessions, estafette.settings.ca_bundle)
+    settings = estafette.settings
+    CERTIFICATES.attach(
+        estafette.sessions,
+        settings.ca_bundle,
+        card_ca_bundle=settings.card_ca_bundle,
+        crl_paths=lambda: crl_files(settings.crl_files, settings.var_dir),
+    )
 
 
 @blp.get("")
@@ -33,7 +40,13 @@ def _feed_the_gauge(state: BlueprintSetupState) -> None:
 @admin_required
 @blp.response(200, schemas.CertificateSchema(many=True))
 def list_certificates() -> list[dict]:
-    """Mailbox .p12 certificates and ESTAFETTE_CA_BUNDLE CAs: `warning` under 30 days."""
-    statuses = inventory(db=db(), ca_bundle=services().settings.ca_bundle)
+    """Mailbox .p12 certificates, the CAs and the CRLs: `warning` under 30 days (CRL: 1)."""
+    settings = services().settings
+    statuses = inventory(
+        db=db(),
+        ca_bundle=settings.ca_bundle,
+        card_ca_bundle=settings.card_ca_bundle,
+        crl_paths=crl_files(settings.crl_files, settings.var_dir),
+    )
     CERTIFICATES.update(statuses)
     return [asdict(s) for s in statuses]

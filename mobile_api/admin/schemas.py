@@ -269,7 +269,7 @@ class ExportArgsSchema(AuditArgsSchema):
 
 class CertificateSchema(Schema):
     id = fields.String(required=True)
-    kind = fields.String(required=True, validate=validate.OneOf(["client", "ca"]))
+    kind = fields.String(required=True, validate=validate.OneOf(["client", "ca", "card-ca", "crl"]))
     mailbox_id = fields.String(allow_none=True)
     subject = fields.String(allow_none=True)
     issuer = fields.String(allow_none=True)

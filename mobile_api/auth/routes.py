@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import g, request
 from flask_smorest import Blueprint
 
-from backend import errors
+from backend import crl, errors
 from backend.accounts import cps, totp, users
 from backend.accounts import devices as device_service
 from backend.audit.trail import Actor
@@ -158,7 +158,8 @@ def sign_in_with_cps(body: dict) -> dict:
         professional_id = _verified_card()
     except cps.CardRejected as exc:
         _audit("auth.cps", outcome="refused", reason=exc.reason)
-        raise errors.CertificateRejected(exc.detail) from exc
+        error = _CARD_ERRORS.get(exc.reason, errors.CertificateRejected)
+        raise error(exc.detail) from exc
     user = users.find_user_by_cps_id(db=db(), professional_id=professional_id)
     if user is None or user.disabled:
         _audit("auth.cps", outcome="refused", reason="unknown_card")
@@ -172,6 +173,12 @@ def sign_in_with_cps(body: dict) -> dict:
     return _open_session(body["device"], "cps")
 
 
+_CARD_ERRORS: dict[str, type[errors.CertificateRejected]] = {
+    "revoked": errors.CardRevoked,
+    "revocation_unknown": errors.CardRevocationUnknown,
+}
+
+
 def _verified_card() -> str:
     if not peer_is_trusted_proxy():
         raise cps.CardRejected("untrusted_proxy", "Card sign-in must come through the TLS proxy")
@@ -179,11 +186,12 @@ def _verified_card() -> str:
     if not header or request.headers.get("X-Client-Verify") != "SUCCESS":
         raise cps.CardRejected("no_certificate", "No verified card certificate was presented")
     settings = services().settings
-    trusted = cps.load_certificates(settings.ca_bundle) if settings.ca_bundle else []
+    trusted = cps.load_certificates(settings.card_ca_bundle) if settings.card_ca_bundle else []
     card = cps.verify_card(
         cps.parse_forwarded_certificate(header),
         trusted=trusted,
-        crls=cps.load_crls(list(settings.crl_files)),
+        crls=crl.load_crls(crl.crl_files(settings.crl_files, settings.var_dir)),
+        policies=settings.card_policies,
     )
     return card.professional_id
 

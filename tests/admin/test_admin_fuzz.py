@@ -29,6 +29,7 @@ def _settings(home: Any) -> dict[str, Any]:
         "ESTAFETTE_DATA_KEY": TEST_DATA_KEY,
         "ESTAFETTE_VAR_DIR": str(home / "var"),
         "ESTAFETTE_NIL": "test-nil",
+        "ESTAFETTE_CA_BUNDLE": "system",
         "TESTING": True,
     }
 

@@ -35,6 +35,7 @@ def served_schema(path_regex: str, app: FuzzedApp) -> Any:
             "ESTAFETTE_DATA_KEY": TEST_DATA_KEY,
             "ESTAFETTE_VAR_DIR": "/nonexistent",
             "ESTAFETTE_NIL": "test-nil",
+            "ESTAFETTE_CA_BUNDLE": "system",
             "TESTING": True,
         }
     )

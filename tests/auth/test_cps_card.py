@@ -18,6 +18,8 @@ from tests.support import bearer
 
 PROXY = "10.9.8.7"
 RPPS_ID = "810001234567"
+# A throwaway policy under the ANS arc, standing for IGC Santé's CPS authentication PC.
+CPS_POLICY = "1.2.250.1.71.99.1"
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +42,7 @@ def cps_app(base_env, igc_sante, tmp_path: Path):
     app = create_app(
         {
             **base_env,
-            "ESTAFETTE_CA_BUNDLE": str(bundle),
+            "ESTAFETTE_CARD_CA_BUNDLE": str(bundle),
             "ESTAFETTE_CRL": str(crl),
             "ESTAFETTE_TRUSTED_PROXIES": PROXY,
         }
@@ -59,10 +61,11 @@ def doctor(cps_app) -> str:
     return "dr.martin"
 
 
-def _card(ca: CertificateAuthority, professional_id: str = RPPS_ID, **validity):
+def _card(ca: CertificateAuthority, professional_id: str = RPPS_ID, **options):
+    options.setdefault("policies", (CPS_POLICY,))
     return ca.issue_client_cert(
         {"CN": f"{professional_id}/MARTIN Camille", "serialNumber": professional_id},
-        **validity,
+        **options,
     )
 
 
@@ -134,3 +137,197 @@ def test_a_card_the_proxy_could_not_verify_is_rejected(cps_app, doctor, igc_sant
     response = _present(cps_app, _card(igc_sante), verify="FAILED:certificate revoked")
     assert response.status_code == 401
     assert any('"no_certificate"' in r for r in _refusal_reasons(cps_app))
+
+
+# -- revocation is required, cards have their own CAs (security audit, issue 13) -------
+
+
+def _problem_code(response) -> str:
+    assert response.status_code == 401, response.get_json()
+    return response.get_json()["code"]
+
+
+def test_a_revoked_card_gets_its_own_problem_code(cps_app, doctor, igc_sante) -> None:
+    card = _card(igc_sante)
+    igc_sante.revoke(card)
+    igc_sante.write_crl(cps_app.config["CRL_PATH"])
+    assert _problem_code(_present(cps_app, card)) == "card_revoked"
+
+
+@pytest.fixture
+def two_ca_app(base_env, igc_sante, tmp_path: Path):
+    """Cards from two CAs are trusted, but only the first one's CRL is configured."""
+    from mobile_api import create_app
+
+    second = make_ca("TEST AC IGC-SANTE FORT PERSONNES", organization="ASIP-SANTE")
+    bundle = tmp_path / "cards.pem"
+    bundle.write_bytes(igc_sante.cert_pem() + second.cert_pem())
+    app = create_app(
+        {
+            **base_env,
+            "ESTAFETTE_CARD_CA_BUNDLE": str(bundle),
+            "ESTAFETTE_CRL": str(igc_sante.write_crl(tmp_path / "igc-sante.crl")),
+            "ESTAFETTE_TRUSTED_PROXIES": PROXY,
+        }
+    )
+    app.config["SECOND_CA"] = second
+    yield app
+    app.extensions["estafette"].engine.dispose()
+
+
+def test_a_card_from_a_ca_without_a_crl_is_refused(two_ca_app, igc_sante) -> None:
+    services = two_ca_app.extensions["estafette"]
+    create_user(services, "dr.martin")
+    with session_scope(services.sessions) as db:
+        db.scalar(select(User).where(User.username == "dr.martin")).cps_id = RPPS_ID
+
+    assert _present(two_ca_app, _card(igc_sante)).status_code == 200
+    response = _present(two_ca_app, _card(two_ca_app.config["SECOND_CA"]))
+    assert _problem_code(response) == "card_revocation_unknown"
+    assert any('"revocation_unknown"' in r for r in _refusal_reasons(two_ca_app))
+
+
+def test_a_card_is_refused_once_its_crl_is_past_next_update(cps_app, doctor, igc_sante) -> None:
+    now = dt.datetime.now(dt.UTC)
+    crl = igc_sante.crl(
+        last_update=now - dt.timedelta(days=8), next_update=now - dt.timedelta(minutes=1)
+    )
+    cps_app.config["CRL_PATH"].write_bytes(crl.public_bytes(serialization.Encoding.DER))
+    assert _problem_code(_present(cps_app, _card(igc_sante))) == "card_revocation_unknown"
+
+
+def test_a_crl_not_signed_by_the_issuer_is_ignored(cps_app, doctor, igc_sante) -> None:
+    impostor = make_ca("TEST AC IGC-SANTE ELEMENTAIRE PERSONNES", organization="ASIP-SANTE")
+    assert impostor.name == igc_sante.name
+    impostor.write_crl(cps_app.config["CRL_PATH"])
+    assert _problem_code(_present(cps_app, _card(igc_sante))) == "card_revocation_unknown"
+
+
+def test_a_card_without_the_cps_policy_is_refused(cps_app, doctor, igc_sante) -> None:
+    response = _present(cps_app, _card(igc_sante, policies=("1.3.6.1.4.1.99999.1",)))
+    assert _problem_code(response) == "certificate_rejected"
+    response = _present(cps_app, _card(igc_sante, policies=()))
+    assert _problem_code(response) == "certificate_rejected"
+    assert sum('"wrong_policy"' in r for r in _refusal_reasons(cps_app)) == 2
+
+
+def test_the_accepted_policies_are_configurable(base_env, igc_sante, tmp_path: Path) -> None:
+    from mobile_api import create_app
+
+    app = create_app(
+        {
+            **base_env,
+            "ESTAFETTE_CARD_CA_BUNDLE": str(igc_sante.write_cert(tmp_path / "ca.pem")),
+            "ESTAFETTE_CRL": str(igc_sante.write_crl(tmp_path / "ca.crl")),
+            "ESTAFETTE_CARD_POLICIES": "1.2.250.1.71.4.2.1, 1.2.250.1.71.4.2.7",
+            "ESTAFETTE_TRUSTED_PROXIES": PROXY,
+        }
+    )
+    try:
+        services = app.extensions["estafette"]
+        create_user(services, "dr.martin")
+        with session_scope(services.sessions) as db:
+            db.scalar(select(User).where(User.username == "dr.martin")).cps_id = RPPS_ID
+        accepted = _present(app, _card(igc_sante, policies=("1.2.250.1.71.4.2.7",)))
+        assert accepted.status_code == 200, accepted.get_json()
+        # Another policy under the same arc is not enough once the list is narrowed.
+        refused = _present(app, _card(igc_sante, policies=("1.2.250.1.71.4.2.3",)))
+        assert _problem_code(refused) == "certificate_rejected"
+    finally:
+        app.extensions["estafette"].engine.dispose()
+
+
+def test_a_certificate_without_client_auth_usage_is_refused(cps_app, doctor, igc_sante) -> None:
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    signing_only = igc_sante.issue(
+        {"CN": f"{RPPS_ID}/MARTIN Camille", "serialNumber": RPPS_ID},
+        extended_usages=(ExtendedKeyUsageOID.EMAIL_PROTECTION,),
+        policies=(CPS_POLICY,),
+    )
+    assert _problem_code(_present(cps_app, signing_only)) == "certificate_rejected"
+    assert any('"wrong_usage"' in r for r in _refusal_reasons(cps_app))
+
+
+def test_the_servers_ca_bundle_does_not_admit_cards(base_env, igc_sante, tmp_path: Path) -> None:
+    """IMAP/SMTP servers and cards no longer share one trust list."""
+    from mobile_api import create_app
+
+    app = create_app(
+        {
+            **base_env,
+            "ESTAFETTE_CA_BUNDLE": str(igc_sante.write_cert(tmp_path / "servers.pem")),
+            "ESTAFETTE_CRL": str(igc_sante.write_crl(tmp_path / "ca.crl")),
+            "ESTAFETTE_TRUSTED_PROXIES": PROXY,
+        }
+    )
+    try:
+        services = app.extensions["estafette"]
+        create_user(services, "dr.martin")
+        with session_scope(services.sessions) as db:
+            db.scalar(select(User).where(User.username == "dr.martin")).cps_id = RPPS_ID
+        assert _problem_code(_present(app, _card(igc_sante))) == "certificate_rejected"
+        assert any('"no_trust_anchor"' in r for r in _refusal_reasons(app))
+    finally:
+        app.extensions["estafette"].engine.dispose()
+
+
+def test_a_card_under_an_intermediate_needs_the_intermediates_crl(base_env, tmp_path: Path) -> None:
+    from mobile_api import create_app
+
+    root = make_ca("TEST AC RACINE IGC-SANTE", organization="ASIP-SANTE")
+    issuing = root.issue_intermediate("TEST AC IGC-SANTE STANDARD PERSONNES")
+    bundle = tmp_path / "cards.pem"
+    bundle.write_bytes(issuing.cert_pem() + root.cert_pem())
+    root_crl = root.write_crl(tmp_path / "root.crl")
+    env = {
+        **base_env,
+        "ESTAFETTE_CARD_CA_BUNDLE": str(bundle),
+        "ESTAFETTE_TRUSTED_PROXIES": PROXY,
+    }
+    app = create_app({**env, "ESTAFETTE_CRL": str(root_crl)})
+    services = app.extensions["estafette"]
+    create_user(services, "dr.martin")
+    with session_scope(services.sessions) as db:
+        db.scalar(select(User).where(User.username == "dr.martin")).cps_id = RPPS_ID
+    card = _card(issuing)
+    try:
+        assert _problem_code(_present(app, card)) == "card_revocation_unknown"
+    finally:
+        app.extensions["estafette"].engine.dispose()
+
+    issuing_crl = issuing.write_crl(tmp_path / "issuing.crl")
+    app = create_app({**env, "ESTAFETTE_CRL": f"{root_crl},{issuing_crl}"})
+    try:
+        response = _present(app, card)
+        assert response.status_code == 200, response.get_json()
+    finally:
+        app.extensions["estafette"].engine.dispose()
+
+
+def test_a_malformed_policy_extension_is_a_refusal_not_a_crash(cps_app, doctor, igc_sante) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
+
+    from backend.demo.pki import IssuedCertificate, generate_key
+
+    key = generate_key()
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name.from_rfc4514_string(f"CN={RPPS_ID}/MARTIN Camille"))
+        .issuer_name(igc_sante.name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(
+            x509.UnrecognizedExtension(ExtensionOID.CERTIFICATE_POLICIES, b"\x30\x03\x06\x01"),
+            critical=False,
+        )
+        .sign(igc_sante.private_key, hashes.SHA256())
+    )
+    response = _present(cps_app, IssuedCertificate(certificate, key))
+    assert _problem_code(response) == "certificate_rejected"

@@ -34,7 +34,8 @@ CPS_HEADERS = {
 PLACEHOLDERS = {
     "/etc/estafette/tls/server.crt": "tls/server.crt",
     "/etc/estafette/tls/server.key": "tls/server.key",
-    "/etc/estafette/igc-sante-ca.pem": "tls/igc-sante-ca.pem",
+    "/etc/estafette/cps-cards-ca.pem": "tls/cps-cards-ca.pem",
+    "/var/lib/estafette/crl/all-crls.pem": "tls/all-crls.pem",
     "/var/log/nginx/estafette.access.log": "logs/access.log",
     "/var/log/nginx/estafette.error.log": "logs/error.log",
 }
@@ -162,6 +163,19 @@ def _certificate(
     return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 
 
+def _crl(issuer: str, key: ec.EllipticCurvePrivateKey) -> bytes:
+    """A real CRL: nginx -t parses the ssl_crl file and rejects anything else."""
+    now = datetime.datetime.now(datetime.UTC)
+    return (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+        .last_update(now - datetime.timedelta(minutes=5))
+        .next_update(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+    )
+
+
 def _write_pems(prefix: Path) -> None:
     (prefix / "tls").mkdir()
     server_key = ec.generate_private_key(ec.SECP256R1())
@@ -170,9 +184,10 @@ def _write_pems(prefix: Path) -> None:
     (prefix / "tls/server.crt").write_bytes(
         _certificate("estafette.test", server_key, ca=False, dns="estafette.test")
     )
-    (prefix / "tls/igc-sante-ca.pem").write_bytes(
+    (prefix / "tls/cps-cards-ca.pem").write_bytes(
         _certificate("AC TEST IGC-SANTE (throwaway)", ca_key, ca=True)
     )
+    (prefix / "tls/all-crls.pem").write_bytes(_crl("AC TEST IGC-SANTE (throwaway)", ca_key))
 
 
 def _nginx_binary() -> str:
@@ -359,7 +374,9 @@ def test_tls_and_plain_http_policy() -> None:
     settings = {d.name: d.args for d in server.block if d.block is None}
     assert settings["ssl_protocols"] == ["TLSv1.2", "TLSv1.3"]
     assert settings["ssl_verify_client"] == ["optional"]
-    assert settings["ssl_client_certificate"] == ["/etc/estafette/igc-sante-ca.pem"]
+    # Cards have their own CAs, and their revocation is checked (security audit, issue 13).
+    assert settings["ssl_client_certificate"] == ["/etc/estafette/cps-cards-ca.pem"]
+    assert settings["ssl_crl"] == ["/var/lib/estafette/crl/all-crls.pem"]
     assert settings["client_max_body_size"] == ["26m"]
     assert settings["gzip"] == ["off"]
     assert any(
