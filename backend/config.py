@@ -164,6 +164,8 @@ def _audit_syslog(values: dict[str, str]) -> str | None:
                 f"ESTAFETTE_AUDIT_SYSLOG must be off, a socket path or host:port, got {raw!r}"
             )
     return raw
+
+
 # ANS (ex-ASIP Santé) arc, under which IGC Santé registers its certificate policies.
 # Narrow it to the card-authentication policies of the published PC
 # (igc-sante.esante.gouv.fr/PC) with ESTAFETTE_CARD_POLICIES.
