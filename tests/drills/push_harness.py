@@ -158,7 +158,7 @@ class DrillGateway:
             "ESTAFETTE_NIL": "drill-nil",
             "ESTAFETTE_FCM_CREDENTIALS": str(self.credentials),
             "ESTAFETTE_FCM_ENDPOINT": fcm.base_url,
-            **({"ESTAFETTE_CA_BUNDLE": str(dovecot.ca_cert_path)} if dovecot else {}),
+            "ESTAFETTE_CA_BUNDLE": str(dovecot.ca_cert_path) if dovecot else "system",
             **(extra_env or {}),
         }
         self._processes: list[subprocess.Popen] = []
