@@ -6,6 +6,7 @@ download leaves, and the audit trail records what really happened.
 
 from __future__ import annotations
 
+import json
 from urllib.parse import unquote
 
 from tests.messages import corpus
@@ -79,5 +80,5 @@ def test_an_xdm_member_larger_than_declared_is_refused_before_the_first_byte(
     assert response.status_code == 422
     assert body(response)["code"] == "archive_rejected"
     assert response.content_type == "application/problem+json"
-    outcomes = [r.outcome for r in _download_rows(reader_services, message_id)]
-    assert outcomes == ["archive_rejected"]
+    [record] = _download_rows(reader_services, message_id)
+    assert (record.outcome, json.loads(record.details)["code"]) == ("failed", "archive_rejected")
