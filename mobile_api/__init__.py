@@ -18,6 +18,7 @@ from backend.accounts.revocations import make_revocation_store
 from backend.audit.anchoring import Checkpointer
 from backend.audit.trail import AuditTrail
 from backend.config import Settings, load_settings
+from backend.logs import protect_log_lines
 from backend.mail.tls import configure_revocation
 from backend.storage.database import make_engine, make_session_factory
 from backend.storage.encryption import set_data_key
@@ -98,6 +99,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if settings.trusted_proxies:
         app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)
 
+    protect_log_lines()
     set_data_key(settings.data_key)
     configure_revocation(settings.crl_files, settings.var_dir)
     engine = make_engine(settings.database_url)
@@ -116,7 +118,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     init_jwt(app, settings)
     from mobile_api.limits import init_limiter
 
-    init_limiter(app, settings)
+    init_limiter(app, settings, engine)
     api = ProblemApi(app)
     errors.register_error_handlers(app)
     init_json_checks(app)

@@ -1,7 +1,18 @@
-"""Revoked token ids, shared by every api process: in Redis when configured, else the database."""
+"""Revoked token ids, shared by every api process: the database is the truth, Redis the fast path.
+
+Every revocation is written to the database first, so that neither a Redis outage nor a
+Redis restart (it keeps nothing on disk) can bring a revoked token back. Reads go to Redis;
+while Redis is unreachable they go to the database, and the outage is logged once when it
+starts and once when it ends. Redis is reloaded from the database whenever it may have
+missed revocations: after it was emptied (a marker key is gone), or after this process
+revoked while Redis was away.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from datetime import datetime
 from typing import Protocol
 
@@ -13,6 +24,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.storage.database import session_scope
 from backend.storage.models import RevokedToken, utcnow
 
+log = logging.getLogger("estafette.revocations")
+
+_PREFIX = "estafette:revoked:"
+_LOADED = "estafette:revocations-loaded"
+# How long a process reads the database after Redis failed, before it tries Redis again.
+REDIS_RETRY_SECONDS = 5.0
+
 
 class RevocationStore(Protocol):
     def revoke(self, jti: str, expires_at: datetime) -> None: ...
@@ -20,22 +38,8 @@ class RevocationStore(Protocol):
     def is_revoked(self, jti: str) -> bool: ...
 
 
-class RedisRevocations:
-    """Keys expire with the token, so the blocklist never grows past live tokens."""
-
-    def __init__(self, url: str) -> None:
-        self._redis = redis.Redis.from_url(url)
-
-    def revoke(self, jti: str, expires_at: datetime) -> None:
-        ttl = max(int((expires_at - utcnow()).total_seconds()) + 1, 1)
-        self._redis.set(f"estafette:revoked:{jti}", b"1", ex=ttl)
-
-    def is_revoked(self, jti: str) -> bool:
-        return bool(self._redis.exists(f"estafette:revoked:{jti}"))
-
-
 class DatabaseRevocations:
-    """The embedded default: one table, expired rows swept on write."""
+    """One table, expired rows swept on write."""
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
@@ -52,8 +56,84 @@ class DatabaseRevocations:
         with self._sessions() as db:
             return db.scalar(select(RevokedToken.jti).where(RevokedToken.jti == jti)) is not None
 
+    def live(self) -> list[tuple[str, datetime]]:
+        with self._sessions() as db:
+            rows = db.execute(
+                select(RevokedToken.jti, RevokedToken.expires_at).where(
+                    RevokedToken.expires_at >= utcnow()
+                )
+            )
+            return [(jti, expires_at) for jti, expires_at in rows]
+
+
+class RedisRevocations:
+    """Keys expire with the token, so Redis never holds more than the live tokens."""
+
+    def __init__(self, url: str, database: DatabaseRevocations) -> None:
+        self._redis = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+        self._database = database
+        self._down_since: float | None = None
+        self._missed = False  # this process revoked while Redis was away
+        self._lock = threading.Lock()
+
+    def revoke(self, jti: str, expires_at: datetime) -> None:
+        self._database.revoke(jti, expires_at)
+        if self._redis_usable():
+            try:
+                self._redis.set(f"{_PREFIX}{jti}", b"1", ex=_ttl(expires_at))
+                self._redis_answered()
+                return
+            except redis.RedisError:
+                self._redis_failed()
+        self._missed = True
+
+    def is_revoked(self, jti: str) -> bool:
+        if self._redis_usable():
+            try:
+                revoked, loaded = self._redis.mget([f"{_PREFIX}{jti}", _LOADED])
+                if loaded is None or self._missed:
+                    self._reload()
+                    return self._database.is_revoked(jti)
+                self._redis_answered()
+                return revoked is not None
+            except redis.RedisError:
+                self._redis_failed()
+        return self._database.is_revoked(jti)
+
+    def _reload(self) -> None:
+        """Copy the database's live revocations into Redis, then mark Redis as complete."""
+        self._missed = False
+        pipeline = self._redis.pipeline(transaction=False)
+        for jti, expires_at in self._database.live():
+            pipeline.set(f"{_PREFIX}{jti}", b"1", ex=_ttl(expires_at))
+        pipeline.set(_LOADED, b"1")
+        pipeline.execute()
+        self._redis_answered()
+
+    def _redis_usable(self) -> bool:
+        down = self._down_since
+        return down is None or time.monotonic() - down > REDIS_RETRY_SECONDS
+
+    def _redis_failed(self) -> None:
+        with self._lock:
+            if self._down_since is None:
+                log.warning("Redis unreachable: token revocations are read from the database")
+            self._down_since = time.monotonic()
+            self._missed = True  # Redis may come back emptied, or miss what others revoked
+
+    def _redis_answered(self) -> None:
+        with self._lock:
+            if self._down_since is not None:
+                log.warning("Redis is back: token revocations are read from Redis again")
+            self._down_since = None
+
+
+def _ttl(expires_at: datetime) -> int:
+    return max(int((expires_at - utcnow()).total_seconds()) + 1, 1)
+
 
 def make_revocation_store(
     redis_url: str | None, sessions: sessionmaker[Session]
 ) -> RevocationStore:
-    return RedisRevocations(redis_url) if redis_url else DatabaseRevocations(sessions)
+    database = DatabaseRevocations(sessions)
+    return RedisRevocations(redis_url, database) if redis_url else database

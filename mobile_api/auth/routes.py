@@ -21,8 +21,10 @@ from mobile_api.auth.tokens import (
 from mobile_api.context import client_ip, current_actor, db, peer_is_trusted_proxy, services
 from mobile_api.limits import (
     LOGIN_PER_ACCOUNT,
+    LOGIN_PER_ACCOUNT_AND_IP,
     LOGIN_PER_IP,
     OTP_PER_ACCOUNT,
+    account_and_ip_from_body,
     account_from_body,
     account_from_token,
     limiter,
@@ -63,6 +65,7 @@ def _open_session(spec: dict, method: str) -> dict:
 
 @blp.post("/login")
 @limiter.limit(LOGIN_PER_IP)
+@limiter.limit(LOGIN_PER_ACCOUNT_AND_IP, key_func=account_and_ip_from_body)
 @limiter.limit(LOGIN_PER_ACCOUNT, key_func=account_from_body)
 @blp.arguments(schemas.LoginSchema)
 @blp.response(200, schemas.LoginResultSchema)

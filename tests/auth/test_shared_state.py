@@ -37,21 +37,21 @@ def test_logout_on_one_process_is_refused_at_once_on_the_other(two_api_processes
     assert response.status_code == 401 and response.get_json()["code"] == "token_revoked"
 
 
-def test_the_per_account_login_limit_is_shared_through_redis(base_env, redis_url) -> None:
+@pytest.mark.parametrize("store", ["database", "redis"])
+def test_the_login_limit_is_shared_by_every_api_process(request, base_env, store) -> None:
+    """Counts live in Redis or the database, never in one worker's memory."""
     from mobile_api import create_app
 
-    apps = [create_app({**base_env, "ESTAFETTE_REDIS_URL": redis_url}) for _ in range(2)]
-    create_user(apps[0].extensions["estafette"], "alice")
-    answers = [
-        apps[i % 2]
-        .test_client()
-        .post(
-            "/api/v1/auth/login",
-            json={"username": "Alice", "password": "wrong password"},
-            environ_base={"REMOTE_ADDR": f"10.0.0.{i}"},  # different IPs: only the account counts
-        )
-        for i in range(11)
-    ]
+    env = dict(base_env)
+    if store == "redis":
+        env["ESTAFETTE_REDIS_URL"] = request.getfixturevalue("redis_url")
+    first = create_app(env)
+    create_user(first.extensions["estafette"], "alice")
+    answers = [_wrong_login(first) for _ in range(10)]
+    # Another worker, or this one restarted: it must see the same count.
+    second = create_app(env)
+    answers.append(_wrong_login(second))
+    apps = [first, second]
     assert [a.status_code for a in answers[:10]] == [401] * 10
     limited = answers[10]
     assert limited.status_code == 429
@@ -59,3 +59,11 @@ def test_the_per_account_login_limit_is_shared_through_redis(base_env, redis_url
     assert int(limited.headers["Retry-After"]) > 0
     for app in apps:
         app.extensions["estafette"].engine.dispose()
+
+
+def _wrong_login(app):
+    return app.test_client().post(
+        "/api/v1/auth/login",
+        json={"username": "Alice", "password": "wrong password"},
+        environ_base={"REMOTE_ADDR": "10.0.0.7"},
+    )

@@ -1,7 +1,7 @@
 """sealed values bound to their row; push tokens sealed
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-03 09:00:00
 
 Until now a sealed value was bound to its column only, so a ciphertext copied from one row
@@ -23,7 +23,7 @@ from alembic import op
 from backend.storage import encryption
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
