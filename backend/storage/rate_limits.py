@@ -7,6 +7,7 @@ while Redis is away, so a Redis outage never turns sign-in into a 500.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -23,6 +24,8 @@ from backend.storage.models import RateLimitCounter
 
 log = logging.getLogger("estafette.rate_limits")
 
+# Every so many increments, a process drops the windows that ended (one-off addresses).
+SWEEP_EVERY = 1000
 # How long a process counts in the database after Redis failed, before it tries Redis again.
 REDIS_RETRY_SECONDS = 5.0
 
@@ -37,6 +40,7 @@ class DatabaseStorage(Storage):
     ) -> None:
         super().__init__(uri, wrap_exceptions=wrap_exceptions)
         self._engine: Engine = options["engine"]
+        self._increments = itertools.count(1)
 
     @property
     def base_exceptions(self) -> type[Exception]:
@@ -56,7 +60,10 @@ class DatabaseStorage(Storage):
             },
         ).returning(table.c.count)
         with self._engine.begin() as conn:
-            return int(conn.execute(statement).scalar_one())
+            count = int(conn.execute(statement).scalar_one())
+        if next(self._increments) % SWEEP_EVERY == 0:
+            self.sweep()
+        return count
 
     def get(self, key: str) -> int:
         with self._engine.connect() as conn:
