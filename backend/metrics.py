@@ -11,6 +11,14 @@ SYNC_IDLE_EVENTS = Counter("estafette_sync_idle_events_total", "Server notificat
 SYNC_IDLE_RENEWALS = Counter(
     "estafette_sync_idle_renewals_total", "IDLE commands renewed before RFC 2177's 29 minutes"
 )
+SYNC_UNPROCESSABLE = Counter(
+    "estafette_sync_unprocessable_messages_total",
+    "Messages a sync stage could not process, stored as malformed and skipped",
+    ["stage"],
+)
+SYNC_TRUNCATED_HEADERS = Counter(
+    "estafette_sync_truncated_headers_total", "Header blocks cut at the envelope's size limit"
+)
 SYNC_LAG = Histogram(
     "estafette_sync_lag_seconds",
     "From a server notification to the cache being up to date",

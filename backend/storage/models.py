@@ -255,6 +255,10 @@ class Folder(Base):
     uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
     last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
     highest_modseq: Mapped[int | None] = mapped_column(BigInteger)
+    # UIDNEXT when the folder's import began (first sync, UIDVALIDITY reset), committed with
+    # UIDVALIDITY before the first batch: below it is old mail, never announced, even when
+    # a killed worker's import resumes (backend/sync/catch_up.py).
+    import_baseline_uid: Mapped[int | None] = mapped_column(BigInteger)
 
     mailbox: Mapped[Mailbox] = relationship(back_populates="folders")
 

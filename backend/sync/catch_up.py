@@ -5,12 +5,22 @@ Resumable by construction: we keep UIDVALIDITY and the highest UID seen per fold
 reconnect fetches only what changed while we were away. With QRESYNC (Dovecot offers it),
 flag changes and expunges since that MODSEQ come in one FETCH; without it, a MODSEQ search
 finds the flags, and a list of the UIDs still there finds the expunges.
+
+One message never blocks a mailbox: a message that a stage (FETCH answer, envelope,
+receipt, XDM patient, store) cannot process is stored as `malformed`, counted, logged by
+UID and passed; the apps open it raw. Only a lost connection or a database outage stops
+a catch-up, and it resumes where the last committed batch ended.
+
+A folder's first import records its baseline (UIDNEXT) with its UIDVALIDITY before the
+first batch: below it is old mail, never announced as new, even after a crash mid-import.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
@@ -18,12 +28,21 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.audit.trail import AuditTrail
-from backend.mail.envelope import FETCH_ITEMS, flags_state, parse_fetch
+from backend.mail.envelope import (
+    BASIC_FETCH_ITEMS,
+    FETCH_ITEMS,
+    Envelope,
+    flags_state,
+    parse_fetch,
+    unreadable_envelope,
+)
 from backend.mail.imap import fetch_changes_since, take_change_notices
+from backend.metrics import SYNC_UNPROCESSABLE
 from backend.push import outbox
 from backend.storage.database import session_scope
 from backend.storage.models import Folder, Message
 from backend.sync import patients, receipts, store
+from backend.sync.outage import is_database_outage
 
 log = logging.getLogger("estafette.sync")
 
@@ -96,35 +115,28 @@ def catch_up(
             log.warning("UIDVALIDITY changed for mailbox %s: full resync", mailbox_id)
             result.resynced = True
         if first_sync or result.resynced:
-            store.reset_folder(db=db, folder_id=position.folder_id, uidvalidity=uidvalidity)
-            position = store.FolderPosition(position.folder_id, uidvalidity, 0, None)
+            # Imported silently, even across a crash: the phone knew this mail, or it is old.
+            baseline = _uidnext(client, status)
+            store.reset_folder(
+                db=db, folder_id=position.folder_id, uidvalidity=uidvalidity, baseline_uid=baseline
+            )
+            position = store.FolderPosition(position.folder_id, uidvalidity, 0, None, baseline)
 
     new_uids = [
         uid
         for uid in client.search(["UID", f"{position.last_uid + 1}:*"])
         if uid > position.last_uid
     ]
-    # A first sync imports silently; a UIDVALIDITY reset too (the phone already knew them).
-    announce = not first_sync and not result.resynced
     for start in range(0, len(new_uids), FETCH_BATCH):
         batch = new_uids[start : start + FETCH_BATCH]
-        fetched = client.fetch(batch, fetch_items)
-        envelopes = [parse_fetch(uid, data) for uid, data in sorted(fetched.items())]
+        fetched, unreadable = _fetch_new(client, batch, fetch_items)
+        envelopes = [
+            _envelope(client, mailbox_id, uid, data, readable=uid not in unreadable)
+            for uid, data in sorted(fetched.items())
+        ]
         seen_modseqs += [e.modseq for e in envelopes if e.modseq]
-        envelopes = receipts.read_reports(client, fetched, envelopes)  # MDN/DSN: see store
-        envelopes = patients.with_xdm_patients(client, fetched, envelopes)
         attached: list[receipts.Attached] = []
-        with session_scope(sessions) as db:
-            result.new_messages += len(
-                store.store_new_messages(
-                    db=db,
-                    mailbox_id=mailbox_id,
-                    folder_id=position.folder_id,
-                    envelopes=envelopes,
-                    announce=announce,
-                    attached=attached,
-                )
-            )
+        result.new_messages += _store_new(sessions, mailbox_id, position, envelopes, attached)
         receipts.audit_received(AuditTrail(sessions), attached)  # committed: now audit
 
     if not first_sync and not result.resynced and position.last_uid > 0:
@@ -151,6 +163,135 @@ def catch_up(
                 .values(highest_modseq=int(highest_modseq))
             )
     return result
+
+
+def _uidnext(client: IMAPClient, status: dict) -> int:
+    """UIDNEXT from the SELECT answer (RFC 3501 §6.3.1); if absent, one past the highest UID."""
+    if status.get(b"UIDNEXT"):
+        return int(status[b"UIDNEXT"])
+    uids = client.search(["UID", "1:*"])
+    return max(uids, default=0) + 1
+
+
+def _fetch_new(
+    client: IMAPClient, uids: list[int], items: list[str]
+) -> tuple[dict[int, dict[bytes, Any]], set[int]]:
+    """FETCH a batch; an answer the client cannot parse is fetched message by message.
+
+    Returns the answers and the UIDs of which only the basic items could be read. A lost
+    connection is not a bad message: it propagates, and the catch-up resumes later.
+    """
+    try:
+        return client.fetch(uids, items), set()
+    except (IMAPClientAbortError, OSError):
+        raise
+    except Exception as exc:  # any parse failure of a hostile answer
+        if len(uids) > 1:
+            log.warning(
+                "FETCH of %d new messages unreadable (%s); one by one",
+                len(uids),
+                type(exc).__name__,
+            )
+            fetched: dict[int, dict[bytes, Any]] = {}
+            unreadable: set[int] = set()
+            for uid in uids:
+                one, bad = _fetch_new(client, [uid], items)
+                fetched.update(one)
+                unreadable |= bad
+            return fetched, unreadable
+    try:
+        return client.fetch(uids, BASIC_FETCH_ITEMS), set(uids)
+    except (IMAPClientAbortError, OSError):
+        raise
+    except Exception:  # not even the flags: keep the UID alone
+        return {uid: {} for uid in uids}, set(uids)
+
+
+def _envelope(
+    client: IMAPClient, mailbox_id: int, uid: int, data: dict[bytes, Any], *, readable: bool
+) -> Envelope:
+    """The envelope of one new message, through every stage; never raises for its content.
+
+    A stage that fails leaves what the earlier ones read, marked malformed.
+    """
+    if not readable:
+        _unprocessable(mailbox_id, uid, "fetch", None)
+        return unreadable_envelope(uid, data)
+    envelope: Envelope | None = None
+    stage = "envelope"
+    try:
+        envelope = parse_fetch(uid, data)
+        stage = "receipt"
+        envelope = receipts.read_report(client, data, envelope)  # MDN/DSN: see store
+        stage = "patient"
+        return patients.with_patient(client, data, envelope)
+    except (IMAPClientAbortError, OSError):
+        raise
+    except Exception as exc:  # one message must not block the mailbox
+        _unprocessable(mailbox_id, uid, stage, exc)
+        if envelope is None:
+            return unreadable_envelope(uid, data)
+        return dataclasses.replace(envelope, malformed=True)
+
+
+def _unprocessable(mailbox_id: int, uid: int, stage: str, exc: BaseException | None) -> None:
+    """Count and log by UID; the exception's text may quote the mail, so its type only."""
+    SYNC_UNPROCESSABLE.labels(stage=stage).inc()
+    log.warning(
+        "mailbox %s uid %s: %s stage failed (%s); stored as malformed",
+        mailbox_id,
+        uid,
+        stage,
+        type(exc).__name__ if exc is not None else "unreadable FETCH answer",
+    )
+
+
+def _store_new(
+    sessions: sessionmaker[Session],
+    mailbox_id: int,
+    position: store.FolderPosition,
+    envelopes: list[Envelope],
+    attached: list[receipts.Attached],
+) -> int:
+    """Store a batch in one transaction; if a message breaks it, store them one by one.
+
+    A message that cannot be stored even so is stored bare (`unreadable_envelope`). A
+    database outage is not the message's fault: it propagates.
+    """
+
+    def store_some(some: list[Envelope], into: list[receipts.Attached]) -> int:
+        with session_scope(sessions) as db:
+            return len(
+                store.store_new_messages(
+                    db=db,
+                    mailbox_id=mailbox_id,
+                    folder_id=position.folder_id,
+                    envelopes=some,
+                    announce=True,
+                    announce_from_uid=position.import_baseline_uid or 0,
+                    attached=into,
+                )
+            )
+
+    try:
+        return store_some(envelopes, attached)
+    except Exception as exc:
+        if is_database_outage(exc) or len(envelopes) == 0:
+            raise
+    stored = 0
+    for envelope in envelopes:
+        one: list[receipts.Attached] = []
+        try:
+            stored += store_some([envelope], one)
+            attached += one
+        except Exception as exc:
+            if is_database_outage(exc):
+                raise
+            _unprocessable(mailbox_id, envelope.uid, "store", exc)
+            bare = unreadable_envelope(envelope.uid, {})
+            bare.date, bare.size, bare.seen = envelope.date, envelope.size, envelope.seen
+            stored += store_some([bare], [])
+    return stored
 
 
 def _sync_flags(

@@ -28,16 +28,11 @@ log = logging.getLogger("estafette.sync")
 XDM_FETCH_LIMIT = 10 * 1024 * 1024
 
 
-def with_xdm_patients(
-    client: IMAPClient, fetched: dict[int, dict[bytes, Any]], envelopes: list[Envelope]
-) -> list[Envelope]:
-    """Envelopes with `patient` filled from their XDM metadata where there is one."""
-    result = []
-    for env in envelopes:
-        part = _xdm_part(fetched.get(env.uid, {}).get(b"BODYSTRUCTURE"))
-        patient = _read_patient(client, env.uid, part) if part is not None else None
-        result.append(dataclasses.replace(env, patient=patient) if patient else env)
-    return result
+def with_patient(client: IMAPClient, data: dict[bytes, Any], envelope: Envelope) -> Envelope:
+    """The envelope with `patient` filled from its XDM metadata, if its structure names one."""
+    part = _xdm_part(data.get(b"BODYSTRUCTURE"))
+    patient = _read_patient(client, envelope.uid, part) if part is not None else None
+    return dataclasses.replace(envelope, patient=patient) if patient else envelope
 
 
 def _xdm_part(bodystructure: Any) -> LeafPart | None:

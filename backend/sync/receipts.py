@@ -1,12 +1,15 @@
 """Receipts: a received MDN (RFC 8098) or DSN (RFC 3464) becomes a receipt of its original.
 
 Both arrive as `multipart/report` (RFC 6522). The sync reads the report part of such a mail
-(`read_reports`, one extra FETCH for reports only), and the store attaches it to the
+(`read_report`, one extra FETCH for reports only), and the store attaches it to the
 original message found by Message-ID (`attach_receipt`): the original's envelope shows
 `receipts: [{type, at, recipient}]`, and no "new mail" is announced. A report whose
 original we do not know stays an ordinary message: never dropped. What was attached is
 audited once the sync transaction has committed (`audit_received`): the audit trail writes
 in a transaction of its own, which must not wait on ours.
+
+Reports come from anywhere: every field is read as text by `envelope.field_text` (8-bit
+garbage, NULs, RFC 6533 UTF-8 addresses) and cut before it is parsed.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from email import policy
 from email.parser import BytesHeaderParser
-from email.utils import parseaddr
+from email.utils import collapse_rfc2231_value, parseaddr
 from typing import Any
 
 from imapclient import IMAPClient
@@ -26,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from backend.audit.trail import AuditTrail
 from backend.directory import changes
-from backend.mail.envelope import HEADER_KEY, Envelope
+from backend.mail.envelope import Envelope, field_text, header_bytes
 from backend.storage.encryption import lookup_digest
 from backend.storage.models import Mailbox, Message
 
@@ -36,6 +39,7 @@ MDN_TYPE = "disposition-notification"
 DSN_TYPE = "delivery-status"
 # A report part is a few hundred bytes; anything much larger is not worth reading whole.
 REPORT_PART_LIMIT = 64 * 1024
+ADDRESS_LIMIT = 998  # RFC 5322 §2.1.1: no longer line; a longer "address" is not one
 
 _MDN_DISPOSITIONS = {"displayed": "read", "deleted": "deleted"}
 _DSN_ACTIONS = {
@@ -77,10 +81,19 @@ def message_id_digest(message_id: str | None) -> str | None:
 
 
 def normalize_message_id(message_id: str | None) -> str | None:
-    if not message_id:
+    if not message_id or not message_id.strip():
         return None
-    inner = message_id.strip().split()[0].strip("<>") if message_id.strip() else ""
+    inner = message_id.strip()[:ADDRESS_LIMIT].split()[0].strip("<>")
     return f"<{inner}>" if inner else None
+
+
+def _get(fields: Any, name: str) -> str | None:
+    """A field as text, from its raw value: compat32's `get` makes 8-bit values `Header`s."""
+    wanted = name.lower()
+    for key, value in fields.raw_items():
+        if str(key).strip().lower() == wanted:
+            return field_text(value)
+    return None
 
 
 # -- reading reports over IMAP ------------------------------------------------------------
@@ -90,7 +103,8 @@ def _report_type(raw_headers: bytes) -> str | None:
     headers = _headers.parsebytes(raw_headers or b"")
     if headers.get_content_type() != "multipart/report":
         return None
-    kind = (headers.get_param("report-type") or "").lower()
+    kind = collapse_rfc2231_value(headers.get_param("report-type") or "")
+    kind = str(kind).lower()
     return kind if kind in (MDN_TYPE, DSN_TYPE) else None
 
 
@@ -122,33 +136,22 @@ def _part_plan(bodystructure: Any) -> tuple[str | None, str | None]:
     return report_section, headers_section
 
 
-def read_reports(
-    client: IMAPClient, fetched: dict[int, dict[bytes, Any]], envelopes: list[Envelope]
-) -> list[Envelope]:
-    """Envelopes of MDN/DSN messages come back as ReceiptEnvelopes; others unchanged."""
-    plans: dict[int, tuple[str, str | None, str | None]] = {}
-    for env in envelopes:
-        data = fetched.get(env.uid, {})
-        kind = _report_type(data.get(HEADER_KEY, b""))
-        if kind is not None:
-            report_section, headers_section = _part_plan(data.get(b"BODYSTRUCTURE"))
-            plans[env.uid] = (kind, report_section, headers_section)
-    if not plans:
-        return envelopes
-    result = []
-    for env in envelopes:
-        if env.uid not in plans:
-            result.append(env)
-            continue
-        kind, report_section, headers_section = plans[env.uid]
-        try:
-            report = _fetch_report(client, env.uid, kind, report_section, headers_section)
-        except (ValueError, LookupError, TypeError) as exc:  # a bad report stays a mail
-            log.warning("unreadable %s report (uid %s): %s", kind, env.uid, type(exc).__name__)
-            report = None
-        values = {f.name: getattr(env, f.name) for f in fields(env)}
-        result.append(ReceiptEnvelope(**values, report=report))
-    return result
+def read_report(client: IMAPClient, data: dict[bytes, Any], envelope: Envelope) -> Envelope:
+    """The envelope of an MDN/DSN message comes back as a ReceiptEnvelope; others unchanged.
+
+    A report we cannot read stays an ordinary mail (logged by uid, never by content).
+    """
+    kind = _report_type(header_bytes(data))
+    if kind is None:
+        return envelope
+    report_section, headers_section = _part_plan(data.get(b"BODYSTRUCTURE"))
+    try:
+        report = _fetch_report(client, envelope.uid, kind, report_section, headers_section)
+    except (ValueError, LookupError, TypeError, AttributeError) as exc:
+        log.warning("unreadable %s report (uid %s): %s", kind, envelope.uid, type(exc).__name__)
+        report = None
+    values = {f.name: getattr(envelope, f.name) for f in fields(envelope)}
+    return ReceiptEnvelope(**values, report=report)
 
 
 def _fetch_report(
@@ -166,7 +169,7 @@ def _fetch_report(
             by_section[text[5:].split("]", 1)[0]] = bytes(value or b"")
     report_bytes = by_section.get(report_section or "", b"")
     returned = _headers.parsebytes(by_section.get(headers_section or "", b""))
-    returned_id = normalize_message_id(returned.get("Message-ID"))
+    returned_id = normalize_message_id(_get(returned, "Message-ID"))
     if kind == MDN_TYPE:
         return _parse_mdn(report_bytes, returned_id)
     return _parse_dsn(report_bytes, returned_id)
@@ -174,7 +177,7 @@ def _fetch_report(
 
 def _address(field: str | None) -> str | None:
     """`rfc822;addr` (RFC 3464 §2.1.2 address-type;address) to the address."""
-    if not field:
+    if not field or len(field) > ADDRESS_LIMIT:
         return None
     value = field.split(";", 1)[-1].strip()
     address = parseaddr(value)[1] or value
@@ -183,14 +186,15 @@ def _address(field: str | None) -> str | None:
 
 def _parse_mdn(data: bytes, returned_id: str | None) -> Report:
     fields_ = _headers.parsebytes(data.lstrip())
-    disposition = (fields_.get("Disposition") or "").split(";", 1)[-1].strip().lower()
+    disposition = (_get(fields_, "Disposition") or "").split(";", 1)[-1].strip().lower()
     disposition = disposition.split("/", 1)[0].strip()
     return Report(
-        original_message_id=normalize_message_id(fields_.get("Original-Message-ID")) or returned_id,
+        original_message_id=normalize_message_id(_get(fields_, "Original-Message-ID"))
+        or returned_id,
         lines=(
             ReceiptLine(
                 type=_MDN_DISPOSITIONS.get(disposition, "processed"),
-                recipient=_address(fields_.get("Final-Recipient")),
+                recipient=_address(_get(fields_, "Final-Recipient")),
             ),
         ),
     )
@@ -202,17 +206,17 @@ def _parse_dsn(data: bytes, returned_id: str | None) -> Report:
     if returned_id is None and blocks:
         # No returned headers: our ENVID is the Message-ID (backend/outgoing/smtp.py).
         per_message = _headers.parsebytes(blocks[0].strip() + b"\n")
-        envid = _unxtext(per_message.get("Original-Envelope-Id") or "")
+        envid = _unxtext(_get(per_message, "Original-Envelope-Id") or "")
         returned_id = normalize_message_id(envid) if "@" in envid else None
     lines = []
     for block in blocks[1:]:
         block_fields = _headers.parsebytes(block.strip() + b"\n")
-        action = (block_fields.get("Action") or "").strip().lower()
+        action = (_get(block_fields, "Action") or "").strip().lower()
         if action in _DSN_ACTIONS:
             lines.append(
                 ReceiptLine(
                     type=_DSN_ACTIONS[action],
-                    recipient=_address(block_fields.get("Final-Recipient")),
+                    recipient=_address(_get(block_fields, "Final-Recipient")),
                 )
             )
     return Report(original_message_id=returned_id, lines=tuple(lines))

@@ -29,6 +29,7 @@ class FolderPosition:
     uidvalidity: int | None
     last_uid: int
     highest_modseq: int | None
+    import_baseline_uid: int | None = None
 
 
 def folder_position(
@@ -39,17 +40,34 @@ def folder_position(
         folder = Folder(mailbox_id=mailbox_id, name=name, role=role, last_uid=0)
         db.add(folder)
         db.flush()
-    return FolderPosition(folder.id, folder.uidvalidity, folder.last_uid, folder.highest_modseq)
+    return FolderPosition(
+        folder.id,
+        folder.uidvalidity,
+        folder.last_uid,
+        folder.highest_modseq,
+        folder.import_baseline_uid,
+    )
 
 
-def reset_folder(*, db: Session, folder_id: int, uidvalidity: int) -> None:
-    """UIDVALIDITY changed: every cached UID is meaningless, start the folder afresh."""
+def reset_folder(
+    *, db: Session, folder_id: int, uidvalidity: int, baseline_uid: int | None = None
+) -> None:
+    """A first sync, or UIDVALIDITY changed: every cached UID is meaningless, start afresh.
+
+    `baseline_uid` (UIDNEXT now) commits with UIDVALIDITY, before any batch: an import
+    that resumes after a crash still knows which mail was there before it began.
+    """
     changes.bury(db, Message.folder_id == folder_id)
     db.execute(delete(Message).where(Message.folder_id == folder_id))
     db.execute(
         update(Folder)
         .where(Folder.id == folder_id)
-        .values(uidvalidity=uidvalidity, last_uid=0, highest_modseq=None)
+        .values(
+            uidvalidity=uidvalidity,
+            last_uid=0,
+            highest_modseq=None,
+            import_baseline_uid=baseline_uid,
+        )
     )
 
 
@@ -64,10 +82,14 @@ def store_new_messages(
     folder_id: int,
     envelopes: list[Envelope],
     announce: bool,
+    announce_from_uid: int = 0,
     highest_modseq: int | None = None,
     attached: list[receipts.Attached] | None = None,
 ) -> list[int]:
     """Insert new envelopes (and, if `announce`, one outbox row each); return new row ids.
+
+    Only UIDs from `announce_from_uid` up are announced: below is the mail that was
+    already there when the folder's import began.
 
     MDN/DSN reports attached to their original are appended to `attached`, for the caller
     to audit once this transaction has committed (receipts.audit_received).
@@ -116,7 +138,7 @@ def store_new_messages(
         db.add(message)
         db.flush()
         new_ids.append(message.id)
-        if announce and not env.seen:
+        if announce and env.uid >= announce_from_uid and not env.seen:
             outbox.announce_new(db, mailbox_id=mailbox_id, message_id=message.id, urgent=env.urgent)
     values: dict = {
         "last_uid": max(max(e.uid for e in envelopes), db.get(Folder, folder_id).last_uid)

@@ -267,3 +267,196 @@ def html_nested(depth: int) -> bytes:
     msg = _base("HTML profond")
     msg.set_content("<div>" * depth + "R&eacute;sultat normal." + "</div>" * depth, subtype="html")
     return msg.as_bytes()
+
+
+# -- hostile to the sync (issue 21): every one must be stored and never block a mailbox --
+
+
+def hostile_read_receipt(to: str = TO) -> bytes:
+    """The read receipt of drill 21.6: 8-bit garbage, NULs and a 70,000-character field in
+    its machine-readable part (RFC 8098 §3.2); it once made a mailbox deaf for good."""
+    return _raw(
+        b"From: Lecteur <lecteur@ch-exemple.mssante.fr>",
+        b"To: " + to.encode(),
+        b"Subject: Lu: compte rendu",
+        b"Date: Tue, 13 Jan 2026 10:00:00 +0100",
+        b"Message-ID: <mdn-hostile@ch-exemple.mssante.fr>",
+        b"MIME-Version: 1.0",
+        b'Content-Type: multipart/report; report-type=disposition-notification; boundary="R"',
+        b"",
+        b"--R",
+        b"Content-Type: text/plain; charset=utf-8",
+        b"",
+        b"Votre message a \xc3\xa9t\xc3\xa9 lu.",
+        b"--R",
+        b"Content-Type: message/disposition-notification",
+        b"",
+        b"Reporting-UA: hostile.example; x",
+        b"Original-Message-ID: \xff\xfe<<<\xc0\xc1<<@@>>",
+        b"Disposition: manual-action/MDN-sent-manually; disp\x00layed\x00\x00",
+        b"Final-Recipient: rfc822;" + b"A" * 70_000 + b"@ch-exemple.mssante.fr",
+        b"",
+        b"--R--",
+    )
+
+
+def utf8_delivery_report(to: str, original_id: str) -> bytes:
+    """A DSN of RFC 6533: UTF-8 addresses in `message/global-delivery-status`."""
+    return _raw(
+        b"From: MAILER-DAEMON@mx.chu-test.mssante.fr",
+        b"To: <" + to.encode() + b">",
+        b"Subject: Delivery Status Notification",
+        b"Message-ID: <dsn-utf8@mx.chu-test.mssante.fr>",
+        b"MIME-Version: 1.0",
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="D"',
+        b"",
+        b"--D",
+        b"Content-Type: text/plain",
+        b"",
+        b"Delivered.",
+        b"--D",
+        b"Content-Type: message/global-delivery-status",
+        b"",
+        b"Reporting-MTA: dns; mx.chu-test.mssante.fr",
+        b"",
+        "Final-Recipient: utf-8; éléa.médecin@hôpital.mssante.fr".encode(),
+        b"Action: delivered",
+        b"Status: 2.0.0",
+        b"",
+        b"--D",
+        b"Content-Type: text/rfc822-headers",
+        b"",
+        b"From: <" + to.encode() + b">",
+        b"Message-ID: " + original_id.encode(),
+        b"",
+        b"--D--",
+    )
+
+
+def nul_headers() -> bytes:
+    """NULs in the header names and values, and in the body."""
+    return _raw(
+        b"From: Dr \x00Nul <nul@ch-exemple.mssante.fr>",
+        b"To: " + TO.encode(),
+        b"Subject: sujet\x00avec\x00nul",
+        b"X-MSS-\x00: \x00",
+        b"Message-ID: <\x00@x>",
+        b"",
+        b"corps\x00binaire",
+    )
+
+
+def huge_subject(size: int = 1024 * 1024) -> bytes:
+    """A 1 MB subject on one folded field (drill 21.7)."""
+    return _raw(
+        b"From: " + FROM.encode(),
+        b"To: " + TO.encode(),
+        b"Subject: " + b"=?utf-8?q?=C3=A9?= " * (size // 19),
+        b"",
+        b"court",
+    )
+
+
+def single_line_header(size: int = 10 * 1024 * 1024) -> bytes:
+    """A 10 MB header on one line (drill 21.8)."""
+    return _raw(
+        b"From: " + FROM.encode(),
+        b"To: " + TO.encode(),
+        b"Subject: un en-tete de dix megaoctets",
+        b"X-Long: " + b"x" * size,
+        b"",
+        b"court",
+    )
+
+
+def long_body_line(size: int = 5 * 1024 * 1024) -> bytes:
+    """A 5 MB body on one line (drill 21.8)."""
+    return _raw(
+        b"From: " + FROM.encode(),
+        b"To: " + TO.encode(),
+        b"Subject: une ligne de cinq megaoctets",
+        b"",
+        b"y" * size,
+    )
+
+
+def many_recipients(count: int = 20_000) -> bytes:
+    """20,000 recipients in To (drill 21.11), and hostile quoting in Cc."""
+    to = ", ".join(f'"Dr {n}, service" <dr{n}@chu-test.mssante.fr>' for n in range(count))
+    return _raw(
+        b"From: " + FROM.encode(),
+        b"To: " + to.encode(),
+        b"Cc: " + b',"' * 40_000,
+        b"Subject: tout le monde",
+        b"",
+        b"court",
+    )
+
+
+def deep_nesting(depth: int = 120) -> bytes:
+    """Multiparts nested deeper than any server's MIME parser goes."""
+    lines = [
+        b"From: " + FROM.encode(),
+        b"To: " + TO.encode(),
+        b"Subject: poupees russes",
+        b"MIME-Version: 1.0",
+    ]
+    for level in range(depth):
+        lines += [f'Content-Type: multipart/mixed; boundary="b{level}"'.encode(), b""]
+        lines += [f"--b{level}".encode()]
+    lines += [b"Content-Type: text/plain", b"", b"au fond"]
+    for level in reversed(range(depth)):
+        lines += [f"--b{level}--".encode()]
+    return _raw(*lines)
+
+
+def declared_gigabyte_xdm() -> bytes:
+    """An IHE_XDM.ZIP whose directory declares a 1 GiB document (drill 21.8)."""
+    archive = bytearray(
+        _zip(
+            {
+                "IHE_XDM/SUBSET01/METADATA.XML": _metadata("DOC0001.XML"),
+                "IHE_XDM/SUBSET01/DOC0001.XML": b"<doc/>",
+            }
+        )
+    )
+    central = archive.rfind(b"PK\x01\x02")  # the last member's central directory record
+    archive[central + 24 : central + 28] = (1 << 30).to_bytes(4, "little")
+    return with_attachment(bytes(archive), "IHE_XDM.ZIP", "application", "zip")
+
+
+def broken_encoded_words() -> bytes:
+    """Encoded words with unknown charsets, bad base64 and unterminated quoting."""
+    return _raw(
+        b'From: =?x-klingon?b?////?= <=?utf-8?q?a?=@x>, "unterminated <a@b>',
+        b"To: " + TO.encode(),
+        b"Subject: =?utf-8?b?not base64!!?= =?utf-8?q?=ZZ?= \xc3\x28 =?",
+        b"Date: 31 Feb 99999 25:61:61 +9999",
+        b"Content-Type: text/plain; charset*=utf-8''%ZZ",
+        b"",
+        b"texte",
+    )
+
+
+def hostile_corpus(to: str = TO) -> dict[str, bytes]:
+    """Every hostile sample by name, addressed to `to` where the sample has a recipient."""
+    return {
+        "hostile_read_receipt": hostile_read_receipt(to),
+        "utf8_delivery_report": utf8_delivery_report(to, "<unknown@ch-exemple.mssante.fr>"),
+        "undeclared_latin1": undeclared_latin1(),
+        "unknown_charset": unknown_charset(),
+        "not_mime_at_all": not_mime_at_all(),
+        "multipart_without_boundary": multipart_without_boundary(),
+        "huge_headers": huge_headers(),
+        "nul_headers": nul_headers(),
+        "huge_subject": huge_subject(),
+        "single_line_header": single_line_header(),
+        "long_body_line": long_body_line(),
+        "many_recipients": many_recipients(),
+        "deep_nesting": deep_nesting(),
+        "broken_encoded_words": broken_encoded_words(),
+        "zip_bomb_xdm": zip_bomb_xdm(),
+        "path_traversal_xdm": path_traversal_xdm(),
+        "entity_expansion_xdm": entity_expansion_xdm(),
+        "declared_gigabyte_xdm": declared_gigabyte_xdm(),
+    }

@@ -1,7 +1,7 @@
 """outbox claims name their dispatcher, whose database session proves it alive
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-03 09:00:00
 
 A nullable column: a database at 0002 upgrades in place, its pending events unclaimed.
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
