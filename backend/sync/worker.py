@@ -4,7 +4,11 @@ The loop thread only waits: on sockets (a server said something), on timers (re-
 reconnect after backoff) and on the lease heartbeat. Work that talks to a server (connect,
 fetch, store) runs in a small thread pool, so 2,000 mailboxes connect concurrently and one
 slow server never stalls the others. A mailbox is in exactly one place at a time: registered
-in the selector, waiting on a timer, or in the pool.
+in the selector, waiting on a timer, in the pool, or parked for a database outage.
+
+A database outage is not a mailbox failure: it is logged once (and its end once), the
+mailboxes keep their state and their IMAP sessions, the heartbeat probes the database every
+DB_PROBE_SECONDS, and when it answers every parked mailbox catches up at once.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from backend.storage.database import session_scope
 from backend.storage.models import Mailbox
 from backend.sync import leases, store
 from backend.sync.catch_up import catch_up, enable_change_tracking
+from backend.sync.outage import DatabaseOutage, is_database_outage
 
 log = logging.getLogger("estafette.sync")
 
@@ -58,6 +63,7 @@ IDLE_RENEW_SECONDS = 9 * 60
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 300.0
 STATE_FLUSH_SECONDS = 0.2
+DB_PROBE_SECONDS = 1.0  # while the database is down: how often the heartbeat tries it
 
 
 def backoff_delay(failures: int) -> float:
@@ -139,6 +145,8 @@ class SyncWorker:
         self._pending_states: dict[int, tuple[str, str | None]] = {}
         self._states_lock = threading.Lock()
         self._flush_lock = threading.Lock()
+        self._outage = DatabaseOutage()
+        self._parked: set[int] = set()  # mailboxes waiting for the database to answer
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -153,14 +161,18 @@ class SyncWorker:
                 if now >= next_heartbeat:
                     more_waiting = self._heartbeat()
                     # A full claim batch means more free mailboxes: claim again at once.
-                    next_heartbeat = now + (0.0 if more_waiting else self._lease_seconds / 3)
+                    if self._outage.down:
+                        next_heartbeat = now + DB_PROBE_SECONDS
+                    else:
+                        next_heartbeat = now + (0.0 if more_waiting else self._lease_seconds / 3)
                 self._drain_done()
                 self._fire_timers(now)
-                if self._pending_states and now >= next_flush:
+                flush = self._pending_states and not self._outage.down
+                if flush and now >= next_flush:
                     self._pool.submit(self._flush_states)
                     next_flush = now + STATE_FLUSH_SECONDS
                 due = min(next_heartbeat, self._next_timer())
-                if self._pending_states:
+                if flush:
                     due = min(due, next_flush)
                 timeout = max(0.0, due - time.monotonic())
                 for key, _events in self._selector.select(timeout=min(timeout, 1.0)):
@@ -224,9 +236,14 @@ class SyncWorker:
                     else []
                 )
                 fresh = [(m.id, m.public_id, m.settings_version, endpoint_for(m)) for m in claimed]
-        except Exception:
-            log.exception("lease heartbeat failed; will retry")
+        except Exception as exc:
+            if is_database_outage(exc):
+                self._outage.failed(exc)
+            else:
+                log.exception("lease heartbeat failed; will retry")
             return False
+        if self._outage.answered():
+            self._resume_parked()
         for mailbox_id in list(self._held):
             version = still_ours.get(mailbox_id)
             if version is None or version != self._held[mailbox_id].settings_version:
@@ -242,6 +259,7 @@ class SyncWorker:
     def _drop(self, mailbox_id: int, *, reclaim: bool) -> None:
         """Stop syncing a mailbox: lease lost to another worker, or its settings changed."""
         session = self._held.pop(mailbox_id)
+        self._parked.discard(mailbox_id)
         session.stopping = True
         session.generation += 1
         self._unregister(session)
@@ -264,11 +282,15 @@ class SyncWorker:
                     # Closed under the job (lease lost, shutdown): the failure is expected.
                     log.debug("job for dropped mailbox %s ended: %r", session.public_id, exc)
                     return
-                if not isinstance(
+                if is_database_outage(exc):
+                    self._outage.failed(exc)  # logged once for all mailboxes
+                    outcome = self._park_outcome(session)
+                elif not isinstance(
                     exc, ImapUnavailable | ImapRefused | IMAPClientError | OSError | ssl.SSLError
                 ):  # a bug must not kill the loop or lose the mailbox
                     log.exception("sync job failed for mailbox %s", session.public_id)
-                outcome = self._failure_handler(session, exc)
+                if outcome is None:
+                    outcome = self._failure_handler(session, exc)
             if session.generation == generation:
                 self._done.put((session, outcome))
                 self._wake()
@@ -329,6 +351,25 @@ class SyncWorker:
             job = self._job_connect if session.client is None else self._job_renew
             self._submit(session, job)
 
+    def _park_outcome(self, session: MailboxSession) -> Callable:
+        """The database is down: the mailbox waits, state and IMAP session as they were."""
+
+        def park() -> None:
+            session.generation += 1  # no socket, no timer: only the database's return
+            self._parked.add(session.mailbox_id)
+            if not self._outage.down:  # it came back while this job was failing
+                self._resume_parked()
+
+        return park
+
+    def _resume_parked(self) -> None:
+        """The database answers again: every parked mailbox catches up now, not after backoff."""
+        parked, self._parked = self._parked, set()
+        for mailbox_id in sorted(parked):
+            session = self._held.get(mailbox_id)
+            if session is not None and not session.stopping:
+                self._submit(session, self._job_resume)
+
     def _failure_handler(self, session: MailboxSession, exc: BaseException) -> Callable:
         """Close, record the reason on the mailbox, and schedule a jittered reconnect."""
         self._close(session)
@@ -374,8 +415,11 @@ class SyncWorker:
                         store.set_sync_state(
                             db=db, mailbox_id=mailbox_id, state=state, detail=detail
                         )
-            except Exception:
-                log.exception("could not record sync states; will retry")
+            except Exception as exc:
+                if is_database_outage(exc):
+                    self._outage.failed(exc)  # the heartbeat probes; flushes wait for it
+                else:
+                    log.exception("could not record sync states; will retry")
                 with self._states_lock:
                     for mailbox_id, value in batch.items():
                         self._pending_states.setdefault(mailbox_id, value)
@@ -430,6 +474,27 @@ class SyncWorker:
         )
         self._start_idle(session)
         SYNC_LAG.observe(time.monotonic() - started)
+
+    def _job_resume(self, session: MailboxSession) -> None:
+        """After a database outage: the same IMAP session (never in IDLE here) catches up."""
+        if session.client is None:
+            self._job_connect(session)
+            return
+        selected = session.client.select_folder("INBOX")
+        session.uidvalidity = int(selected[b"UIDVALIDITY"])
+        catch_up(
+            session.client,
+            self._sessions,
+            mailbox_id=session.mailbox_id,
+            selected=selected,
+            qresync=session.qresync,
+        )
+        self._record_state(session.mailbox_id, "ok")
+        self._start_idle(session)
+        session.failures = 0
+        if not session.connected:
+            session.connected = True
+            CONNECTED.inc()
 
     def _job_broken(self, session: MailboxSession) -> None:
         raise ImapUnavailable("connection broke; reconnecting")
