@@ -26,6 +26,9 @@ from backend.reading import xdm
 from backend.reading.filenames import clean_filename
 from backend.reading.sanitize import html_to_text, is_renderable, sanitize_html, stripped_text
 
+# Characters of one header field shown as is; the envelope's own limit (mail/envelope.py).
+FIELD_LIMIT = 16 * 1024
+
 log = logging.getLogger("estafette.reading")
 
 _parser = BytesParser(policy=policy.default)
@@ -163,12 +166,22 @@ def _read(raw: bytes) -> ReadableMessage:
     message = parse_bytes(raw)
     warnings: set[str] = set()
     headers = {}
-    for name, value in message.items():
-        if name.lower().startswith("x-mss-"):
-            try:
-                headers[name.lower()] = clean_text(str(value))
-            except (ValueError, TypeError, IndexError):
-                warnings.add("malformed")
+    # Only the X-MSS fields are parsed here (the envelope cache has the others): parsing
+    # every field would let a 1 MB Subject or a 20,000-address To cost minutes and gigabytes.
+    # raw_items() is the stdlib's own unparsed view (the generator's): sizes are checked
+    # before any parsing.
+    for name, raw_value in message.raw_items():
+        if not name.lower().startswith("x-mss-"):
+            continue
+        if len(raw_value) > FIELD_LIMIT:
+            headers[name.lower()] = clean_text(str(raw_value)[:FIELD_LIMIT])
+            warnings.add("header_truncated")
+            continue
+        try:
+            value = message.policy.header_fetch_parse(name, raw_value)
+            headers[name.lower()] = clean_text(str(value))
+        except (ValueError, TypeError, IndexError):
+            warnings.add("malformed")
 
     plain = message.get_body(preferencelist=("plain",))
     rich = message.get_body(preferencelist=("html",))
