@@ -227,11 +227,12 @@ def test_a_first_import_killed_midway_resumes_without_announcing_old_mail(hostil
         second.stop()
 
     with services.sessions() as db:
-        announced = list(
-            db.scalars(
-                select(Message.subject)
+        announced = [
+            message.subject  # sealed: opened by the model
+            for message in db.scalars(
+                select(Message)
                 .join(OutboxEvent, OutboxEvent.message_id == Message.id)
                 .where(OutboxEvent.kind == "mail.new")
             )
-        )
+        ]
     assert announced == ["nouveau"]
