@@ -259,7 +259,11 @@ def test_checkpoints_also_go_to_syslog(base_env: dict[str, str]) -> None:
 def test_a_malformed_syslog_address_stops_the_start(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="ESTAFETTE_AUDIT_SYSLOG"):
         load_settings(
-            {"ESTAFETTE_AUDIT_SYSLOG": "nowhere", "ESTAFETTE_VAR_DIR": str(tmp_path)},
+            {
+                "ESTAFETTE_AUDIT_SYSLOG": "nowhere",
+                "ESTAFETTE_CA_BUNDLE": "system",
+                "ESTAFETTE_VAR_DIR": str(tmp_path),
+            },
             env_file=tmp_path / "none",
         )
 
