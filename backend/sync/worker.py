@@ -426,6 +426,18 @@ class SyncWorker:
 
     # -- jobs (run in the pool) ---------------------------------------------------------
 
+    def _select_and_catch_up(self, session: MailboxSession) -> None:
+        """A fresh SELECT (its UIDVALIDITY and MODSEQ), then everything since our position."""
+        selected = session.client.select_folder("INBOX")
+        session.uidvalidity = int(selected[b"UIDVALIDITY"])
+        catch_up(
+            session.client,
+            self._sessions,
+            mailbox_id=session.mailbox_id,
+            selected=selected,
+            qresync=session.qresync,
+        )
+
     def _job_connect(self, session: MailboxSession) -> None:
         client = connect(
             session.endpoint,
@@ -434,15 +446,7 @@ class SyncWorker:
         )
         session.client = client
         session.condstore, session.qresync = enable_change_tracking(client)
-        selected = client.select_folder("INBOX")
-        session.uidvalidity = int(selected[b"UIDVALIDITY"])
-        catch_up(
-            client,
-            self._sessions,
-            mailbox_id=session.mailbox_id,
-            selected=selected,
-            qresync=session.qresync,
-        )
+        self._select_and_catch_up(session)
         self._record_state(session.mailbox_id, "ok")
         self._start_idle(session)
         session.failures = 0
@@ -480,15 +484,7 @@ class SyncWorker:
         if session.client is None:
             self._job_connect(session)
             return
-        selected = session.client.select_folder("INBOX")
-        session.uidvalidity = int(selected[b"UIDVALIDITY"])
-        catch_up(
-            session.client,
-            self._sessions,
-            mailbox_id=session.mailbox_id,
-            selected=selected,
-            qresync=session.qresync,
-        )
+        self._select_and_catch_up(session)
         self._record_state(session.mailbox_id, "ok")
         self._start_idle(session)
         session.failures = 0
@@ -502,15 +498,7 @@ class SyncWorker:
     def _job_renew(self, session: MailboxSession) -> None:
         """RFC 2177 re-IDLE; a full catch-up (fresh SELECT) should a notification be lost."""
         session.client.idle_done()
-        selected = session.client.select_folder("INBOX")
-        session.uidvalidity = int(selected[b"UIDVALIDITY"])
-        catch_up(
-            session.client,
-            self._sessions,
-            mailbox_id=session.mailbox_id,
-            selected=selected,
-            qresync=session.qresync,
-        )
+        self._select_and_catch_up(session)
         self._start_idle(session)
         IDLE_RENEWALS.inc()
 
