@@ -10,9 +10,6 @@ revoked while Redis was away.
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
 from datetime import datetime
 from typing import Protocol
 
@@ -23,13 +20,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from backend.storage.database import session_scope
 from backend.storage.models import RevokedToken, utcnow
-
-log = logging.getLogger("estafette.revocations")
+from backend.storage.redis_outage import RedisOutage
 
 _PREFIX = "estafette:revoked:"
 _LOADED = "estafette:revocations-loaded"
-# How long a process reads the database after Redis failed, before it tries Redis again.
-REDIS_RETRY_SECONDS = 5.0
 
 
 class RevocationStore(Protocol):
@@ -72,29 +66,28 @@ class RedisRevocations:
     def __init__(self, url: str, database: DatabaseRevocations) -> None:
         self._redis = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
         self._database = database
-        self._down_since: float | None = None
+        self._outage = RedisOutage("token revocations are read")
         self._missed = False  # this process revoked while Redis was away
-        self._lock = threading.Lock()
 
     def revoke(self, jti: str, expires_at: datetime) -> None:
         self._database.revoke(jti, expires_at)
-        if self._redis_usable():
+        if self._outage.usable():
             try:
                 self._redis.set(f"{_PREFIX}{jti}", b"1", ex=_ttl(expires_at))
-                self._redis_answered()
+                self._outage.answered()
                 return
             except redis.RedisError:
                 self._redis_failed()
         self._missed = True
 
     def is_revoked(self, jti: str) -> bool:
-        if self._redis_usable():
+        if self._outage.usable():
             try:
                 revoked, loaded = self._redis.mget([f"{_PREFIX}{jti}", _LOADED])
                 if loaded is None or self._missed:
                     self._reload()
                     return self._database.is_revoked(jti)
-                self._redis_answered()
+                self._outage.answered()
                 return revoked is not None
             except redis.RedisError:
                 self._redis_failed()
@@ -108,24 +101,11 @@ class RedisRevocations:
             pipeline.set(f"{_PREFIX}{jti}", b"1", ex=_ttl(expires_at))
         pipeline.set(_LOADED, b"1")
         pipeline.execute()
-        self._redis_answered()
-
-    def _redis_usable(self) -> bool:
-        down = self._down_since
-        return down is None or time.monotonic() - down > REDIS_RETRY_SECONDS
+        self._outage.answered()
 
     def _redis_failed(self) -> None:
-        with self._lock:
-            if self._down_since is None:
-                log.warning("Redis unreachable: token revocations are read from the database")
-            self._down_since = time.monotonic()
-            self._missed = True  # Redis may come back emptied, or miss what others revoked
-
-    def _redis_answered(self) -> None:
-        with self._lock:
-            if self._down_since is not None:
-                log.warning("Redis is back: token revocations are read from Redis again")
-            self._down_since = None
+        self._outage.failed()
+        self._missed = True  # Redis may come back emptied, or miss what others revoked
 
 
 def _ttl(expires_at: datetime) -> int:

@@ -8,8 +8,6 @@ while Redis is away, so a Redis outage never turns sign-in into a 500.
 from __future__ import annotations
 
 import itertools
-import logging
-import threading
 import time
 from typing import Any, ClassVar
 
@@ -21,13 +19,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from backend.storage.models import RateLimitCounter
-
-log = logging.getLogger("estafette.rate_limits")
+from backend.storage.redis_outage import RedisOutage
 
 # Every so many increments, a process drops the windows that ended (one-off addresses).
 SWEEP_EVERY = 1000
-# How long a process counts in the database after Redis failed, before it tries Redis again.
-REDIS_RETRY_SECONDS = 5.0
 
 
 class DatabaseStorage(Storage):
@@ -123,27 +118,20 @@ class RedisWithDatabaseFallback(Storage):
             options["redis_url"], socket_connect_timeout=0.5, socket_timeout=0.5
         )
         self._database = DatabaseStorage(engine=options["engine"])
-        self._down_since: float | None = None
-        self._lock = threading.Lock()
+        self._outage = RedisOutage("rate limits are counted")
 
     @property
     def base_exceptions(self) -> tuple[type[Exception], ...]:
         return (SQLAlchemyError,)
 
     def _call(self, name: str, *args: Any) -> Any:
-        if self._down_since is None or time.monotonic() - self._down_since > REDIS_RETRY_SECONDS:
+        if self._outage.usable():
             try:
                 result = getattr(self._redis, name)(*args)
             except redis.RedisError:
-                with self._lock:
-                    if self._down_since is None:
-                        log.warning("Redis unreachable: rate limits are counted in the database")
-                    self._down_since = time.monotonic()
+                self._outage.failed()
             else:
-                with self._lock:
-                    if self._down_since is not None:
-                        log.warning("Redis is back: rate limits are counted in Redis again")
-                    self._down_since = None
+                self._outage.answered()
                 return result
         return getattr(self._database, name)(*args)
 

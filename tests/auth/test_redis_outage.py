@@ -110,16 +110,16 @@ def test_a_revocation_made_while_redis_was_down_holds_after_it_returns_empty(
     client.post("/api/v1/auth/logout", headers=bearer(during["access_token"]))
 
     own_redis.start()  # Redis keeps nothing on disk: it comes back empty
-    from backend.accounts import revocations
+    from backend.storage import redis_outage
 
-    revocations.REDIS_RETRY_SECONDS, saved = 0.0, revocations.REDIS_RETRY_SECONDS
+    redis_outage.REDIS_RETRY_SECONDS, saved = 0.0, redis_outage.REDIS_RETRY_SECONDS
     try:
         answers = [
             client.get("/api/v1/devices", headers=bearer(tokens["access_token"]))
             for tokens in (before, during)
         ]
     finally:
-        revocations.REDIS_RETRY_SECONDS = saved
+        redis_outage.REDIS_RETRY_SECONDS = saved
 
     assert [(a.status_code, a.get_json()["code"]) for a in answers] == [
         (401, "token_revoked"),
