@@ -8,22 +8,22 @@ database session (`backend.storage.liveness`): a dispatcher SIGKILLed mid-batch 
 session, and the others take its events at once. The time lease is the fallback, for a
 dispatcher alive but hung, and for SQLite.
 
-Overlap. While FCM answers one chunk, the dispatcher records the previous chunk and claims
-and plans the next batch (`drain`), so neither FCM nor the database waits on the other.
+Overlap. A chunk's deliveries are committed before the next chunk leaves, so nothing
+answered is ever left unrecorded behind a newer request; everything else overlaps with FCM
+answering: device states, settling events, claiming and planning the next batch (`drain`).
 Only one chunk is on the wire at a time: pushes leave in outbox order.
 
 Exactly once per device. A `push_deliveries` row per (event, device), unique on the pair,
 is the record of what was sent: a resumed event skips every device that already has one,
 so nothing is lost and nothing is sent twice. The one window this cannot close is a
 dispatcher killed after FCM accepted a push but before the delivery row committed: the
-resumed event sends that push again (at most the chunk on the wire and the one before it,
-whose outcomes were being recorded; chunks are small, `SEND_CHUNK`, so that is at most
-the requests in flight and as many again). It is harmless by construction: every push of a
-mailbox carries the same collapse key (`collapse_key` on Android, `apns-collapse-id` on
-iOS), so the second one replaces the first on the phone instead of adding a notification.
+resumed event sends that push again, at most the chunk on the wire (`SEND_CHUNK`, the
+requests in flight). It is harmless by construction: every push of a mailbox carries the
+same collapse key (`collapse_key` on Android, `apns-collapse-id` on iOS), so the second
+one replaces the first on the phone instead of adding a notification.
 A batch slow enough to use a quarter of its lease has it renewed as each chunk goes out,
-so the lease must outlast a quarter of itself plus one chunk and the recording of the one
-before (`FcmSender` bounds each request by its timeout).
+so the lease must outlast a quarter of itself plus one chunk and its recording
+(`FcmSender` bounds each request by its timeout).
 
 What FCM answers (`backend.push.outcomes`):
 - ok: delivery `ok`, device `last_push_status=ok`;
@@ -154,7 +154,16 @@ class _Sending:
     chunk: list[_Target]
     outcomes: Future[list[Outcome]]
     last: bool  # the plan's last chunk: once recorded, the plan's events are settled
-    judged: bool = False  # its answers were shown to the breaker
+
+
+@dataclass(frozen=True, slots=True)
+class _Answered:
+    """A chunk whose deliveries are committed; its devices' states are still to be set."""
+
+    plan: _Plan
+    device_states: dict[str, set[int]]
+    at: datetime
+    last: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +240,7 @@ class Dispatcher:
         """
         handled = 0
         sending: _Sending | None = None
+        answered: _Answered | None = None  # deliveries recorded; device states to follow
         try:
             plan = self._next_plan() if self._breaker.allowance() != 0 else None
             while plan is not None:
@@ -238,7 +248,9 @@ class Dispatcher:
                 position, targets = 0, plan.targets
                 while position < len(targets):
                     if sending is not None:
-                        self._judge(sending)  # one chunk on the wire at a time
+                        # Its deliveries are committed before the next chunk leaves: a
+                        # kill leaves in doubt only the chunk on the wire.
+                        answered, sending = self._record_deliveries(sending), None
                     allowance = self._breaker.allowance()
                     if allowance == 0:
                         plan.held.update(t.event_id for t in targets[position:])
@@ -248,20 +260,24 @@ class Dispatcher:
                     position += len(chunk)
                     future = self._sender.submit([target.message for target in chunk])
                     self._renew_lease(plan)
-                    if sending is not None:
-                        self._finish(sending)
+                    if answered is not None:
+                        self._conclude(answered)  # while FCM answers the new chunk
+                        answered = None
                     sending = _Sending(plan, chunk, future, last=position == len(targets))
-                if sending is not None and sending.plan is plan and not sending.last:
-                    self._finish(sending)  # the breaker stopped the plan short
-                    sending = None
+                if answered is not None:
+                    self._conclude(answered)
+                    answered = None
                 if sending is None or sending.plan is not plan:
                     self._settle(plan)  # nothing (more) on the wire for this plan
                 if stop is not None and stop.is_set():
                     break
                 plan = self._next_plan() if self._breaker.allowance() != 0 else None
         finally:
+            # What FCM accepted is recorded, even on the way out.
             if sending is not None:
-                self._finish(sending)  # what FCM accepted is recorded, even on the way out
+                answered = self._record_deliveries(sending)
+            if answered is not None:
+                self._conclude(answered)
         if handled:
             with session_scope(self._sessions) as db:
                 self._update_queue_depth(db, force=True)  # exact while the dispatcher idles
@@ -292,19 +308,11 @@ class Dispatcher:
                 execution_options=_UNLOADED,
             )
 
-    def _judge(self, sending: _Sending) -> list[Outcome]:
-        """Wait for a chunk's answers and show them to the breaker, once."""
-        outcomes = sending.outcomes.result()
-        if not sending.judged:
-            sending.judged = True
-            self._breaker.record(outcomes)
-        return outcomes
-
-    def _finish(self, sending: _Sending) -> None:
-        """Record a chunk's outcomes; after the plan's last chunk, settle its events."""
-        self._record(sending.plan, sending.chunk, self._judge(sending))
-        if sending.last:
-            self._settle(sending.plan)
+    def _conclude(self, answered: _Answered) -> None:
+        """The device states of a recorded chunk; after the plan's last, settle its events."""
+        _update_device_states(self._sessions, answered.device_states, answered.at)
+        if answered.last:
+            self._settle(answered.plan)
 
     def _settle(self, plan: _Plan) -> None:
         now = self._clock()
@@ -425,21 +433,24 @@ class Dispatcher:
 
     # -- recording ------------------------------------------------------------------------
 
-    def _record(self, plan: _Plan, targets: list[_Target], outcomes: list[Outcome]) -> None:
-        """Deliveries and device states of one chunk; retries are noted in the plan.
+    def _record_deliveries(self, sending: _Sending) -> _Answered:
+        """Wait for a chunk's answers, show them to the breaker, and commit its deliveries;
+        retries are noted in the plan.
 
         A transient refusal is never `failed`: it is retried until the push is stale."""
-        now = self._clock()
+        outcomes = sending.outcomes.result()
+        self._breaker.record(outcomes)
+        plan, now = sending.plan, self._clock()
         retry_after = plan.retry_after
         deliveries: list[dict] = []
-        device_status: dict[str, set[int]] = defaultdict(set)
-        for target, outcome in zip(targets, outcomes, strict=True):
+        device_states: dict[str, set[int]] = defaultdict(set)
+        for target, outcome in zip(sending.chunk, outcomes, strict=True):
             OUTCOMES.labels(outcome.kind.value, outcome.code or "").inc()
             if outcome.kind is OutcomeKind.RETRY:
                 retry_after[target.event_id] = max(
                     retry_after.get(target.event_id, 0.0), outcome.retry_after or 0.0
                 )
-                device_status["retrying"].add(target.device_id)
+                device_states["retrying"].add(target.device_id)
                 continue
             if outcome.kind is OutcomeKind.OK:
                 status = "ok"
@@ -449,7 +460,7 @@ class Dispatcher:
                 PRUNED.labels(outcome.code or "").inc()
             else:
                 status = "failed"
-            device_status[status].add(target.device_id)
+            device_states[status].add(target.device_id)
             deliveries.append(
                 {
                     "outbox_id": target.event_id,
@@ -458,23 +469,10 @@ class Dispatcher:
                     "sent_at": now,
                 }
             )
-        with session_scope(self._sessions) as db:
-            if deliveries:
+        if deliveries:
+            with session_scope(self._sessions) as db:
                 _insert_ignoring_duplicates(db, deliveries, now)
-            # A later outcome in the batch wins: pruned beats ok for the same device.
-            for status in ("retrying", "ok", "failed", "pruned"):
-                ids = device_status.get(status)
-                if not ids:
-                    continue
-                values: dict = {"last_push_status": status}
-                if status != "retrying":
-                    values["last_push_at"] = now
-                if status == "pruned":
-                    values["push_token"] = None
-                db.execute(
-                    update(Device).where(one_of(db, Device.id, ids)).values(**values),
-                    execution_options=_UNLOADED,
-                )
+        return _Answered(plan, device_states, now, sending.last)
 
     def _settle_events(self, db: Session, plan: _Plan, now: datetime) -> None:
         """Done, or back in the queue (unclaimed) for when it is due again."""
@@ -553,6 +551,29 @@ class Dispatcher:
         QUEUE_DEPTH.set(
             db.scalar(select(func.count(OutboxEvent.id)).where(OutboxEvent.done_at.is_(None))) or 0
         )
+
+
+def _update_device_states(
+    sessions: sessionmaker[Session], states: dict[str, set[int]], now: datetime
+) -> None:
+    """What `GET /devices` shows of the last push; a later outcome in the chunk wins:
+    pruned beats ok for the same device."""
+    if not states:
+        return
+    with session_scope(sessions) as db:
+        for status in ("retrying", "ok", "failed", "pruned"):
+            ids = states.get(status)
+            if not ids:
+                continue
+            values: dict = {"last_push_status": status}
+            if status != "retrying":
+                values["last_push_at"] = now
+            if status == "pruned":
+                values["push_token"] = None
+            db.execute(
+                update(Device).where(one_of(db, Device.id, ids)).values(**values),
+                execution_options=_UNLOADED,
+            )
 
 
 def _claim(db: Session, limit: int, lease: timedelta, now: datetime, name: str) -> list[Row]:
