@@ -66,23 +66,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from firebase_admin import messaging
-from sqlalchemy import (
-    Row,
-    Text,
-    delete,
-    func,
-    literal,
-    or_,
-    select,
-    update,
-)
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Row
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.metrics import PUSH_OUTCOMES as OUTCOMES
 from backend.metrics import PUSH_PRUNED as PRUNED
 from backend.metrics import PUSH_QUEUE_DEPTH as QUEUE_DEPTH
 from backend.metrics import PUSH_QUEUE_TO_SEND as QUEUE_TO_SEND
+from backend.push import outbox_queries as queries
 from backend.push import payloads, previews
 from backend.push.breaker import Breaker, backoff_delay
 from backend.push.fcm import Sender
@@ -90,25 +81,10 @@ from backend.push.outcomes import Outcome, OutcomeKind
 from backend.push.quiet_hours import quiet_hours_of
 from backend.push.wakeup import OutboxWakeup
 from backend.storage import liveness
-from backend.storage.database import array_parameter, one_of, session_scope
-from backend.storage.models import (
-    Device,
-    Folder,
-    Mailbox,
-    Membership,
-    Message,
-    OutboxEvent,
-    PushDelivery,
-    User,
-    UTCDateTime,
-    utcnow,
-)
+from backend.storage.database import session_scope
+from backend.storage.models import utcnow
 
 log = logging.getLogger("estafette.push")
-
-# For UPDATEs by id list: our sessions hold no loaded rows to keep in step, and SQLAlchemy,
-# unable to evaluate `= ANY(...)` in Python, would otherwise fetch back every id it updated.
-_UNLOADED = {"synchronize_session": False}
 
 LEASE_SECONDS = 120
 BATCH_EVENTS = 500
@@ -164,15 +140,6 @@ class _Answered:
     device_states: dict[str, set[int]]
     at: datetime
     last: bool
-
-
-@dataclass(frozen=True, slots=True)
-class _Recipient:
-    device_id: int
-    token: str
-    push_key: bytes | None
-    on_call: bool
-    quiet: tuple[int | None, int | None, str | None]
 
 
 class Dispatcher:
@@ -289,7 +256,7 @@ class Dispatcher:
         if self._postgres:
             liveness.hold(self._engine, self.name)  # before a claim can name us
         with session_scope(self._sessions) as db:
-            events = _claim(db, self._batch, self._lease, self._clock(), self.name)
+            events = queries.claim(db, self._batch, self._lease, self._clock(), self.name)
             return self._plan(db, events) if events else None
 
     def _renew_lease(self, plan: _Plan) -> None:
@@ -301,16 +268,11 @@ class Dispatcher:
             return
         plan.leased_at = time.monotonic()
         with session_scope(self._sessions) as db:
-            db.execute(
-                update(OutboxEvent)
-                .where(one_of(db, OutboxEvent.id, plan.attempts), OutboxEvent.done_at.is_(None))
-                .values(available_at=self._clock() + self._lease),
-                execution_options=_UNLOADED,
-            )
+            queries.extend_lease(db, plan.attempts, self._clock() + self._lease)
 
     def _conclude(self, answered: _Answered) -> None:
         """The device states of a recorded chunk; after the plan's last, settle its events."""
-        _update_device_states(self._sessions, answered.device_states, answered.at)
+        queries.update_device_states(self._sessions, answered.device_states, answered.at)
         if answered.last:
             self._settle(answered.plan)
 
@@ -318,7 +280,7 @@ class Dispatcher:
         now = self._clock()
         with session_scope(self._sessions) as db:
             if plan.expired:
-                _insert_ignoring_duplicates(
+                queries.insert_deliveries(
                     db,
                     [
                         {"outbox_id": e, "device_id": d, "status": "expired", "sent_at": now}
@@ -336,17 +298,21 @@ class Dispatcher:
         now = self._clock()
         plan = _Plan({e.id: e.attempts for e in events}, {e.id: e.created_at for e in events})
         mailbox_ids = {e.mailbox_id for e in events}
-        recipients, public_ids = self._recipients(db, mailbox_ids, now)
-        served = _served(db, [e.id for e in events])
-        unread = _unread_counts(db, mailbox_ids)
+        recipients, public_ids = queries.recipients(
+            db, mailbox_ids, now - timedelta(days=STALE_TOKEN_DAYS), with_keys=self._previews
+        )
+        served = queries.served(db, [e.id for e in events])
+        unread = queries.unread_counts(db, mailbox_ids)
         news = [e for e in events if e.kind == payloads.NEW_MAIL]
-        pending = _unread_messages(db, [e.message_id for e in news if e.message_id is not None])
+        pending = queries.unread_messages(
+            db, [e.message_id for e in news if e.message_id is not None]
+        )
         wants_previews = self._previews and any(
             r.push_key for e in news for r in recipients.get(e.mailbox_id, ())
         )
-        shown = _previews(db, list(pending)) if wants_previews else {}
+        shown = queries.previews_of(db, list(pending)) if wants_previews else {}
         latest_read = _latest_read_per_mailbox(events)
-        latest_new = _latest_unread_news(db, mailbox_ids)
+        latest_new = queries.latest_unread_news(db, mailbox_ids)
 
         for event in events:
             mailbox = public_ids.get(event.mailbox_id)
@@ -385,51 +351,6 @@ class Dispatcher:
                     message = payloads.mail_read(recipient.token, mailbox, count)
                 plan.targets.append(_Target(event.id, recipient.device_id, message))
         return plan
-
-    def _recipients(
-        self, db: Session, mailbox_ids: set[int], now: datetime
-    ) -> tuple[dict[int, list[_Recipient]], dict[int, str]]:
-        """Each mailbox's members' live devices (signed in, token fresh enough), and the
-        public ids of the mailboxes that have any."""
-        stale = now - timedelta(days=STALE_TOKEN_DAYS)
-        columns = [
-            Membership.mailbox_id,
-            Device.id,
-            Device.push_token,
-            User.on_call,
-            User.quiet_start_minute,
-            User.quiet_end_minute,
-            User.quiet_timezone,
-            Mailbox.public_id,
-            Device.public_id,  # sealed token and key are bound to it
-        ]
-        if self._previews:
-            columns.append(Device.push_key)
-        rows = db.execute(
-            select(*columns)
-            .join(Mailbox, Mailbox.id == Membership.mailbox_id)
-            .join(User, User.id == Membership.user_id)
-            .join(Device, Device.user_id == User.id)
-            .where(
-                one_of(db, Membership.mailbox_id, mailbox_ids),
-                User.disabled.is_(False),
-                Device.revoked_at.is_(None),
-                Device.push_token.is_not(None),
-                or_(Device.push_token_updated_at.is_(None), Device.push_token_updated_at >= stale),
-            )
-            .order_by(Device.id)
-        ).all()
-        recipients: dict[int, list[_Recipient]] = defaultdict(list)
-        public_ids: dict[int, str] = {}
-        token_field, key_field = Device.sealed_field("push_token"), Device.sealed_field("push_key")
-        for row in rows:
-            token = token_field.open(row[8], row[2])
-            key = key_field.open(row[8], row[9]) if self._previews else None
-            recipients[row[0]].append(
-                _Recipient(row[1], token, key, bool(row[3]), (row[4], row[5], row[6]))
-            )
-            public_ids[row[0]] = row[7]
-        return recipients, public_ids
 
     # -- recording ------------------------------------------------------------------------
 
@@ -471,7 +392,7 @@ class Dispatcher:
             )
         if deliveries:
             with session_scope(self._sessions) as db:
-                _insert_ignoring_duplicates(db, deliveries, now)
+                queries.insert_deliveries(db, deliveries, now)
         return _Answered(plan, device_states, now, sending.last)
 
     def _settle_events(self, db: Session, plan: _Plan, now: datetime) -> None:
@@ -487,17 +408,11 @@ class Dispatcher:
             and event_id not in plan.deferred
             and event_id not in held
         ]
-        if done:
-            db.execute(
-                update(OutboxEvent)
-                .where(one_of(db, OutboxEvent.id, done))
-                .values(done_at=now, claimed_by=None),
-                execution_options=_UNLOADED,
-            )
+        queries.mark_done(db, done, now)
         pause = self._breaker.wait_seconds()  # FCM is down: come back for the next probe
         for event_id in set(retry_after) | set(plan.deferred) | held:
             due: list[datetime] = []
-            values: dict = {"claimed_by": None}
+            attempt_counts = True
             if event_id in retry_after:
                 # In an outage the breaker alone sets the pace: a push's own backoff,
                 # grown through the probes, would hold it back long after FCM recovered.
@@ -509,14 +424,12 @@ class Dispatcher:
                 )
                 due.append(now + timedelta(seconds=delay))
             else:
-                # Waiting out quiet hours or FCM's outage is not a failed attempt.
-                values["attempts"] = OutboxEvent.attempts - 1
+                attempt_counts = False  # waiting out quiet hours or FCM's outage
                 if event_id in held:
                     due.append(now + timedelta(seconds=pause))
             if event_id in plan.deferred:
                 due.append(plan.deferred[event_id])
-            values["available_at"] = min(due)
-            db.execute(update(OutboxEvent).where(OutboxEvent.id == event_id).values(**values))
+            queries.requeue(db, event_id, min(due), attempt_counts=attempt_counts)
 
     # -- upkeep ---------------------------------------------------------------------------
 
@@ -527,19 +440,10 @@ class Dispatcher:
         self._next_housekeeping = time.monotonic() + HOUSEKEEPING_SECONDS
         now = self._clock()
         with session_scope(self._sessions) as db:
-            dropped = db.execute(
-                update(Device)
-                .where(
-                    Device.push_token.is_not(None),
-                    Device.push_token_updated_at < now - timedelta(days=STALE_TOKEN_DAYS),
-                )
-                .values(push_token=None, last_push_status="pruned")
-            ).rowcount
-            db.execute(
-                delete(OutboxEvent).where(
-                    OutboxEvent.done_at < now - timedelta(days=KEEP_DONE_DAYS)
-                )
+            dropped = queries.drop_tokens_unrefreshed_since(
+                db, now - timedelta(days=STALE_TOKEN_DAYS)
             )
+            queries.forget_done_before(db, now - timedelta(days=KEEP_DONE_DAYS))
         if dropped:
             PRUNED.labels("STALE_TOKEN").inc(dropped)
             log.info("dropped %d push tokens not refreshed for %d days", dropped, STALE_TOKEN_DAYS)
@@ -548,133 +452,11 @@ class Dispatcher:
         if not force and time.monotonic() < self._next_depth:
             return
         self._next_depth = time.monotonic() + QUEUE_DEPTH_SECONDS
-        QUEUE_DEPTH.set(
-            db.scalar(select(func.count(OutboxEvent.id)).where(OutboxEvent.done_at.is_(None))) or 0
-        )
-
-
-def _update_device_states(
-    sessions: sessionmaker[Session], states: dict[str, set[int]], now: datetime
-) -> None:
-    """What `GET /devices` shows of the last push; a later outcome in the chunk wins:
-    pruned beats ok for the same device."""
-    if not states:
-        return
-    with session_scope(sessions) as db:
-        for status in ("retrying", "ok", "failed", "pruned"):
-            ids = states.get(status)
-            if not ids:
-                continue
-            values: dict = {"last_push_status": status}
-            if status != "retrying":
-                values["last_push_at"] = now
-            if status == "pruned":
-                values["push_token"] = None
-            db.execute(
-                update(Device).where(one_of(db, Device.id, ids)).values(**values),
-                execution_options=_UNLOADED,
-            )
-
-
-def _claim(db: Session, limit: int, lease: timedelta, now: datetime, name: str) -> list[Row]:
-    """Take up to `limit` due events and lease them to `name`, in one statement.
-
-    `FOR UPDATE SKIP LOCKED` lets dispatchers claim side by side on PostgreSQL; on SQLite
-    the single UPDATE takes the write lock at once, so two claims never interleave. On
-    PostgreSQL an event whose claimer's session ended is due at once, lease or not.
-    """
-    due_now = OutboxEvent.available_at <= now
-    if db.get_bind().dialect.name == "postgresql":
-        due_now = or_(due_now, liveness.orphaned(OutboxEvent.claimed_by))
-    due = (
-        select(OutboxEvent.id)
-        .where(OutboxEvent.done_at.is_(None), due_now)
-        .order_by(OutboxEvent.available_at, OutboxEvent.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    claimed = db.execute(
-        update(OutboxEvent)
-        .where(OutboxEvent.id.in_(due))
-        .values(available_at=now + lease, attempts=OutboxEvent.attempts + 1, claimed_by=name)
-        .returning(
-            OutboxEvent.id,
-            OutboxEvent.kind,
-            OutboxEvent.mailbox_id,
-            OutboxEvent.message_id,
-            OutboxEvent.urgent,
-            OutboxEvent.created_at,
-            OutboxEvent.attempts,
-        )
-        .execution_options(synchronize_session=False)
-    ).all()
-    return sorted(claimed, key=lambda row: row.id)
-
-
-def _served(db: Session, event_ids: list[int]) -> set[tuple[int, int]]:
-    """(event, device) pairs already delivered: by a dispatcher whose lease ran out, or
-    before the event waited out someone's quiet hours."""
-    return set(
-        db.execute(
-            select(PushDelivery.outbox_id, PushDelivery.device_id).where(
-                one_of(db, PushDelivery.outbox_id, event_ids)
-            )
-        ).all()
-    )
-
-
-def _unread_counts(db: Session, mailbox_ids: set[int]) -> dict[int, int]:
-    """The badge: unread messages in each mailbox's INBOX, as they are now."""
-    return dict(
-        db.execute(
-            select(Message.mailbox_id, func.count(Message.id))
-            .join(Folder, Folder.id == Message.folder_id)
-            .where(
-                one_of(db, Message.mailbox_id, mailbox_ids),
-                Folder.name == "INBOX",
-                Message.seen.is_(False),
-            )
-            .group_by(Message.mailbox_id)
-        ).all()
-    )
-
-
-def _unread_messages(db: Session, message_ids: list[int]) -> set[int]:
-    if not message_ids:
-        return set()
-    return set(
-        db.scalars(
-            select(Message.id).where(one_of(db, Message.id, message_ids), Message.seen.is_(False))
-        )
-    )
-
-
-def _previews(db: Session, message_ids: list[int]) -> dict[int, dict[str, str]]:
-    """Sender and subject of the messages to preview (decrypted from the cache)."""
-    messages = db.scalars(select(Message).where(one_of(db, Message.id, message_ids)))
-    return {m.id: previews.preview_of(m.sender, m.subject) for m in messages}
+        QUEUE_DEPTH.set(queries.queue_depth(db))
 
 
 def _usable_key(key: bytes | None) -> bool:
     return key is not None and len(key) == previews.KEY_BYTES
-
-
-def _latest_unread_news(db: Session, mailbox_ids: set[int]) -> dict[int, int]:
-    """Per mailbox, the newest queued `mail.new` whose message is still unread: the one
-    push a burst comes down to (in this batch or a later one)."""
-    return dict(
-        db.execute(
-            select(OutboxEvent.mailbox_id, func.max(OutboxEvent.id))
-            .join(Message, Message.id == OutboxEvent.message_id)
-            .where(
-                one_of(db, OutboxEvent.mailbox_id, mailbox_ids),
-                OutboxEvent.done_at.is_(None),
-                OutboxEvent.kind == payloads.NEW_MAIL,
-                Message.seen.is_(False),
-            )
-            .group_by(OutboxEvent.mailbox_id)
-        ).all()
-    )
 
 
 def _latest_read_per_mailbox(events: list[Row]) -> dict[int, int]:
@@ -683,33 +465,3 @@ def _latest_read_per_mailbox(events: list[Row]) -> dict[int, int]:
         if event.kind == payloads.MAIL_READ:
             latest[event.mailbox_id] = max(latest.get(event.mailbox_id, 0), event.id)
     return latest
-
-
-def _insert_ignoring_duplicates(db: Session, deliveries: list[dict], sent_at: datetime) -> None:
-    """Record a chunk's deliveries; one already recorded (by a dispatcher whose lease ran
-    out) stays as it was.
-
-    On PostgreSQL the chunk goes as three arrays, unnested by the server: row by row, the
-    parameters of 500 rows were the largest cost left in the dispatcher.
-    """
-    if db.get_bind().dialect.name == "postgresql":
-        rows = (
-            func.unnest(
-                array_parameter(d["outbox_id"] for d in deliveries),
-                array_parameter(d["device_id"] for d in deliveries),
-                array_parameter((d["status"] for d in deliveries), Text),
-            )
-            .table_valued("outbox_id", "device_id", "status")
-            .render_derived()
-        )
-        columns = [rows.c.outbox_id, rows.c.device_id, rows.c.status]
-        db.execute(
-            postgresql.insert(PushDelivery)
-            .from_select(
-                ["outbox_id", "device_id", "status", "sent_at"],
-                select(*columns, literal(sent_at, UTCDateTime)),
-            )
-            .on_conflict_do_nothing()
-        )
-        return
-    db.execute(sqlite.insert(PushDelivery).on_conflict_do_nothing(), deliveries)
