@@ -208,6 +208,13 @@ def _crl_urls(values: dict[str, str]) -> tuple[str, ...]:
     return urls
 
 
+def _trusted_proxies(value: str) -> tuple[str, ...]:
+    """Addresses or networks, comma-separated; empty or `none` trusts nobody."""
+    if value.strip().lower() == "none":
+        return ()
+    return tuple(p.strip() for p in value.split(",") if p.strip())
+
+
 def load_settings(
     overrides: dict[str, str] | None = None, env_file: Path | None = None
 ) -> Settings:
@@ -244,9 +251,7 @@ def load_settings(
     if endpoint and not endpoint.startswith(("http://", "https://")):
         raise ConfigError(f"ESTAFETTE_FCM_ENDPOINT must be an http(s) URL, got {endpoint!r}")
 
-    proxies = tuple(
-        p.strip() for p in (values.get("ESTAFETTE_TRUSTED_PROXIES") or "").split(",") if p.strip()
-    )
+    proxies = _trusted_proxies(values.get("ESTAFETTE_TRUSTED_PROXIES") or "")
     for proxy in proxies:
         try:
             ipaddress.ip_network(proxy, strict=False)

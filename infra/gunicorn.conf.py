@@ -9,6 +9,8 @@ infra/estafette.env.example); secrets never appear on the command line.
 import multiprocessing
 import os
 
+from backend.config import load_settings
+
 wsgi_app = "mobile_api.wsgi:app"
 proc_name = "estafette-api"
 
@@ -44,12 +46,10 @@ max_requests_jitter = 200
 preload_app = True
 
 # Which proxies may tell gunicorn that the request came over HTTPS
-# (X-Forwarded-Proto). Same variable the app uses to accept a client
-# certificate from a proxy; unset (or "none") means trust nobody. A comma-separated
-# list of addresses or networks, e.g. "127.0.0.1,::1" when nginx is on this host.
-forwarded_allow_ips = os.environ.get("ESTAFETTE_TRUSTED_PROXIES", "").strip()
-if forwarded_allow_ips.lower() == "none":
-    forwarded_allow_ips = ""
+# (X-Forwarded-Proto): ESTAFETTE_TRUSTED_PROXIES, read through the app's own settings
+# so that gunicorn and the app never disagree on it (unset or "none": trust nobody).
+# A bad value stops gunicorn here with the settings' message.
+forwarded_allow_ips = ",".join(load_settings().trusted_proxies)
 
 # The heartbeat file is touched constantly: keep it in RAM, not on a disk
 # that may stall under load.
