@@ -534,13 +534,17 @@ def _stop_on_signals() -> threading.Event:
 @needs_current_schema
 def sync_command(pool_size: int, max_mailboxes: int) -> None:
     """Run a sync worker: IMAP IDLE on the mailboxes it leases."""
-    from backend.sync.worker import SyncWorker
+    from backend.sync.process import run_sync
 
     configure_logging()
     services = _services()
-    SyncWorker(
-        services.sessions, services.settings, pool_size=pool_size, max_mailboxes=max_mailboxes
-    ).run(_stop_on_signals())
+    run_sync(
+        services.sessions,
+        services.settings,
+        _stop_on_signals(),
+        pool_size=pool_size,
+        max_mailboxes=max_mailboxes,
+    )
 
 
 @click.command("push")

@@ -31,10 +31,9 @@ class _Background:
     def start(self) -> None:
         from backend.push.dispatcher import Dispatcher
         from backend.push.fcm import create_sender
-        from backend.sync.worker import SyncWorker
+        from backend.sync.process import run_sync
 
         settings = self._services.settings
-        worker = SyncWorker(self._services.sessions, settings)
         self._sender = create_sender(settings.fcm_credentials, settings.fcm_endpoint)
         dispatcher = Dispatcher(
             self._services.sessions,
@@ -44,7 +43,12 @@ class _Background:
             stale_seconds=settings.push_stale_seconds,
         )
         self._threads = [
-            threading.Thread(target=worker.run, args=(self._stop,), name="sync", daemon=True),
+            threading.Thread(
+                target=run_sync,
+                args=(self._services.sessions, settings, self._stop),
+                name="sync",
+                daemon=True,
+            ),
             threading.Thread(target=dispatcher.run, args=(self._stop,), name="push", daemon=True),
         ]
         if self._services.audit.checkpoints is not None:

@@ -17,7 +17,17 @@ from pathlib import Path
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
+from imapclient.imapclient import DELETED, FLAGGED, SEEN, SENT, TRASH
 from imapclient.response_parser import parse_fetch_response
+
+# What the rest of the gateway knows of imapclient: an open session, how it fails, and the
+# system flags and special-use names (RFC 3501, RFC 6154). Only backend/mail imports
+# imapclient itself (tests/architecture/test_import_boundaries.py).
+MailSession = IMAPClient
+ProtocolError = IMAPClientError  # the server said NO or BAD, or the exchange broke
+SessionAborted = IMAPClientAbortError  # the connection itself is gone
+SESSION_ERRORS = (IMAPClientError, OSError, ssl.SSLError)  # any way a session can fail
+__all__ = ["DELETED", "FLAGGED", "SEEN", "SENT", "TRASH"]
 
 DEFAULT_TIMEOUT = 30.0
 

@@ -8,39 +8,40 @@ client sees it) and cached. A refusal or an unreachable server is raised to the 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 import ssl
-from collections.abc import Iterator
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
-from pathlib import Path
 
-from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError
-from imapclient.imapclient import SEEN, SENT
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend import errors
 from backend.config import Settings
 from backend.directory import changes
+from backend.mail import smtp
+from backend.mail.endpoints import smtp_endpoint_for
 from backend.mail.envelope import HEADER_KEY, parse_fetch
-from backend.mail.imap import ImapRefused, ImapUnavailable, connect
+from backend.mail.imap import (
+    SEEN,
+    SENT,
+    MailSession,
+    ProtocolError,
+)
+from backend.mail.sessions import imap_session
 from backend.outgoing import compose as composer
-from backend.outgoing import mdn, smtp
+from backend.outgoing import mdn
 from backend.outgoing.trust_space import TrustSpaceUnreadable, load_trust_space
 from backend.reading.messages import Located
 from backend.storage.models import Folder, Mailbox, Message, utcnow
-from backend.sync import store
-from backend.sync.worker import endpoint_for
+from backend.store import cache as store
 
 log = logging.getLogger("estafette.outgoing")
 
-IMAP_TIMEOUT = 20.0
+NOT_SENT = "The mailbox server cannot be reached right now; nothing was sent"
 DEFAULT_SENT = "Sent"
 ANSWERED = b"\\Answered"
 MDN_SENT = b"$MDNSent"  # RFC 3503: this message's MDN was already sent
@@ -96,31 +97,14 @@ def size_limit(mailbox: Mailbox, settings: Settings) -> int:
     return mailbox.max_message_bytes or settings.max_message_bytes
 
 
-@contextlib.contextmanager
-def imap_session(mailbox: Mailbox, ca_bundle: Path | None) -> Iterator[IMAPClient]:
-    """The mailbox's IMAP session through the one factory; failures are 503s."""
-    try:
-        client = connect(endpoint_for(mailbox), ca_bundle=ca_bundle, timeout=IMAP_TIMEOUT)
-    except (ImapUnavailable, ImapRefused) as exc:
-        log.warning("IMAP unavailable for mailbox %s: %s", mailbox.public_id, exc)
-        raise errors.MailboxUnavailable(
-            "The mailbox server cannot be reached right now; nothing was sent"
-        ) from exc
-    try:
-        yield client
-    finally:
-        with contextlib.suppress(IMAPClientError, OSError, ssl.SSLError):
-            client.logout()
-
-
-def _fetch_headers(client: IMAPClient, located: Located, names: list[str]) -> tuple[dict, set]:
+def _fetch_headers(client: MailSession, located: Located, names: list[str]) -> tuple[dict, set]:
     """Selected header fields and flags of a cached message, read from its server."""
     try:
         client.select_folder(located.folder.name)
         response = client.fetch(
             [located.message.uid], [f"BODY.PEEK[HEADER.FIELDS ({' '.join(names)})]", "FLAGS"]
         )
-    except (IMAPClientError, OSError, ssl.SSLError) as exc:
+    except (ProtocolError, OSError, ssl.SSLError) as exc:
         raise errors.MailboxUnavailable("The mailbox server broke the session") from exc
     data = response.get(located.message.uid)
     if not data:
@@ -137,7 +121,7 @@ def _fetch_headers(client: IMAPClient, located: Located, names: list[str]) -> tu
     return headers, {bytes(f) for f in data.get(b"FLAGS", ())}
 
 
-def _reply_to(client: IMAPClient, original: Located) -> composer.ReplyTo | None:
+def _reply_to(client: MailSession, original: Located) -> composer.ReplyTo | None:
     headers, _flags = _fetch_headers(client, original, ["MESSAGE-ID", "REFERENCES"])
     message_id = (headers.get("message-id") or original.message.message_id_header or "").strip()
     if not message_id:
@@ -155,7 +139,7 @@ def _submit(
     recipients: tuple[str, ...],
     request_dsn: bool,
 ) -> smtp.Submitted:
-    endpoint = smtp.smtp_endpoint_for(mailbox)
+    endpoint = smtp_endpoint_for(mailbox)
     try:
         with smtp.connect(endpoint, ca_bundle=settings.ca_bundle) as session:
             submitted = smtp.send(
@@ -182,7 +166,7 @@ def send_message(
     """Check, compose, submit, then keep a \\Seen copy in Sent and mark the original answered."""
     check_trust_space(settings, {"to": request.to, "cc": request.cc})
     original = request.in_reply_to
-    with imap_session(mailbox, settings.ca_bundle) as client:
+    with imap_session(mailbox, settings, unreachable=NOT_SENT) as client:
         draft = composer.Draft(
             sender=mailbox.address,
             sender_name=mailbox.display_name,
@@ -241,7 +225,7 @@ def send_message(
 
 
 def _keep_sent_copy(
-    db: Session, client: IMAPClient, mailbox: Mailbox, raw: bytes, *, has_attachments: bool
+    db: Session, client: MailSession, mailbox: Mailbox, raw: bytes, *, has_attachments: bool
 ) -> str | None:
     """APPEND to the \\Sent folder (RFC 6154) with \\Seen, and cache it by its APPENDUID.
 
@@ -254,7 +238,7 @@ def _keep_sent_copy(
         if not client.folder_exists(folder_name):
             client.create_folder(folder_name)
         reply = client.append(folder_name, raw, flags=(SEEN,), msg_time=now)
-    except (IMAPClientError, OSError, ssl.SSLError) as exc:
+    except (ProtocolError, OSError, ssl.SSLError) as exc:
         log.warning("sent copy not stored for mailbox %s: %s", mailbox.public_id, exc)
         return None
     match = _APPENDUID.search(reply or b"")
@@ -290,12 +274,12 @@ def _keep_sent_copy(
     return db.scalar(select(Message.public_id).where(Message.id == row_id))
 
 
-def _mark_answered(client: IMAPClient, original: Located) -> bool:
+def _mark_answered(client: MailSession, original: Located) -> bool:
     """\\Answered on the original, as a desktop client would set it (best effort)."""
     try:
         client.select_folder(original.folder.name)
         client.add_flags([original.message.uid], [ANSWERED], silent=True)
-    except (IMAPClientError, OSError, ssl.SSLError) as exc:
+    except (ProtocolError, OSError, ssl.SSLError) as exc:
         log.info("could not mark message %s answered: %s", original.message.public_id, exc)
         return False
     return True
@@ -304,7 +288,7 @@ def _mark_answered(client: IMAPClient, original: Located) -> bool:
 def send_read_receipt(*, settings: Settings, located: Located) -> str:
     """Send the RFC 8098 MDN the original's sender asked for; return its Message-ID."""
     mailbox = located.mailbox
-    with imap_session(mailbox, settings.ca_bundle) as client:
+    with imap_session(mailbox, settings, unreachable=NOT_SENT) as client:
         headers, flags = _fetch_headers(
             client, located, ["MESSAGE-ID", "DISPOSITION-NOTIFICATION-TO", "ORIGINAL-RECIPIENT"]
         )
@@ -335,6 +319,6 @@ def send_read_receipt(*, settings: Settings, located: Located) -> str:
         )
         try:
             client.add_flags([located.message.uid], [MDN_SENT], silent=True)
-        except (IMAPClientError, OSError, ssl.SSLError) as exc:
+        except (ProtocolError, OSError, ssl.SSLError) as exc:
             log.info("could not flag $MDNSent on %s: %s", located.message.public_id, exc)
     return str(report["Message-ID"])

@@ -12,14 +12,16 @@ import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend import errors
-from backend.reading import mime, server, xdm
+from backend.config import Settings
+from backend.mail import xdm
+from backend.mail.sessions import open_folder
+from backend.reading import mime, server
 from backend.reading.cache import BodyCache
 from backend.storage.models import Folder, Mailbox, Membership, Message, User
 
@@ -55,23 +57,21 @@ def get_visible_message(*, db: Session, user: User, public_id: str) -> Located:
     return Located(*row)
 
 
-def raw_message(located: Located, *, cache: BodyCache, ca_bundle: Path | None) -> bytes:
+def raw_message(located: Located, *, cache: BodyCache, settings: Settings) -> bytes:
     """The message's RFC 5322 bytes, from the cache or from IMAP (then cached)."""
     key = located.message.public_id
     raw = cache.get(key)
     if raw is None:
-        with server.open_folder(
-            located.mailbox, located.folder, ca_bundle=ca_bundle, readonly=True
+        with open_folder(
+            located.mailbox, located.folder, settings=settings, readonly=True
         ) as client:
             raw = server.fetch_raw(client, located.message.uid)
         cache.put(key, raw)
     return raw
 
 
-def read_message(
-    located: Located, *, cache: BodyCache, ca_bundle: Path | None
-) -> mime.ReadableMessage:
-    return mime.read(raw_message(located, cache=cache, ca_bundle=ca_bundle))
+def read_message(located: Located, *, cache: BodyCache, settings: Settings) -> mime.ReadableMessage:
+    return mime.read(raw_message(located, cache=cache, settings=settings))
 
 
 @dataclass
@@ -86,14 +86,14 @@ def _chunked(data: bytes, size: int = 64 * 1024) -> Iterator[bytes]:
         yield data[start : start + size]
 
 
-def open_part(located: Located, part: str, *, cache: BodyCache, ca_bundle: Path | None) -> Download:
+def open_part(located: Located, part: str, *, cache: BodyCache, settings: Settings) -> Download:
     """An attachment (`2`, `1.3`) or a document inside an IHE_XDM.ZIP (`2/xdm/1`)."""
     match = _PART.match(part)
     if match is None or not server.valid_section(match["section"]):
         raise errors.NotFound("no such attachment")
     section, document = match["section"], match["document"]
     if document is not None:
-        return _open_document(located, section, int(document), cache=cache, ca_bundle=ca_bundle)
+        return _open_document(located, section, int(document), cache=cache, settings=settings)
     cached = cache.get(located.message.public_id)
     if cached is not None:
         leaf = mime.find_part(mime.parse_bytes(cached), section)
@@ -103,17 +103,17 @@ def open_part(located: Located, part: str, *, cache: BodyCache, ca_bundle: Path 
             leaf.get_content_type(), mime.filename_of(leaf), _chunked(mime.part_bytes(leaf))
         )
     stream = server.stream_section(
-        located.mailbox, located.folder, located.message, section, ca_bundle=ca_bundle
+        located.mailbox, located.folder, located.message, section, settings=settings
     )
     return Download(stream.content_type, stream.filename, stream.chunks)
 
 
 def _open_document(
-    located: Located, section: str, number: int, *, cache: BodyCache, ca_bundle: Path | None
+    located: Located, section: str, number: int, *, cache: BodyCache, settings: Settings
 ) -> Download:
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
         written = 0
-        for chunk in open_part(located, section, cache=cache, ca_bundle=ca_bundle).chunks:
+        for chunk in open_part(located, section, cache=cache, settings=settings).chunks:
             written += len(chunk)
             if written > MAX_ARCHIVE_BYTES:
                 raise errors.ArchiveRejected("the archive is too large to open here")

@@ -22,7 +22,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from typing import Any
 
-from backend.reading import xdm
+from backend.mail import xdm
 from backend.reading.filenames import clean_filename
 from backend.reading.sanitize import html_to_text, is_renderable, sanitize_html, stripped_text
 

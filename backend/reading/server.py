@@ -11,26 +11,21 @@ from __future__ import annotations
 import binascii
 import contextlib
 import re
-import ssl
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
-from pathlib import Path
-
-from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError
 
 from backend import errors
-from backend.mail.imap import ImapRefused, ImapUnavailable, connect
+from backend.config import Settings
+from backend.mail.imap import MailSession
+from backend.mail.sessions import open_folder
 from backend.storage.models import Folder, Mailbox, Message
-from backend.sync.worker import endpoint_for
 
 # Partial fetches (RFC 3501 `BODY[<section>]<origin.octets>`): an attachment crosses
 # the gateway a chunk at a time. A multiple of 4 keeps base64 chunks aligned more often.
 CHUNK_OCTETS = 256 * 1024
-IMAP_TIMEOUT = 20.0
 _SECTION = re.compile(r"^[1-9][0-9]{0,3}(\.[1-9][0-9]{0,3}){0,9}$")
 
 _header_parser = BytesHeaderParser(policy=policy.default)
@@ -38,33 +33,6 @@ _header_parser = BytesHeaderParser(policy=policy.default)
 
 def valid_section(section: str) -> bool:
     return bool(_SECTION.match(section))
-
-
-@contextlib.contextmanager
-def open_folder(
-    mailbox: Mailbox, folder: Folder, *, ca_bundle: Path | None, readonly: bool
-) -> Iterator[IMAPClient]:
-    """A selected folder on the mailbox's server, closed on the way out."""
-    try:
-        client = connect(endpoint_for(mailbox), ca_bundle=ca_bundle, timeout=IMAP_TIMEOUT)
-    except (ImapUnavailable, ImapRefused) as exc:
-        raise errors.MailboxUnavailable(
-            "The mailbox server cannot be reached right now; try again shortly"
-        ) from exc
-    try:
-        status = client.select_folder(folder.name, readonly=readonly)
-        uidvalidity = status.get(b"UIDVALIDITY")
-        known = folder.uidvalidity
-        if known is not None and uidvalidity is not None and int(uidvalidity) != known:
-            raise errors.NotFound("this message is no longer on the server")
-        yield client
-    except (IMAPClientError, OSError, ssl.SSLError) as exc:
-        raise errors.MailboxUnavailable(
-            "The mailbox server broke the session; try again shortly"
-        ) from exc
-    finally:
-        with contextlib.suppress(IMAPClientError, OSError, ssl.SSLError):
-            client.logout()
 
 
 def _only_value(response: dict, uid: int, prefix: bytes) -> bytes | None:
@@ -77,7 +45,7 @@ def _only_value(response: dict, uid: int, prefix: bytes) -> bytes | None:
     return None
 
 
-def fetch_raw(client: IMAPClient, uid: int) -> bytes:
+def fetch_raw(client: MailSession, uid: int) -> bytes:
     """The whole message, without marking it seen."""
     raw = _only_value(client.fetch([uid], ["BODY.PEEK[]"]), uid, b"BODY[")
     if raw is None:
@@ -85,7 +53,7 @@ def fetch_raw(client: IMAPClient, uid: int) -> bytes:
     return raw
 
 
-def fetch_section(client: IMAPClient, uid: int, section: str) -> bytes:
+def fetch_section(client: MailSession, uid: int, section: str) -> bytes:
     """One part's body as transferred (still base64 or quoted-printable)."""
     raw = _only_value(client.fetch([uid], [f"BODY.PEEK[{section}]"]), uid, b"BODY[")
     if raw is None:
@@ -93,7 +61,7 @@ def fetch_section(client: IMAPClient, uid: int, section: str) -> bytes:
     return raw
 
 
-def _part_exists(client: IMAPClient, uid: int, section: str) -> bool:
+def _part_exists(client: MailSession, uid: int, section: str) -> bool:
     """Is `section` a leaf of the message's BODYSTRUCTURE? (Servers answer empty, not NO,
     for a part that does not exist.)"""
     data = client.fetch([uid], ["BODYSTRUCTURE"]).get(uid)
@@ -112,7 +80,7 @@ def _part_exists(client: IMAPClient, uid: int, section: str) -> bool:
     return not node.is_multipart
 
 
-def _part_headers(client: IMAPClient, uid: int, section: str) -> EmailMessage:
+def _part_headers(client: MailSession, uid: int, section: str) -> EmailMessage:
     """The MIME header of an existing leaf; `1` of a single-part message is the message's."""
     if not _part_exists(client, uid, section):
         raise errors.NotFound("no such attachment")
@@ -201,12 +169,12 @@ class PartStream:
 
 
 def stream_section(
-    mailbox: Mailbox, folder: Folder, message: Message, section: str, *, ca_bundle: Path | None
+    mailbox: Mailbox, folder: Folder, message: Message, section: str, *, settings: Settings
 ) -> PartStream:
     """Open the server, read the part's MIME header and first chunk now (so a dead server
     is a 503, not a cut stream), and hand back a generator for the rest."""
     stack = contextlib.ExitStack()
-    client = stack.enter_context(open_folder(mailbox, folder, ca_bundle=ca_bundle, readonly=True))
+    client = stack.enter_context(open_folder(mailbox, folder, settings=settings, readonly=True))
     try:
         headers = _part_headers(client, message.uid, section)
         if headers.get_content_maintype() == "multipart":
@@ -239,7 +207,7 @@ def stream_section(
     return PartStream(headers.get_content_type(), filename, ClosingChunks(chunks(), stack.close))
 
 
-def _chunk(client: IMAPClient, uid: int, section: str, offset: int) -> bytes:
+def _chunk(client: MailSession, uid: int, section: str, offset: int) -> bytes:
     item = f"BODY.PEEK[{section}]<{offset}.{CHUNK_OCTETS}>"
     data = _only_value(client.fetch([uid], [item]), uid, b"BODY[")
     if data is None:

@@ -22,8 +22,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -36,12 +34,20 @@ from backend.mail.envelope import (
     parse_fetch,
     unreadable_envelope,
 )
-from backend.mail.imap import fetch_changes_since, take_change_notices
+from backend.mail.imap import (
+    MailSession,
+    ProtocolError,
+    SessionAborted,
+    fetch_changes_since,
+    take_change_notices,
+)
 from backend.metrics import SYNC_UNPROCESSABLE
 from backend.push import outbox
 from backend.storage.database import session_scope
 from backend.storage.models import Folder, Message
-from backend.sync import patients, receipts, store
+from backend.store import cache as store
+from backend.store import receipts as stored_receipts
+from backend.sync import patients, receipts
 from backend.sync.outage import is_database_outage
 
 log = logging.getLogger("estafette.sync")
@@ -57,7 +63,7 @@ class CatchUpResult:
     resynced: bool = False
 
 
-def enable_change_tracking(client: IMAPClient) -> tuple[bool, bool]:
+def enable_change_tracking(client: MailSession) -> tuple[bool, bool]:
     """(condstore, qresync): ask for MODSEQs (RFC 7162 §3.1), and for VANISHED when offered.
 
     QRESYNC (§3.2) implies CONDSTORE. With it, the server names the UIDs it expunged, live
@@ -74,7 +80,7 @@ def enable_change_tracking(client: IMAPClient) -> tuple[bool, bool]:
 
 
 def catch_up(
-    client: IMAPClient,
+    client: MailSession,
     sessions: sessionmaker[Session],
     *,
     mailbox_id: int,
@@ -135,9 +141,9 @@ def catch_up(
             for uid, data in sorted(fetched.items())
         ]
         seen_modseqs += [e.modseq for e in envelopes if e.modseq]
-        attached: list[receipts.Attached] = []
+        attached: list[stored_receipts.Attached] = []
         result.new_messages += _store_new(sessions, mailbox_id, position, envelopes, attached)
-        receipts.audit_received(AuditTrail(sessions), attached)  # committed: now audit
+        stored_receipts.audit_received(AuditTrail(sessions), attached)  # committed: now audit
 
     if not first_sync and not result.resynced and position.last_uid > 0:
         found = None
@@ -165,7 +171,7 @@ def catch_up(
     return result
 
 
-def _uidnext(client: IMAPClient, status: dict) -> int:
+def _uidnext(client: MailSession, status: dict) -> int:
     """UIDNEXT from the SELECT answer (RFC 3501 §6.3.1); if absent, one past the highest UID."""
     if status.get(b"UIDNEXT"):
         return int(status[b"UIDNEXT"])
@@ -174,7 +180,7 @@ def _uidnext(client: IMAPClient, status: dict) -> int:
 
 
 def _fetch_new(
-    client: IMAPClient, uids: list[int], items: list[str]
+    client: MailSession, uids: list[int], items: list[str]
 ) -> tuple[dict[int, dict[bytes, Any]], set[int]]:
     """FETCH a batch; an answer the client cannot parse is fetched message by message.
 
@@ -183,7 +189,7 @@ def _fetch_new(
     """
     try:
         return client.fetch(uids, items), set()
-    except (IMAPClientAbortError, OSError):
+    except (SessionAborted, OSError):
         raise
     except Exception as exc:  # any parse failure of a hostile answer
         if len(uids) > 1:
@@ -201,14 +207,14 @@ def _fetch_new(
             return fetched, unreadable
     try:
         return client.fetch(uids, BASIC_FETCH_ITEMS), set(uids)
-    except (IMAPClientAbortError, OSError):
+    except (SessionAborted, OSError):
         raise
     except Exception:  # not even the flags: keep the UID alone
         return {uid: {} for uid in uids}, set(uids)
 
 
 def _envelope(
-    client: IMAPClient, mailbox_id: int, uid: int, data: dict[bytes, Any], *, readable: bool
+    client: MailSession, mailbox_id: int, uid: int, data: dict[bytes, Any], *, readable: bool
 ) -> Envelope:
     """The envelope of one new message, through every stage; never raises for its content.
 
@@ -225,7 +231,7 @@ def _envelope(
         envelope = receipts.read_report(client, data, envelope)  # MDN/DSN: see store
         stage = "patient"
         return patients.with_patient(client, data, envelope)
-    except (IMAPClientAbortError, OSError):
+    except (SessionAborted, OSError):
         raise
     except Exception as exc:  # one message must not block the mailbox
         _unprocessable(mailbox_id, uid, stage, exc)
@@ -251,7 +257,7 @@ def _store_new(
     mailbox_id: int,
     position: store.FolderPosition,
     envelopes: list[Envelope],
-    attached: list[receipts.Attached],
+    attached: list[stored_receipts.Attached],
 ) -> int:
     """Store a batch in one transaction; if a message breaks it, store them one by one.
 
@@ -259,7 +265,7 @@ def _store_new(
     database outage is not the message's fault: it propagates.
     """
 
-    def store_some(some: list[Envelope], into: list[receipts.Attached]) -> int:
+    def store_some(some: list[Envelope], into: list[stored_receipts.Attached]) -> int:
         with session_scope(sessions) as db:
             return len(
                 store.store_new_messages(
@@ -280,7 +286,7 @@ def _store_new(
             raise
     stored = 0
     for envelope in envelopes:
-        one: list[receipts.Attached] = []
+        one: list[stored_receipts.Attached] = []
         try:
             stored += store_some([envelope], one)
             attached += one
@@ -295,7 +301,7 @@ def _store_new(
 
 
 def _sync_flags(
-    client: IMAPClient,
+    client: MailSession,
     sessions: sessionmaker[Session],
     mailbox_id: int,
     position: store.FolderPosition,
@@ -322,7 +328,7 @@ def _sync_flags(
 
 
 def _sync_changes_since(
-    client: IMAPClient,
+    client: MailSession,
     sessions: sessionmaker[Session],
     mailbox_id: int,
     position: store.FolderPosition,
@@ -334,9 +340,9 @@ def _sync_changes_since(
     """
     try:
         changed, vanished = fetch_changes_since(client, position.last_uid, position.highest_modseq)
-    except IMAPClientAbortError:
+    except SessionAborted:
         raise  # the connection is gone: reconnect
-    except IMAPClientError as exc:
+    except ProtocolError as exc:
         log.warning(
             "mailbox %s: UID FETCH CHANGEDSINCE refused (%s); searching instead",
             mailbox_id,
@@ -405,7 +411,7 @@ def _apply_flags(
 
 
 def _sync_expunges(
-    client: IMAPClient, sessions: sessionmaker[Session], position: store.FolderPosition
+    client: MailSession, sessions: sessionmaker[Session], position: store.FolderPosition
 ) -> int:
     """Messages gone from the server leave the cache too (IMAP is the source of truth)."""
     on_server = set(client.search(["UID", f"1:{position.last_uid}"]))

@@ -16,11 +16,10 @@ import logging
 import quopri
 from typing import Any
 
-from imapclient import IMAPClient
-
+from backend.mail import xdm
 from backend.mail.envelope import Envelope
+from backend.mail.imap import MailSession
 from backend.mail.structure import LeafPart, leaf_parts
-from backend.reading import xdm
 
 log = logging.getLogger("estafette.sync")
 
@@ -28,7 +27,7 @@ log = logging.getLogger("estafette.sync")
 XDM_FETCH_LIMIT = 10 * 1024 * 1024
 
 
-def with_patient(client: IMAPClient, data: dict[bytes, Any], envelope: Envelope) -> Envelope:
+def with_patient(client: MailSession, data: dict[bytes, Any], envelope: Envelope) -> Envelope:
     """The envelope with `patient` filled from its XDM metadata, if its structure names one."""
     part = _xdm_part(data.get(b"BODYSTRUCTURE"))
     patient = _read_patient(client, envelope.uid, part) if part is not None else None
@@ -42,7 +41,7 @@ def _xdm_part(bodystructure: Any) -> LeafPart | None:
     return None
 
 
-def _read_patient(client: IMAPClient, uid: int, part: LeafPart) -> dict[str, Any] | None:
+def _read_patient(client: MailSession, uid: int, part: LeafPart) -> dict[str, Any] | None:
     key = f"BODY[{part.section}]".encode()
     raw = client.fetch([uid], [f"BODY.PEEK[{part.section}]"]).get(uid, {}).get(key) or b""
     try:

@@ -29,29 +29,29 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.config import Settings
+from backend.mail.endpoints import imap_endpoint_for
 from backend.mail.imap import (
     ImapEndpoint,
     ImapRefused,
     ImapUnavailable,
+    MailSession,
+    ProtocolError,
     connect,
     input_waiting,
     read_idle_responses,
     take_change_notices,
 )
-from backend.mail.oauth import ClientCredentialsTokens
 from backend.metrics import SYNC_CONNECTED as CONNECTED
 from backend.metrics import SYNC_IDLE_EVENTS as IDLE_EVENTS
 from backend.metrics import SYNC_IDLE_RENEWALS as IDLE_RENEWALS
 from backend.metrics import SYNC_LAG
 from backend.metrics import SYNC_RECONNECTS as RECONNECTS
 from backend.storage.database import session_scope
-from backend.storage.models import Mailbox
-from backend.sync import leases, store
+from backend.store import cache as store
+from backend.sync import leases
 from backend.sync.catch_up import catch_up, enable_change_tracking
 from backend.sync.outage import DatabaseOutage, is_database_outage
 
@@ -80,7 +80,7 @@ class MailboxSession:
     public_id: str
     settings_version: int
     endpoint: ImapEndpoint
-    client: IMAPClient | None = None
+    client: MailSession | None = None
     idle_since: float = 0.0
     failures: int = 0
     stopping: bool = False
@@ -91,26 +91,6 @@ class MailboxSession:
     generation: int = field(default=0)
     # Changes announced in answer to our last commands, after the catch-up had passed them.
     news: set[bytes] = field(default_factory=set)
-
-
-def endpoint_for(mailbox: Mailbox) -> ImapEndpoint:
-    """How to open this mailbox, whatever its auth mode (secrets decrypted, in memory only)."""
-    token_provider = None
-    if mailbox.imap_auth == "xoauth2" and mailbox.imap_token_url and mailbox.imap_client_id:
-        token_provider = ClientCredentialsTokens(
-            mailbox.imap_token_url, mailbox.imap_client_id, mailbox.imap_secret or ""
-        )
-    return ImapEndpoint(
-        address=mailbox.address,
-        host=mailbox.imap_host,
-        port=mailbox.imap_port,
-        security=mailbox.imap_security,
-        auth=mailbox.imap_auth,
-        username=mailbox.imap_username or mailbox.address,
-        secret=mailbox.imap_secret,
-        certificate=mailbox.imap_certificate,
-        token_provider=token_provider,
-    )
 
 
 class SyncWorker:
@@ -235,7 +215,9 @@ class SyncWorker:
                     if room > 0
                     else []
                 )
-                fresh = [(m.id, m.public_id, m.settings_version, endpoint_for(m)) for m in claimed]
+                fresh = [
+                    (m.id, m.public_id, m.settings_version, imap_endpoint_for(m)) for m in claimed
+                ]
         except Exception as exc:
             if is_database_outage(exc):
                 self._outage.failed(exc)
@@ -286,7 +268,7 @@ class SyncWorker:
                     self._outage.failed(exc)  # logged once for all mailboxes
                     outcome = self._park_outcome(session)
                 elif not isinstance(
-                    exc, ImapUnavailable | ImapRefused | IMAPClientError | OSError | ssl.SSLError
+                    exc, ImapUnavailable | ImapRefused | ProtocolError | OSError | ssl.SSLError
                 ):  # a bug must not kill the loop or lose the mailbox
                     log.exception("sync job failed for mailbox %s", session.public_id)
                 if outcome is None:
@@ -514,7 +496,7 @@ class SyncWorker:
         if session.connected:
             session.connected = False
             CONNECTED.dec()
-        with contextlib.suppress(OSError, IMAPClientError):
+        with contextlib.suppress(OSError, ProtocolError):
             client.shutdown()
 
     def _shutdown(self) -> None:

@@ -16,12 +16,12 @@ from urllib.parse import quote
 from flask import Response, g
 from flask_smorest import Blueprint
 
-from backend import mailbox_actions as actions
 from backend.directory import messages as cache
+from backend.mail import xdm
 from backend.reading import messages as reading
-from backend.reading import xdm
 from backend.reading.cache import BodyCache
 from backend.reading.filenames import clean_filename
+from backend.store import actions
 from mobile_api.auditing import audited, note
 from mobile_api.auth.tokens import session_required
 from mobile_api.context import db, services
@@ -61,10 +61,6 @@ def _body_cache() -> BodyCache:
     return BodyCache(services().settings.var_dir / "body-cache")
 
 
-def _ca_bundle() -> Any:
-    return services().settings.ca_bundle
-
-
 def _locate(message_id: str) -> reading.Located:
     """The caller's message, its mailbox noted for the audit record (404 otherwise)."""
     located = reading.get_visible_message(db=db(), user=g.user, public_id=message_id)
@@ -92,7 +88,7 @@ def get_message(message_id: str) -> dict[str, Any]:
     parsed is still returned, as raw text with the `malformed` warning.
     """
     located = _locate(message_id)
-    readable = reading.read_message(located, cache=_body_cache(), ca_bundle=_ca_bundle())
+    readable = reading.read_message(located, cache=_body_cache(), settings=services().settings)
     db().commit()
     result = _envelope(located)
     if not (result.get("patient") or {}).get("name") and readable.patient is not None:
@@ -153,7 +149,7 @@ def download_attachment(message_id: str, part: str) -> Response:
     """One attachment (`2`), or one document of an IHE_XDM.ZIP (`2/xdm/1`), streamed."""
     note(part=part if _PART.match(part) else None)
     located = _locate(message_id)
-    download = reading.open_part(located, part, cache=_body_cache(), ca_bundle=_ca_bundle())
+    download = reading.open_part(located, part, cache=_body_cache(), settings=services().settings)
     db().commit()
     response = Response(download.chunks, mimetype=download.content_type, direct_passthrough=True)
     response.headers["Content-Disposition"] = content_disposition(download.filename)
@@ -174,7 +170,7 @@ def update_flags(flags: dict[str, bool], message_id: str) -> dict[str, Any]:
     located = _locate(message_id)
     change = actions.FlagChange(seen=flags.get("seen"), flagged=flags.get("flagged"))
     note(**{k: v for k, v in flags.items() if v is not None})
-    actions.set_flags(db=db(), located=located, change=change, ca_bundle=_ca_bundle())
+    actions.set_flags(db=db(), located=located, change=change, settings=services().settings)
     db().commit()
     return _envelope(located)
 
@@ -187,6 +183,6 @@ def update_flags(flags: dict[str, bool], message_id: str) -> dict[str, Any]:
 def delete_message(message_id: str) -> None:
     """Move the message to the mailbox's Trash (on the server, then in the cache)."""
     located = _locate(message_id)
-    actions.move_to_trash(db=db(), located=located, ca_bundle=_ca_bundle())
+    actions.move_to_trash(db=db(), located=located, settings=services().settings)
     db().commit()
     _body_cache().discard(message_id)

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from backend.directory import changes
 from backend.storage.database import session_scope
 from backend.storage.models import AuditRecord, Folder, Mailbox, OutboxEvent, utcnow
-from backend.sync import store
+from backend.store import cache as store
 from tests.mailboxes.support import (
     deliver,
     expunge,

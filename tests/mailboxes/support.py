@@ -17,7 +17,7 @@ from backend.directory import mailboxes as directory
 from backend.mail.envelope import Envelope
 from backend.storage.database import session_scope
 from backend.storage.models import Mailbox, Membership, Message
-from backend.sync import store
+from backend.store import cache as store
 from tests.factories import create_user, unique
 from tests.support import Authenticator, bearer
 

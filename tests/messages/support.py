@@ -9,10 +9,10 @@ from typing import Any
 from imapclient import IMAPClient
 from sqlalchemy import select
 
+from backend.mail.endpoints import imap_endpoint_for
 from backend.mail.imap import connect
 from backend.storage.models import AuditRecord, Mailbox, Message
 from backend.sync.catch_up import catch_up
-from backend.sync.worker import endpoint_for
 from tests.factories import create_dovecot_mailbox, create_user
 from tests.support import Authenticator, bearer, body
 
@@ -64,7 +64,7 @@ class Inbox:
     def sync(self) -> None:
         with self.services.sessions() as db:
             mailbox = db.scalar(select(Mailbox).where(Mailbox.public_id == self.mailbox_id))
-            endpoint, mailbox_pk = endpoint_for(mailbox), mailbox.id
+            endpoint, mailbox_pk = imap_endpoint_for(mailbox), mailbox.id
         client = connect(endpoint, ca_bundle=self.services.settings.ca_bundle)
         try:
             catch_up(client, self.services.sessions, mailbox_id=mailbox_pk)

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import update
 
 from backend.demo import samples
-from backend.reading.xdm import ArchiveRejected, open_archive
+from backend.mail.xdm import ArchiveRejected, open_archive
 from backend.storage.models import Mailbox
 from mobile_api.messages.routes import content_disposition
 from tests.messages import corpus

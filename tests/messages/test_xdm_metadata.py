@@ -8,7 +8,7 @@ import zipfile
 import pytest
 
 from backend.demo import samples
-from backend.reading import xdm
+from backend.mail import xdm
 
 
 def _package(metadata: str, members: dict[str, bytes] | None = None) -> xdm.XdmPackage:

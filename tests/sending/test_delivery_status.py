@@ -6,7 +6,7 @@ refuse chosen recipients, and it records the MAIL and RCPT parameters that reach
 
 from __future__ import annotations
 
-from backend.outgoing import smtp
+from backend.mail import smtp
 from tests.messages.support import audit_rows, audit_text
 from tests.sending.support import relayed_with
 from tests.support import body

@@ -11,10 +11,10 @@ from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 import backend.sync.catch_up as catch_up_module
+from backend.mail.endpoints import imap_endpoint_for
 from backend.mail.imap import connect
 from backend.storage.models import Mailbox, Message, OutboxEvent
 from backend.sync.catch_up import catch_up
-from backend.sync.worker import endpoint_for
 from tests.factories import create_dovecot_mailbox
 from tests.messages import corpus
 from tests.support import wait_until
@@ -144,7 +144,7 @@ def test_an_unparseable_fetch_answer_is_stored_bare_and_malformed(hostile_servic
 def _sync_once(services: Any, public_id: str) -> None:
     with services.sessions() as db:
         mailbox = db.scalar(select(Mailbox).where(Mailbox.public_id == public_id))
-        endpoint, mailbox_pk = endpoint_for(mailbox), mailbox.id
+        endpoint, mailbox_pk = imap_endpoint_for(mailbox), mailbox.id
     client = connect(endpoint, ca_bundle=services.settings.ca_bundle)
     try:
         catch_up(client, services.sessions, mailbox_id=mailbox_pk)
@@ -163,22 +163,22 @@ def test_an_interrupted_first_import_never_announces_old_mail(
     monkeypatch.setattr(catch_up_module, "FETCH_BATCH", 2)
     with services.sessions() as db:
         mailbox = db.scalar(select(Mailbox).where(Mailbox.public_id == public_id))
-        endpoint, mailbox_pk = endpoint_for(mailbox), mailbox.id
+        endpoint, mailbox_pk = imap_endpoint_for(mailbox), mailbox.id
     client = connect(endpoint, ca_bundle=services.settings.ca_bundle)
-    real_audit = catch_up_module.receipts.audit_received
+    real_audit = catch_up_module.stored_receipts.audit_received
 
     def drop_connection_after_first_batch(audit, attached):
         real_audit(audit, attached)
         client.shutdown()  # the worker is gone; its IMAP connection with it
 
     monkeypatch.setattr(
-        catch_up_module.receipts, "audit_received", drop_connection_after_first_batch
+        catch_up_module.stored_receipts, "audit_received", drop_connection_after_first_batch
     )
-    with pytest.raises((OSError, catch_up_module.IMAPClientError)):
+    with pytest.raises((OSError, catch_up_module.ProtocolError)):
         catch_up(client, services.sessions, mailbox_id=mailbox_pk)
     assert len(_messages(services, public_id)) == 2  # the first batch is in
 
-    monkeypatch.setattr(catch_up_module.receipts, "audit_received", real_audit)
+    monkeypatch.setattr(catch_up_module.stored_receipts, "audit_received", real_audit)
     dovecot.deliver(address, mail("nouveau", to=address))
     _sync_once(services, public_id)
 

@@ -168,7 +168,7 @@ def test_imap_and_smtp_refuse_a_dovecot_with_a_revoked_certificate(
         with pytest.raises(ImapRefused, match="certificate revoked"):
             connect(_endpoint(server, server.imaps_port), ca_bundle=server.ca_cert_path)
         if server.submission_enabled:
-            from backend.outgoing import smtp
+            from backend.mail import smtp
 
             endpoint = _endpoint(server, server.submissions_port)
             with (

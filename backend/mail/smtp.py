@@ -10,7 +10,6 @@ identity, RFC 4616), `certificate` (client certificate + AUTH EXTERNAL, RFC 4422
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import smtplib
 import ssl
@@ -22,8 +21,6 @@ from pathlib import Path
 
 from backend.mail.imap import ImapEndpoint
 from backend.mail.tls import client_context
-from backend.storage.models import Mailbox
-from backend.sync.worker import endpoint_for
 
 DEFAULT_TIMEOUT = 30.0
 SUBMISSION_TLS_PORT = 465
@@ -51,29 +48,6 @@ class Submitted:
 
     dsn_requested: bool
     refused: tuple[str, ...] = ()
-
-
-def smtp_endpoint_for(mailbox: Mailbox) -> SmtpEndpoint:
-    """The mailbox's SMTP settings; unset, the IMAP server's host and credentials on 465.
-
-    Why the fallback: MSSanté operators serve IMAP and SMTP from one host with one account,
-    so most mailboxes are registered with IMAP settings only.
-    """
-    imap = endpoint_for(mailbox)
-    if not mailbox.smtp_host:
-        return dataclasses.replace(imap, port=SUBMISSION_TLS_PORT, security="tls")
-    auth = mailbox.smtp_auth or imap.auth
-    return SmtpEndpoint(
-        address=mailbox.address,
-        host=mailbox.smtp_host,
-        port=mailbox.smtp_port or SUBMISSION_TLS_PORT,
-        security=mailbox.smtp_security or "tls",
-        auth=auth,
-        username=mailbox.smtp_username or imap.username,
-        secret=mailbox.smtp_secret if mailbox.smtp_secret is not None else imap.secret,
-        certificate=imap.certificate,
-        token_provider=imap.token_provider if auth == "xoauth2" else None,
-    )
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from backend.directory import changes
 from backend.mail.envelope import Envelope
 from backend.push import outbox
 from backend.storage.models import Folder, Mailbox, Message, utcnow
-from backend.sync import receipts
+from backend.store import receipts
 
 IN_CHUNK = 1000  # ids per IN (...) list
 

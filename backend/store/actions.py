@@ -10,18 +10,17 @@ notification (clear-on-read).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-from imapclient import IMAPClient
-from imapclient.imapclient import DELETED, FLAGGED, SEEN, TRASH
 from sqlalchemy.orm import Session
 
 from backend import errors
+from backend.config import Settings
 from backend.directory import changes
+from backend.mail.imap import DELETED, FLAGGED, SEEN, TRASH, MailSession
+from backend.mail.sessions import open_folder
 from backend.push import outbox
 from backend.reading.messages import Located
-from backend.reading.server import open_folder
-from backend.sync import store
+from backend.store import cache as store
 
 DEFAULT_TRASH = "Trash"
 
@@ -32,12 +31,12 @@ class FlagChange:
     flagged: bool | None = None
 
 
-def _require_uid(client: IMAPClient, uid: int) -> None:
+def _require_uid(client: MailSession, uid: int) -> None:
     if uid not in client.fetch([uid], ["FLAGS"]):
         raise errors.NotFound("this message is no longer on the server")
 
 
-def set_flags(*, db: Session, located: Located, change: FlagChange, ca_bundle: Path | None) -> bool:
+def set_flags(*, db: Session, located: Located, change: FlagChange, settings: Settings) -> bool:
     """Store \\Seen / \\Flagged on the server, then in the cache; True if anything changed."""
     message = located.message
     wanted = {SEEN: change.seen, FLAGGED: change.flagged}
@@ -45,7 +44,7 @@ def set_flags(*, db: Session, located: Located, change: FlagChange, ca_bundle: P
     remove = [flag for flag, value in wanted.items() if value is False]
     if add or remove:
         with open_folder(
-            located.mailbox, located.folder, ca_bundle=ca_bundle, readonly=False
+            located.mailbox, located.folder, settings=settings, readonly=False
         ) as client:
             _require_uid(client, message.uid)
             if add:
@@ -66,12 +65,12 @@ def set_flags(*, db: Session, located: Located, change: FlagChange, ca_bundle: P
     return True
 
 
-def trash_folder(client: IMAPClient) -> str:
+def trash_folder(client: MailSession) -> str:
     """The folder marked \\Trash (RFC 6154 SPECIAL-USE), else the usual name."""
     return client.find_special_folder(TRASH) or DEFAULT_TRASH
 
 
-def move_uid(client: IMAPClient, uid: int, target: str) -> None:
+def move_uid(client: MailSession, uid: int, target: str) -> None:
     """MOVE (RFC 6851) when offered, else COPY + \\Deleted + UID EXPUNGE (RFC 4315).
 
     Without UIDPLUS the original is only marked \\Deleted: a plain EXPUNGE would also
@@ -86,12 +85,10 @@ def move_uid(client: IMAPClient, uid: int, target: str) -> None:
         client.uid_expunge([uid])
 
 
-def move_to_trash(*, db: Session, located: Located, ca_bundle: Path | None) -> None:
+def move_to_trash(*, db: Session, located: Located, settings: Settings) -> None:
     """Move the message to the mailbox's Trash; in Trash already, delete it for good."""
     message = located.message
-    with open_folder(
-        located.mailbox, located.folder, ca_bundle=ca_bundle, readonly=False
-    ) as client:
+    with open_folder(located.mailbox, located.folder, settings=settings, readonly=False) as client:
         _require_uid(client, message.uid)
         trash = trash_folder(client)
         if located.folder.name == trash:
