@@ -59,8 +59,14 @@ def protect_log_lines() -> None:
 
 
 def configure_logging(level: int = logging.INFO) -> None:
-    """Plain lines on stderr for journald or a container log collector."""
+    """The one logging set-up of every process (api under gunicorn, sync, push, serve, the
+    CLI, all through `create_app`): escaped records, no IMAP traces, and plain lines on
+    stderr for journald or a container log collector. Safe to call again."""
     protect_log_lines()
+    # imapclient traces every IMAP exchange at DEBUG: envelopes, subjects, attachment
+    # names. Health data must reach no log whatever level an operator picks (DESIGN.md),
+    # so that logger never passes DEBUG on; errors and connection events still do.
+    logging.getLogger("imapclient.imaplib").setLevel(logging.INFO)
     root = logging.getLogger()
     if root.handlers:  # configured already (by gunicorn, a test runner or an operator)
         return
@@ -68,9 +74,3 @@ def configure_logging(level: int = logging.INFO) -> None:
     handler.setFormatter(_SafeFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root.addHandler(handler)
     root.setLevel(level)
-
-
-# imapclient traces every IMAP exchange at DEBUG: envelopes, subjects, attachment names.
-# Health data must reach no log whatever level an operator picks (DESIGN.md), so that
-# logger never passes DEBUG on. Errors and connection events (INFO) still come through.
-logging.getLogger("imapclient.imaplib").setLevel(logging.INFO)

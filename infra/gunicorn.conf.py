@@ -10,6 +10,7 @@ import multiprocessing
 import os
 
 from backend.config import load_settings
+from backend.logs import configure_logging
 
 wsgi_app = "mobile_api.wsgi:app"
 proc_name = "estafette-api"
@@ -49,6 +50,7 @@ preload_app = True
 # (X-Forwarded-Proto): ESTAFETTE_TRUSTED_PROXIES, read through the app's own settings
 # so that gunicorn and the app never disagree on it (unset or "none": trust nobody).
 # A bad value stops gunicorn here with the settings' message.
+configure_logging()  # before the settings, whose warnings are log records too
 forwarded_allow_ips = ",".join(load_settings().trusted_proxies)
 
 # The heartbeat file is touched constantly: keep it in RAM, not on a disk

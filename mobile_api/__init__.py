@@ -18,7 +18,7 @@ from backend.accounts.revocations import make_revocation_store
 from backend.audit.anchoring import Checkpointer
 from backend.audit.trail import AuditTrail
 from backend.config import Settings, load_settings
-from backend.logs import protect_log_lines
+from backend.logs import configure_logging
 from backend.mail.tls import configure_revocation
 from backend.storage.database import make_engine, make_session_factory
 from backend.storage.encryption import set_data_key
@@ -71,6 +71,7 @@ class ProblemApi(Api):
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app. `test_config` overrides settings (ESTAFETTE_* keys) and Flask config."""
+    configure_logging()  # first: the settings' own warnings are log lines like the rest
     test_config = dict(test_config or {})
     overrides = {k: v for k, v in test_config.items() if k.startswith("ESTAFETTE_")}
     settings: Settings = test_config.pop("SETTINGS", None) or load_settings(overrides)
@@ -99,7 +100,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if settings.trusted_proxies:
         app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)
 
-    protect_log_lines()
     set_data_key(settings.data_key)
     configure_revocation(settings.crl_files, settings.var_dir)
     engine = make_engine(settings.database_url)

@@ -22,7 +22,6 @@ from backend import errors
 from backend.accounts import users
 from backend.audit.trail import verify_chain
 from backend.directory import mailboxes as directory
-from backend.logs import configure_logging
 from backend.storage.database import SchemaOutOfDate, require_current_schema, session_scope
 from backend.storage.database import upgrade_schema as apply_migrations
 from mobile_api.context import Services
@@ -536,7 +535,6 @@ def sync_command(pool_size: int, max_mailboxes: int) -> None:
     """Run a sync worker: IMAP IDLE on the mailboxes it leases."""
     from backend.sync.process import run_sync
 
-    configure_logging()
     services = _services()
     run_sync(
         services.sessions,
@@ -554,7 +552,6 @@ def push_command() -> None:
     from backend.push.dispatcher import Dispatcher
     from backend.push.fcm import create_sender
 
-    configure_logging()
     services = _services()
     sender = create_sender(services.settings.fcm_credentials, services.settings.fcm_endpoint)
     try:
@@ -578,7 +575,6 @@ def serve_command(host: str, port: int, threads: int) -> None:
     """The embedded gateway: api (gunicorn), sync and push together."""
     from mobile_api.serve import serve
 
-    configure_logging()
     serve(current_app._get_current_object(), host=host, port=port, threads=threads)
 
 

@@ -1,7 +1,8 @@
-"""`app` for gunicorn: `gunicorn -c infra/gunicorn.conf.py mobile_api.wsgi:app`."""
+"""`app` for gunicorn: `gunicorn -c infra/gunicorn.conf.py mobile_api.wsgi:app`.
 
-from backend.logs import configure_logging
+`create_app` configures logging (backend.logs.configure_logging), as for every process.
+"""
+
 from mobile_api import create_app
 
-configure_logging()
 app = create_app()

@@ -20,7 +20,6 @@ from backend.config import load_settings
 from backend.demo import samples
 from backend.demo.dovecot import DovecotServer
 from backend.directory import mailboxes as directory
-from backend.logs import configure_logging
 from backend.storage.database import session_scope
 from backend.storage.models import Mailbox
 
@@ -146,7 +145,6 @@ def main(argv: list[str] | None = None) -> None:
 
         app = create_app({"SETTINGS": replace(settings, ca_bundle=dovecot.ca_cert_path)})
         _register(app, dovecot, creds)
-        configure_logging()
         print(_instructions(args.host, args.port, creds), flush=True)
         serve(app, host=args.host, port=args.port, threads=8)
     finally:
