@@ -83,6 +83,7 @@ from backend.push.wakeup import OutboxWakeup
 from backend.storage import liveness
 from backend.storage.database import session_scope
 from backend.storage.models import utcnow
+from backend.storage.outage import DatabaseOutage, is_database_outage
 
 log = logging.getLogger("estafette.push")
 
@@ -179,14 +180,19 @@ class Dispatcher:
         """Drain until `stop` is set; when the outbox is empty, wait for a NOTIFY or a poll."""
         log.info("push dispatcher starting")
         wakeup = OutboxWakeup(self._sessions.kw["bind"])
+        outage = DatabaseOutage(log, "pushes wait")
         try:
             while not stop.is_set():
                 try:
                     worked = self.drain(stop)
-                except Exception:
-                    log.exception("dispatch failed; retrying")
-                    stop.wait(ERROR_WAIT_SECONDS)  # a database outage must not flood the log
+                except Exception as exc:
+                    if is_database_outage(exc):
+                        outage.failed(exc)  # one line for the whole outage
+                    else:
+                        log.exception("dispatch failed; retrying")
+                    stop.wait(ERROR_WAIT_SECONDS)
                     continue
+                outage.answered()
                 pause = self._breaker.wait_seconds()
                 if pause:
                     stop.wait(pause)  # FCM is down: nothing goes until the next probe

@@ -45,10 +45,10 @@ from backend.metrics import SYNC_UNPROCESSABLE
 from backend.push import outbox
 from backend.storage.database import session_scope
 from backend.storage.models import Folder, Message
+from backend.storage.outage import is_database_outage
 from backend.store import cache as store
 from backend.store import receipts as stored_receipts
 from backend.sync import patients, receipts
-from backend.sync.outage import is_database_outage
 
 log = logging.getLogger("estafette.sync")
 

@@ -50,10 +50,10 @@ from backend.metrics import SYNC_IDLE_RENEWALS as IDLE_RENEWALS
 from backend.metrics import SYNC_LAG
 from backend.metrics import SYNC_RECONNECTS as RECONNECTS
 from backend.storage.database import session_scope
+from backend.storage.outage import DatabaseOutage, is_database_outage
 from backend.store import cache as store
 from backend.sync import leases
 from backend.sync.catch_up import catch_up, enable_change_tracking
-from backend.sync.outage import DatabaseOutage, is_database_outage
 
 log = logging.getLogger("estafette.sync")
 
@@ -125,7 +125,7 @@ class SyncWorker:
         self._pending_states: dict[int, tuple[str, str | None]] = {}
         self._states_lock = threading.Lock()
         self._flush_lock = threading.Lock()
-        self._outage = DatabaseOutage()
+        self._outage = DatabaseOutage(log, "sync paused")
         self._parked: set[int] = set()  # mailboxes waiting for the database to answer
 
     # -- the loop -----------------------------------------------------------------------

@@ -236,6 +236,16 @@ class DrillGateway:
             db.flush()
             return address, mailbox.public_id
 
+    def first_push_after(self, expected: set[tuple[str, str]], since: float) -> list[float]:
+        """Per expected (mailbox, token), seconds from `since` (epoch) to its first push
+        accepted after it."""
+        first: dict[tuple[str, str | None], float] = {}
+        for request in self.fcm.requests:
+            key = (request.data.get("mailbox"), request.token)
+            if request.status == 200 and key in expected and request.received_at >= since:
+                first.setdefault(key, request.received_at - since)
+        return list(first.values())
+
     def deliver(self, address: str, subject: str = "Compte rendu") -> None:
         """A message into a Dovecot mailbox by LMTP, as the operator's MTA would."""
         from email.message import EmailMessage
@@ -302,6 +312,9 @@ class DrillGateway:
             what=f"{path.name} to start",
         )
 
+    def log_lines(self, process: subprocess.Popen) -> list[str]:
+        return self._logs[process.pid].read_text(errors="replace").splitlines()
+
     def kill(self, process: subprocess.Popen) -> None:
         """SIGKILL: no handler runs, no lease is given back."""
         process.send_signal(signal.SIGKILL)
@@ -323,6 +336,18 @@ class DrillGateway:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def everything_received(
+    gateway: DrillGateway, expected: set[tuple[str, str]]
+) -> Callable[[], bool]:
+    """A condition: every expected (mailbox, token) has had a push."""
+
+    def check() -> bool:
+        accounts = tally(gateway.fcm.requests, expected)
+        return all(account.lost == 0 for account in accounts.values())
+
+    return check
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> float:

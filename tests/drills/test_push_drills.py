@@ -16,7 +16,14 @@ import pytest
 
 from backend.push.breaker import PROBE_SIZE
 from backend.push.dispatcher import SEND_CHUNK
-from tests.drills.push_harness import DrillGateway, FakeFcm, simulate_outage, tally, wait_for
+from tests.drills.push_harness import (
+    DrillGateway,
+    FakeFcm,
+    everything_received,
+    simulate_outage,
+    tally,
+    wait_for,
+)
 
 pytestmark = [
     pytest.mark.drill,
@@ -42,14 +49,6 @@ def imap_gateway(
         yield gateway
 
 
-def _everything_received(gateway: DrillGateway, expected: set[tuple[str, str]]):
-    def check() -> bool:
-        accounts = tally(gateway.fcm.requests, expected)
-        return all(account.lost == 0 for account in accounts.values())
-
-    return check
-
-
 def test_push_killed_mid_batch_repeats_at_most_the_in_flight_and_flows_on_restart(
     gateway: DrillGateway,
 ) -> None:
@@ -71,7 +70,7 @@ def test_push_killed_mid_batch_repeats_at_most_the_in_flight_and_flows_on_restar
         timeout=RESTART_SECONDS,
         what="the replacement's first push",
     )
-    wait_for(_everything_received(gateway, expected), timeout=30, what="every push")
+    wait_for(everything_received(gateway, expected), timeout=30, what="every push")
 
     accounts = tally(gateway.fcm.requests, expected)
     assert sum(a.lost for a in accounts.values()) == 0
@@ -97,7 +96,7 @@ def test_sync_killed_while_idle_is_replaced_and_the_mail_pushed_on_restart(
     gateway.wait_ready(gateway.start("sync"))  # the lease is at its default: thirty seconds
     expected = {(public_id, token) for token in tokens}
     wait_for(
-        _everything_received(gateway, expected),
+        everything_received(gateway, expected),
         timeout=RESTART_SECONDS,
         what="the mail pushed after the restart",
     )
@@ -124,7 +123,7 @@ def test_an_fcm_storm_delays_pushes_and_loses_none(
     time.sleep(STORM_SECONDS)  # the incident's length: deliberate, not a wait for a result
     gateway.fcm.fail_all(None)
     # Within the breaker's longest pause (30 s) and a probe, on a loaded machine.
-    wait_for(_everything_received(gateway, expected), timeout=60, what="every push")
+    wait_for(everything_received(gateway, expected), timeout=60, what="every push")
     wait_for(lambda: gateway.pending() == 0, timeout=15, what="the outbox to drain")
 
     accounts = tally(gateway.fcm.requests, expected)
@@ -159,3 +158,42 @@ def test_a_burst_of_5000_into_one_mailbox_is_a_few_pushes_per_device(
     for token in tokens:
         last = [r for r in gateway.fcm.requests if r.token == token][-1]
         assert (last.data["mailbox"], last.data["unread"]) == (public_id, "5000")
+
+
+@pytest.fixture
+def own_dovecot(tmp_path: Path):
+    """A Dovecot of the drill's own: the session's is shared, and this one is restarted."""
+    from backend.demo.dovecot import DovecotServer
+
+    server = DovecotServer(tmp_path / "dovecot")
+    try:
+        server.start()
+    except Exception as exc:
+        pytest.fail(f"Dovecot could not start: {exc}")
+    yield server
+    server.stop()
+
+
+def test_a_dovecot_restart_is_ridden_out_and_the_mail_after_it_pushed(
+    database_url: str, fake_fcm: FakeFcm, own_dovecot, tmp_path: Path
+) -> None:
+    with DrillGateway(database_url, fake_fcm, tmp_path / "gateway", dovecot=own_dovecot) as gateway:
+        tokens = gateway.devices(2)
+        boxes = [gateway.imap_mailbox() for _ in range(3)]
+        expected = {(public_id, token) for _address, public_id in boxes for token in tokens}
+        gateway.start("push")
+        gateway.start("sync")
+        wait_for(gateway.in_idle, timeout=60, what="every mailbox in IDLE")
+
+        own_dovecot.restart()  # every IDLE connection is cut; ports, users and mail stay
+        back = time.time()
+        for address, _public_id in boxes:
+            gateway.deliver(address, "après le redémarrage")
+
+        wait_for(everything_received(gateway, expected), timeout=60, what="every push")
+        accounts = tally(gateway.fcm.requests, expected)
+        assert {t: (a.lost, a.duplicated) for t, a in accounts.items()} == dict.fromkeys(
+            tokens, (0, 0)
+        )
+        assert len(gateway.first_push_after(expected, back)) == len(expected)
+        wait_for(gateway.in_idle, timeout=60, what="every mailbox back to ok, none in error")

@@ -1,9 +1,10 @@
 """A database outage, told apart from an IMAP failure, and logged as one event.
 
 While the database is down every job fails the same way; logging each failure (with its
-traceback) would flood the log, and counting it against the mailbox would mark healthy
-mailboxes as errors. The worker asks `is_database_outage`, records the outage here, and
-parks the mailbox until the database answers again.
+traceback) would flood the log, and counting it against a mailbox would mark healthy
+mailboxes as errors. The sync worker and the push dispatcher ask `is_database_outage`,
+record the outage here, and wait (the worker parks its mailboxes) until the database
+answers again.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ import time
 
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-
-log = logging.getLogger("estafette.sync")
 
 
 def is_database_outage(exc: BaseException) -> bool:
@@ -28,7 +27,10 @@ def is_database_outage(exc: BaseException) -> bool:
 class DatabaseOutage:
     """Whether the database is down, with one log line when it goes and one when it is back."""
 
-    def __init__(self) -> None:
+    def __init__(self, log: logging.Logger, paused: str) -> None:
+        """`paused` says what waits meanwhile, in the log line ("sync paused")."""
+        self._log = log
+        self._paused = paused
         self._lock = threading.Lock()
         self._since: float | None = None
 
@@ -42,7 +44,9 @@ class DatabaseOutage:
             if self._since is not None:
                 return
             self._since = time.monotonic()
-        log.error("database unavailable (%s); sync paused until it answers", type(exc).__name__)
+        self._log.error(
+            "database unavailable (%s); %s until it answers", type(exc).__name__, self._paused
+        )
 
     def answered(self) -> bool:
         """Record a success; True if it ends an outage (logged once, with its length)."""
@@ -50,5 +54,7 @@ class DatabaseOutage:
             since, self._since = self._since, None
         if since is None:
             return False
-        log.warning("database available again after %.1fs; catching up", time.monotonic() - since)
+        self._log.warning(
+            "database available again after %.1fs; catching up", time.monotonic() - since
+        )
         return True
