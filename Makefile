@@ -69,7 +69,7 @@ audit: $(TOOLS)/.installed
 # The demo trusts its own Dovecot CA; only the migration step needs the setting named.
 run: system-deps $(VENV)/.installed
 	ESTAFETTE_CA_BUNDLE=$${ESTAFETTE_CA_BUNDLE:-system} $(PY) -m flask --app mobile_api db upgrade
-	$(PY) -m backend.demo.run --host $(HOST) --port $(PORT)
+	$(PY) -m devtools.run --host $(HOST) --port $(PORT)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

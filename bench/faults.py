@@ -47,9 +47,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from backend.demo.dovecot import DovecotServer
 from backend.storage.database import make_engine, upgrade_schema
 from backend.storage.models import Mailbox, Message, OutboxEvent
+from devtools.dovecot import DovecotServer
 from tests.drills.push_harness import (
     DrillGateway,
     FakeFcm,

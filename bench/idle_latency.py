@@ -265,7 +265,7 @@ def main() -> None:
     n = args.mailboxes
     rng = random.Random(args.seed)
 
-    from backend.demo.dovecot import DovecotServer
+    from devtools.dovecot import DovecotServer
     from tests.services.fcm_server import FakeFcm
 
     work = Path(tempfile.mkdtemp(prefix="estafette-bench-idle-"))

@@ -148,7 +148,7 @@ def services(app):
 @pytest.fixture(scope="session")
 def dovecot(tmp_path_factory: pytest.TempPathFactory):
     """One real Dovecot for the session (IMAPS, STARTTLS, LMTP); tests use their own users."""
-    from backend.demo.dovecot import DovecotServer
+    from devtools.dovecot import DovecotServer
 
     server = DovecotServer(tmp_path_factory.mktemp("dovecot"), max_connections=200)
     try:

@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 
 from backend.certificates import status_of
-from backend.demo.pki import make_ca
+from devtools.pki import make_ca
 from tests.admin.conftest import sign_in
 from tests.support import body
 

@@ -92,9 +92,9 @@ def test_mailboxes_revoke_cuts_a_delegate_off(app, client, services) -> None:
 def test_certificates_check_fails_on_an_expired_certificate(app, services, tmp_path) -> None:
     import datetime as dt
 
-    from backend.demo.pki import make_ca
     from backend.directory import mailboxes as directory
     from backend.storage.database import session_scope
+    from devtools.pki import make_ca
 
     healthy = app.test_cli_runner().invoke(args=["certificates", "check"])
     assert healthy.exit_code == 0, healthy.output

@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from backend.demo.pki import make_ca
+from devtools.pki import make_ca
 from tests.admin.conftest import sign_in
 from tests.support import body
 

@@ -10,8 +10,8 @@ import logging
 
 from sqlalchemy import select, text
 
-from backend.demo.pki import make_ca
 from backend.storage.models import AuditRecord, Mailbox
+from devtools.pki import make_ca
 from tests.support import body
 
 CANARY_SECRET = "canary-imap-secret-7f3e9a"

@@ -10,9 +10,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 
-from backend.demo.pki import CertificateAuthority, make_ca
 from backend.storage.database import session_scope
 from backend.storage.models import AuditRecord, User
+from devtools.pki import CertificateAuthority, make_ca
 from tests.factories import create_user
 from tests.support import bearer
 
@@ -310,7 +310,7 @@ def test_a_malformed_policy_extension_is_a_refusal_not_a_crash(cps_app, doctor, 
     from cryptography.hazmat.primitives import hashes
     from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
-    from backend.demo.pki import IssuedCertificate, generate_key
+    from devtools.pki import IssuedCertificate, generate_key
 
     key = generate_key()
     now = dt.datetime.now(dt.UTC)

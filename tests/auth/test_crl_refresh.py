@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 
 from backend import crl
-from backend.demo.pki import CertificateAuthority, make_ca
 from backend.storage.database import session_scope
 from backend.storage.models import User
+from devtools.pki import CertificateAuthority, make_ca
 from tests.factories import create_user
 
 PROXY = "10.9.8.7"

@@ -17,7 +17,7 @@ from email.parser import BytesParser
 
 import pytest
 
-from backend.demo import samples
+from devtools import samples
 
 pytestmark = pytest.mark.unit
 

@@ -163,7 +163,7 @@ def test_a_burst_of_5000_into_one_mailbox_is_a_few_pushes_per_device(
 @pytest.fixture
 def own_dovecot(tmp_path: Path):
     """A Dovecot of the drill's own: the session's is shared, and this one is restarted."""
-    from backend.demo.dovecot import DovecotServer
+    from devtools.dovecot import DovecotServer
 
     server = DovecotServer(tmp_path / "dovecot")
     try:

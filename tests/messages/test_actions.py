@@ -9,11 +9,11 @@ import os
 import pytest
 from sqlalchemy import func, select
 
-from backend.demo import samples
 from backend.directory import mailboxes as directory
 from backend.storage.database import session_scope
 from backend.storage.models import Mailbox, Message, MessageTombstone, OutboxEvent
 from backend.store.actions import move_uid
+from devtools import samples
 from tests.messages.support import Inbox, audit_rows, audit_text
 from tests.support import body
 

@@ -9,9 +9,9 @@ from urllib.parse import unquote
 import pytest
 from sqlalchemy import update
 
-from backend.demo import samples
 from backend.mail.xdm import ArchiveRejected, open_archive
 from backend.storage.models import Mailbox
+from devtools import samples
 from mobile_api.messages.routes import content_disposition
 from tests.messages import corpus
 from tests.messages.support import Inbox

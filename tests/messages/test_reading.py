@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import update
 
-from backend.demo import samples
 from backend.storage.models import Mailbox
+from devtools import samples
 from tests.messages import corpus
 from tests.messages.support import Inbox
 from tests.support import body

@@ -7,8 +7,8 @@ import zipfile
 
 import pytest
 
-from backend.demo import samples
 from backend.mail import xdm
+from devtools import samples
 
 
 def _package(metadata: str, members: dict[str, bytes] | None = None) -> xdm.XdmPackage:

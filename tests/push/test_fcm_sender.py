@@ -15,7 +15,6 @@ import httpx
 import pytest
 from firebase_admin import messaging
 
-from backend.demo.pki import make_ca
 from backend.push import payloads
 from backend.push.fcm import (
     FcmSender,
@@ -24,6 +23,7 @@ from backend.push.fcm import (
     create_sender,
 )
 from backend.push.outcomes import Outcome, OutcomeKind
+from devtools.pki import make_ca
 from tests.services.fcm_server import FakeFcm
 
 pytestmark = pytest.mark.unit

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from backend.demo.pki import make_ca
 from backend.storage.models import Mailbox
+from devtools.pki import make_ca
 from tests.factories import unique
 from tests.messages.support import audit_rows
 from tests.sending.support import Doctor

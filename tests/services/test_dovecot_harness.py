@@ -1,4 +1,4 @@
-"""Proves that the throwaway Dovecot (backend.demo.dovecot) behaves like an operator.
+"""Proves that the throwaway Dovecot (devtools.dovecot) behaves like an operator.
 
 Every test gets its own instance: start() takes well under a second, and a
 fresh server keeps restarts, revocations and deliveries from leaking between
@@ -25,13 +25,13 @@ from cryptography.x509.oid import NameOID
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
-from backend.demo.dovecot import (
+from devtools.dovecot import (
     DeliveryError,
     DovecotError,
     DovecotServer,
     _process_group_members,
 )
-from backend.demo.pki import IssuedCertificate, load_pkcs12, make_ca
+from devtools.pki import IssuedCertificate, load_pkcs12, make_ca
 
 PASSWORDS = {
     "alice@example.org": "alice-secret",

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from backend.demo.dovecot import DovecotServer
 from backend.storage.models import Mailbox
+from devtools.dovecot import DovecotServer
 from tests.support import wait_until
 from tests.sync.oauth_server import FakeOAuth
 from tests.sync.support import RunningWorker, mail, outbox_count, subjects, sync_state

@@ -11,11 +11,11 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 from sqlalchemy import select, update
 
-from backend.demo import samples
-from backend.demo.dovecot import DovecotServer
 from backend.storage.database import session_scope
 from backend.storage.models import Folder, Mailbox, Message
 from backend.sync.worker import SyncWorker
+from devtools import samples
+from devtools.dovecot import DovecotServer
 from tests.factories import create_dovecot_mailbox
 from tests.services.silent_relay import SilentRelay
 from tests.support import wait_until

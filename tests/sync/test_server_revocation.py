@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from backend.demo.dovecot import DovecotServer
-from backend.demo.pki import CertificateAuthority, make_ca
 from backend.mail.imap import ImapEndpoint, ImapRefused, connect
 from backend.mail.tls import client_context
+from devtools.dovecot import DovecotServer
+from devtools.pki import CertificateAuthority, make_ca
 from tests.factories import create_dovecot_mailbox
 from tests.support import wait_until
 from tests.sync.support import RunningWorker, mail, subjects, sync_state

@@ -2,7 +2,7 @@
 
 Real servers deliver all of these: mailers that lie about charsets, transfers cut short,
 forwarding chains with hundreds of headers, archives crafted to exhaust a server. The
-well-formed MSSanté samples live in `backend.demo.samples`; these are the hard cases.
+well-formed MSSanté samples live in `devtools.samples`; these are the hard cases.
 """
 
 from __future__ import annotations

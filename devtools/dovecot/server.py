@@ -16,10 +16,8 @@ down again, as root (CI) or as a normal user.
 from __future__ import annotations
 
 import atexit
-import base64
 import contextlib
 import grp
-import hashlib
 import os
 import pwd
 import re
@@ -29,7 +27,6 @@ import shutil
 import signal
 import smtplib
 import socket
-import socketserver
 import ssl
 import stat
 import string
@@ -38,13 +35,14 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
 from types import TracebackType
 
-from backend.demo.pki import CertificateAuthority, IssuedCertificate, make_ca
+from devtools.dovecot.relay import RelayedMessage, RelaySink
+from devtools.dovecot.users import DovecotUsers, _User, hash_password
+from devtools.pki import CertificateAuthority, IssuedCertificate, make_ca
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "infra" / "dovecot"
 DEFAULT_BINARY = "/usr/sbin/dovecot"
@@ -60,7 +58,6 @@ MAX_BASE_DIR_LENGTH = 70
 # DESIGN.md: each IDLE session holds one inotify instance of the mail uid.
 INOTIFY_INSTANCES_PATH = Path("/proc/sys/fs/inotify/max_user_instances")
 WANTED_INOTIFY_INSTANCES = 4096
-USERNAME_RE = re.compile(r"^[a-z0-9_@-][a-z0-9._@-]*$")
 LOG_TAIL_LINES = 40
 # How long stop() lets the master exit on its own after its children got SIGTERM.
 MASTER_EXIT_WAIT = 0.3
@@ -77,18 +74,6 @@ class DeliveryError(DovecotError):
 
 
 @dataclass(frozen=True)
-class RelayedMessage:
-    """One message that Dovecot's submission service relayed onwards."""
-
-    mail_from: str
-    recipients: tuple[str, ...]
-    data: bytes
-    mail_params: str = ""
-    # ESMTP parameters of each RCPT (RFC 3461 NOTIFY/ORCPT...), in `recipients` order.
-    rcpt_params: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
 class _Identity:
     """Which system users run the instance, decided once from our own uid."""
 
@@ -98,15 +83,6 @@ class _Identity:
     login_user: str
     mail_uid: int
     mail_gid: int
-
-
-@dataclass
-class _User:
-    username: str
-    password_hash: str
-    uid: int
-    gid: int
-    home: Path
 
 
 @dataclass(frozen=True)
@@ -167,13 +143,6 @@ def _free_ports(host: str, count: int) -> list[int]:
     finally:
         for sock in sockets:
             sock.close()
-
-
-def hash_password(password: str) -> str:
-    """Salted SHA-512 in Dovecot's {SSHA512} format, so no clear text lands on disk."""
-    salt = secrets.token_bytes(16)
-    digest = hashlib.sha512(password.encode() + salt).digest()
-    return "{SSHA512}" + base64.b64encode(digest + salt).decode()
 
 
 def _render(template_name: str, **values: object) -> str:
@@ -242,130 +211,11 @@ def _message_bytes(message: bytes | str | Message) -> bytes:
 
 
 # --------------------------------------------------------------------------
-# SMTP sink behind Dovecot's submission service
-# --------------------------------------------------------------------------
-
-
-class _RelaySink(socketserver.ThreadingTCPServer):
-    """A minimal SMTP server that Dovecot's submission service relays to.
-
-    Why: submission cannot deliver by itself, and there is no MTA in tests.
-    The sink records each message and hands it to a callback (which delivers
-    local recipients over LMTP).
-    """
-
-    allow_reuse_address = True
-    daemon_threads = True
-
-    def __init__(
-        self,
-        address: tuple[str, int],
-        on_message: Callable[[RelayedMessage], None],
-        owner: DovecotServer | None = None,
-    ):
-        super().__init__(address, _SmtpSession)
-        self.on_message = on_message
-        # Read live on each EHLO/RCPT, so a test can flip DSN or refusals on a running server.
-        self.owner = owner
-        self._thread = threading.Thread(
-            target=self.serve_forever, kwargs={"poll_interval": 0.05}, name="dovecot-relay-sink"
-        )
-        self._thread.daemon = True
-        self._thread.start()
-
-    def close(self) -> None:
-        self.shutdown()
-        self.server_close()
-        self._thread.join(timeout=5)
-
-
-EHLO_REPLY = "\r\n".join(
-    [
-        "250-localhost",
-        "250-8BITMIME",
-        "250-ENHANCEDSTATUSCODES",
-        "250-SMTPUTF8",
-        "250 SIZE 52428800",
-    ]
-)
-EHLO_REPLY_WITH_DSN = EHLO_REPLY.replace("250 SIZE", "250-DSN\r\n250 SIZE")
-
-
-class _SmtpSession(socketserver.StreamRequestHandler):
-    server: _RelaySink
-    max_line = 1 << 20
-
-    def reply(self, text: str) -> None:
-        self.wfile.write(text.encode() + b"\r\n")
-
-    def handle(self) -> None:
-        self.reply("220 estafette-relay ESMTP ready")
-        owner = self.server.owner
-        mail_from, params, recipients, rcpt_params = "", "", [], []
-        while line := self.rfile.readline(self.max_line):
-            verb, _, argument = line.decode("utf-8", "replace").rstrip("\r\n").partition(" ")
-            verb = verb.upper()
-            if verb == "EHLO":
-                self.reply(EHLO_REPLY_WITH_DSN if owner and owner.relay_dsn else EHLO_REPLY)
-            elif verb in ("HELO", "NOOP"):
-                self.reply("250 OK")
-            elif verb == "MAIL":
-                mail_from, params = _parse_path(argument)
-                recipients, rcpt_params = [], []
-                self.reply("250 2.1.0 OK")
-            elif verb == "RCPT":
-                recipient, recipient_params = _parse_path(argument)
-                if owner and recipient.lower() in owner.relay_refuses:
-                    self.reply("550 5.1.1 Recipient refused by the relay")
-                    continue
-                recipients.append(recipient)
-                rcpt_params.append(recipient_params)
-                self.reply("250 2.1.5 OK")
-            elif verb == "DATA":
-                self.reply(self._data(mail_from, params, recipients, rcpt_params))
-                mail_from, params, recipients, rcpt_params = "", "", [], []
-            elif verb == "RSET":
-                mail_from, params, recipients, rcpt_params = "", "", [], []
-                self.reply("250 OK")
-            elif verb == "QUIT":
-                self.reply("221 Bye")
-                return
-            else:
-                self.reply("502 5.5.1 Command not implemented")
-
-    def _data(
-        self, mail_from: str, params: str, recipients: list[str], rcpt_params: list[str]
-    ) -> str:
-        if not recipients:
-            return "503 5.5.1 No recipients"
-        self.reply("354 End data with <CR><LF>.<CR><LF>")
-        chunks = []
-        while (line := self.rfile.readline(self.max_line)) not in (b".\r\n", b".\n", b""):
-            chunks.append(line[1:] if line.startswith(b"..") else line)
-        message = RelayedMessage(
-            mail_from, tuple(recipients), b"".join(chunks), params, tuple(rcpt_params)
-        )
-        try:
-            self.server.on_message(message)
-        except Exception as exc:
-            return f"451 4.3.0 Local delivery failed: {exc}"
-        return "250 2.0.0 Queued"
-
-
-def _parse_path(argument: str) -> tuple[str, str]:
-    """Split 'FROM:<a@b> BODY=8BITMIME' into ('a@b', 'BODY=8BITMIME')."""
-    match = re.search(r"<([^>]*)>\s*(.*)", argument)
-    if not match:
-        return argument.partition(":")[2].strip(), ""
-    return match.group(1), match.group(2)
-
-
-# --------------------------------------------------------------------------
 # The server
 # --------------------------------------------------------------------------
 
 
-class DovecotServer:
+class DovecotServer(DovecotUsers):
     """One Dovecot instance living under `root`, on loopback ports.
 
     Usable as a context manager (start on enter, stop on exit). Ports, users,
@@ -421,7 +271,7 @@ class DovecotServer:
         self._ports: _Ports | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._base_dir: Path | None = None
-        self._relay: _RelaySink | None = None
+        self._relay: RelaySink | None = None
         self._relayed: list[RelayedMessage] = []
         self._relayed_lock = threading.Lock()
         self._owner_pid = os.getpid()
@@ -548,83 +398,6 @@ class DovecotServer:
             client_cert.write_pem(cert_path, with_chain=True)
             context.load_cert_chain(cert_path, cert_path.with_suffix(".key"))
         return context
-
-    # -- users ---------------------------------------------------------------
-
-    def add_user(self, username: str, password: str, *, uid: int | None = None) -> None:
-        """Create (or update) a mailbox; works before and after start().
-
-        Why uid: Linux counts inotify instances per uid, so benchmarks spread
-        thousands of IDLE sessions over several uids (see DESIGN.md).
-        """
-        username = username.lower()
-        if not USERNAME_RE.match(username):
-            raise ValueError(
-                f"username {username!r}: use letters, digits, . _ @ - (no leading dot)"
-            )
-        uid, gid = self._uid_gid(uid)
-        user = _User(username, hash_password(password), uid, gid, self.home(username))
-        with self._users_lock:
-            existed = self.user_file(username).exists()
-            self._users[username] = user
-            self._prepare_home(user)
-            self._write_user_file(user)
-        if existed and self.running:
-            self._wait_for_passwd_file_reload()
-
-    def _uid_gid(self, uid: int | None) -> tuple[int, int]:
-        ident = self._identity
-        if uid is None or uid == ident.mail_uid:
-            return ident.mail_uid, ident.mail_gid
-        if not ident.is_root:
-            raise ValueError("a per-user uid needs root; as a normal user all mail is ours")
-        if uid <= 0:
-            raise ValueError("mail cannot be stored as uid 0")
-        return uid, ident.mail_gid
-
-    def _prepare_home(self, user: _User) -> None:
-        user.home.mkdir(parents=True, exist_ok=True)
-        user.home.chmod(0o700)
-        if self._identity.is_root:
-            os.chown(user.home, user.uid, user.gid)
-
-    def _write_user_file(self, user: _User) -> None:
-        """One passwd-file per user, so that a new user is visible at once.
-
-        Why: Dovecot checks a given passwd-file at most once per second, but
-        opens a file it has never seen (a new user's) immediately.
-        """
-        path = self.user_file(user.username)
-        previous_mtime = int(path.stat().st_mtime) if path.exists() else 0
-        line = f"{user.username}:{user.password_hash}:{user.uid}:{user.gid}::{user.home}::\n"
-        self._write_auth_file(path, line, previous_mtime)
-
-    def _write_auth_file(self, path: Path, content: str, previous_mtime: int) -> int:
-        """Replace a passwd-file atomically and make sure Dovecot sees a new mtime.
-
-        Why: Dovecot re-reads a passwd-file only when its mtime (in whole
-        seconds) or size changed, so two writes within one second could be missed.
-        """
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(".tmp-" + path.name)  # usernames never start with a dot
-        tmp.write_text(content)
-        tmp.chmod(0o640)
-        if self._identity.is_root:
-            os.chown(tmp, 0, self._auth_gid())
-        mtime = max(int(time.time()), previous_mtime + 1)
-        os.utime(tmp, (mtime, mtime))
-        os.replace(tmp, path)
-        return mtime
-
-    def _auth_gid(self) -> int:
-        return grp.getgrnam(self._identity.internal_group).gr_gid
-
-    @staticmethod
-    def _wait_for_passwd_file_reload() -> None:
-        """Wait for the next second, when Dovecot next checks a changed passwd-file."""
-        time.sleep(1.02 - (time.time() % 1.0))
-
-    # -- lifecycle -----------------------------------------------------------
 
     def __enter__(self) -> DovecotServer:
         self.start()
@@ -778,7 +551,7 @@ class DovecotServer:
     def _start_relay(self) -> None:
         ports = self._require_ports()
         try:
-            self._relay = _RelaySink((self._host, ports.relay), self._on_relayed, self)
+            self._relay = RelaySink((self._host, ports.relay), self._on_relayed, self)
         except OSError as exc:
             raise DovecotError(f"cannot listen for relayed mail on {ports.relay}: {exc}") from exc
 

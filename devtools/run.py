@@ -17,11 +17,11 @@ from pathlib import Path
 
 from backend.accounts import totp, users
 from backend.config import load_settings
-from backend.demo import samples
-from backend.demo.dovecot import DovecotServer
 from backend.directory import mailboxes as directory
 from backend.storage.database import session_scope
 from backend.storage.models import Mailbox
+from devtools import samples
+from devtools.dovecot import DovecotServer
 
 DOMAIN = "chu-demo.mssante.fr"
 DEMO_USER = "demo"
@@ -106,7 +106,7 @@ def _instructions(host: str, port: int, creds: dict) -> str:
   Password     : {creds["password"]}
   TOTP secret  : {creds["totp_secret"]}   (add it to an authenticator app:
                  {uri})
-  Current code : .venv/bin/python -m backend.demo.code
+  Current code : .venv/bin/python -m devtools.code
 
   curl -s -X POST {base}/auth/login -H 'Content-Type: application/json' \\
        -d '{{"username": "{DEMO_USER}", "password": "{creds["password"]}"}}'
