@@ -26,7 +26,7 @@ import psycopg
 from sqlalchemy import select, text
 
 from backend.audit.search import AuditQuery, search
-from backend.audit.trail import _CHAIN_COLUMNS, GENESIS, canonical_bytes, verify_chain
+from backend.audit.trail import CHAIN_COLUMNS, GENESIS, canonical_bytes, verify_chain
 from backend.storage.database import make_engine, make_session_factory, upgrade_schema
 from backend.storage.models import AuditRecord
 
@@ -106,7 +106,7 @@ def _read_floor(sessions) -> float:
         after = 0
         while True:
             rows = db.execute(
-                select(*_CHAIN_COLUMNS)
+                select(*CHAIN_COLUMNS)
                 .where(AuditRecord.id > after)
                 .order_by(AuditRecord.id)
                 .limit(20000)

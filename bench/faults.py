@@ -49,8 +49,9 @@ from sqlalchemy import func, select
 
 from backend.storage.database import make_engine, upgrade_schema
 from backend.storage.models import Mailbox, Message, OutboxEvent
+from devtools.corpus import hostile_corpus
 from devtools.dovecot import DovecotServer
-from tests.drills.push_harness import (
+from devtools.drills.push_harness import (
     DrillGateway,
     FakeFcm,
     drill_database,
@@ -59,9 +60,7 @@ from tests.drills.push_harness import (
     tally,
     wait_for,
 )
-from tests.drills.sync_harness import ThrowawayPostgres, deliver_many
-from tests.messages.corpus import hostile_corpus
-from tests.sync.support import mail
+from devtools.drills.sync_harness import ThrowawayPostgres, deliver_many, mail
 
 DEVICES = 6
 MESSAGES = 300

@@ -266,7 +266,7 @@ def main() -> None:
     rng = random.Random(args.seed)
 
     from devtools.dovecot import DovecotServer
-    from tests.services.fcm_server import FakeFcm
+    from devtools.fcm_server import FakeFcm
 
     work = Path(tempfile.mkdtemp(prefix="estafette-bench-idle-"))
     db_name = f"estafette_bench_idle_{uuid.uuid4().hex[:6]}"

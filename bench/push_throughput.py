@@ -50,7 +50,7 @@ LIVE_SAMPLE = 200
 
 def _serve_fcm(sa_path: str, latency: float, ready, stop) -> None:
     """The local FCM server, in its own process: writes the service account, then serves."""
-    from tests.services.fcm_server import FakeFcm
+    from devtools.fcm_server import FakeFcm
 
     with FakeFcm(latency=latency) as fake:
         fake.write_service_account(Path(sa_path))

@@ -21,7 +21,7 @@ from sqlalchemy import text
 
 from backend.storage.database import make_engine, schema_status, upgrade_schema
 from backend.storage.models import Base
-from tests.services.fcm_server import FakeFcm
+from devtools.fcm_server import FakeFcm
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "ESTAFETTE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1/test"

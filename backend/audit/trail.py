@@ -171,7 +171,7 @@ class VerifyResult:
 
 
 # Plain columns, not ORM entities: a million rows verify in seconds, not minutes.
-_CHAIN_COLUMNS = (
+CHAIN_COLUMNS = (
     AuditRecord.id,
     AuditRecord.occurred_at,
     AuditRecord.actor,
@@ -203,7 +203,7 @@ def walk_chain(
     """
     count = 0
     while True:
-        query = select(*_CHAIN_COLUMNS).where(AuditRecord.id > after_id)
+        query = select(*CHAIN_COLUMNS).where(AuditRecord.id > after_id)
         if until_id is not None:
             query = query.where(AuditRecord.id <= until_id)
         rows = session.execute(query.order_by(AuditRecord.id).limit(batch)).all()

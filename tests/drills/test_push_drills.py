@@ -16,7 +16,7 @@ import pytest
 
 from backend.push.breaker import PROBE_SIZE
 from backend.push.dispatcher import SEND_CHUNK
-from tests.drills.push_harness import (
+from devtools.drills.push_harness import (
     DrillGateway,
     FakeFcm,
     everything_received,

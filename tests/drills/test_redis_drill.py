@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from backend.storage.models import User
-from tests.drills.push_harness import DrillGateway, FakeFcm, everything_received, tally, wait_for
+from devtools.drills.push_harness import DrillGateway, FakeFcm, everything_received, tally, wait_for
 from tests.factories import create_user
 from tests.services.redis_server import OwnRedis
 from tests.support import Authenticator, bearer

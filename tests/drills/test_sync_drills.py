@@ -21,14 +21,14 @@ from sqlalchemy import func, select
 
 from backend.storage.database import make_engine, upgrade_schema
 from backend.storage.models import Mailbox, Message, OutboxEvent
-from tests.drills.push_harness import DrillGateway, everything_received, tally, wait_for
-from tests.drills.sync_harness import (
+from devtools import corpus
+from devtools.drills.push_harness import DrillGateway, everything_received, tally, wait_for
+from devtools.drills.sync_harness import (
     SyncProcess,
     ThrowawayPostgres,
     deliver_many,
 )
 from tests.factories import create_dovecot_mailbox
-from tests.messages import corpus
 from tests.messages.support import Inbox
 from tests.support import body, wait_until
 from tests.sync.support import mail, outbox_count, sync_state

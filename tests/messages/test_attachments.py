@@ -11,9 +11,8 @@ from sqlalchemy import update
 
 from backend.mail.xdm import ArchiveRejected, open_archive
 from backend.storage.models import Mailbox
-from devtools import samples
+from devtools import corpus, samples
 from mobile_api.messages.routes import content_disposition
-from tests.messages import corpus
 from tests.messages.support import Inbox
 from tests.support import body
 

@@ -15,7 +15,7 @@ _PROBE = """
 import json, resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
 from backend.reading import mime
-from tests.messages import corpus
+from devtools import corpus
 result = {}
 for name, raw in corpus.hostile_corpus().items():
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from urllib.parse import unquote
 
-from tests.messages import corpus
+from devtools import corpus
 from tests.messages.support import Inbox, audit_rows
 from tests.support import body
 

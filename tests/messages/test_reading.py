@@ -5,8 +5,7 @@ from __future__ import annotations
 from sqlalchemy import update
 
 from backend.storage.models import Mailbox
-from devtools import samples
-from tests.messages import corpus
+from devtools import corpus, samples
 from tests.messages.support import Inbox
 from tests.support import body
 

@@ -23,9 +23,9 @@ from backend.push.dispatcher import Dispatcher
 from backend.push.fcm import FcmSender
 from backend.storage.models import AuditRecord, Mailbox, Message, User
 from backend.sync.worker import SyncWorker
+from devtools.drills.world import World
+from devtools.fcm_server import FakeFcm
 from tests.factories import create_dovecot_mailbox, create_user
-from tests.push.conftest import World
-from tests.services.fcm_server import FakeFcm
 from tests.support import wait_until
 
 

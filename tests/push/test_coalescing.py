@@ -6,8 +6,8 @@ from collections import Counter
 from typing import Any
 
 from backend.push.dispatcher import Dispatcher
-from tests.push.conftest import World
-from tests.services.fcm_server import FakeFcm
+from devtools.drills.world import World
+from devtools.fcm_server import FakeFcm
 
 
 def test_a_burst_queued_at_once_is_one_push_per_device_with_the_latest_count(

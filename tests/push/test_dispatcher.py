@@ -17,8 +17,8 @@ from prometheus_client import REGISTRY
 from backend.push.dispatcher import STALE_TOKEN_DAYS, Dispatcher
 from backend.push.fcm import FcmSender
 from backend.storage.models import utcnow
-from tests.push.conftest import World
-from tests.services.fcm_server import FakeFcm
+from devtools.drills.world import World
+from devtools.fcm_server import FakeFcm
 
 
 def test_new_mail_reaches_every_device_of_every_member_exactly_once(

@@ -14,9 +14,9 @@ from backend.push import previews
 from backend.push.dispatcher import Dispatcher
 from backend.push.fcm import FcmSender
 from backend.storage.models import Device, User
+from devtools.drills.world import World
+from devtools.fcm_server import FakeFcm
 from tests.factories import create_user
-from tests.push.conftest import World
-from tests.services.fcm_server import FakeFcm
 from tests.support import Authenticator, body
 
 SUBJECT = "Résultats IRM — patient Dupont"

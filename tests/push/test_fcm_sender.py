@@ -23,8 +23,8 @@ from backend.push.fcm import (
     create_sender,
 )
 from backend.push.outcomes import Outcome, OutcomeKind
+from devtools.fcm_server import FakeFcm
 from devtools.pki import make_ca
-from tests.services.fcm_server import FakeFcm
 
 pytestmark = pytest.mark.unit
 

@@ -21,8 +21,8 @@ from backend.push.dispatcher import SEND_CHUNK, Dispatcher
 from backend.push.fcm import FcmSender
 from backend.storage.database import session_scope
 from backend.storage.models import Device, OutboxEvent, utcnow
-from tests.push.conftest import World
-from tests.services.fcm_server import FakeFcm
+from devtools.drills.world import World
+from devtools.fcm_server import FakeFcm
 from tests.support import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,8 +16,8 @@ from backend.push.breaker import JITTER, MAX_SECONDS, PROBE_SIZE, Breaker
 from backend.push.dispatcher import Dispatcher
 from backend.push.fcm import FcmSender
 from backend.storage.models import OutboxEvent, utcnow
-from tests.push.conftest import World
-from tests.services.fcm_server import FakeFcm
+from devtools.drills.world import World
+from devtools.fcm_server import FakeFcm
 
 
 class Clock:

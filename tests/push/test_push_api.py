@@ -7,9 +7,9 @@ from sqlalchemy import select
 
 from backend.push.dispatcher import Dispatcher
 from backend.storage.models import User
+from devtools.drills.world import World
+from devtools.fcm_server import FakeFcm
 from tests.factories import create_user
-from tests.push.conftest import World
-from tests.services.fcm_server import FakeFcm
 from tests.support import Authenticator, bearer, body
 
 SETTINGS = "/api/v1/me/notifications"

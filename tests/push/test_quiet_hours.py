@@ -9,8 +9,8 @@ import pytest
 
 from backend.push.dispatcher import Dispatcher
 from backend.push.quiet_hours import QuietHours
-from tests.push.conftest import World
-from tests.services.fcm_server import FakeFcm
+from devtools.drills.world import World
+from devtools.fcm_server import FakeFcm
 
 PARIS = "Europe/Paris"
 

@@ -11,7 +11,7 @@ import pytest
 
 from backend.push import wakeup
 from backend.push.wakeup import OutboxWakeup
-from tests.push.conftest import World
+from devtools.drills.world import World
 from tests.support import wait_until
 
 on_postgresql = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

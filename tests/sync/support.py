@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
-from email.message import EmailMessage
 from typing import Any
 
 from imapclient import IMAPClient
@@ -13,16 +12,8 @@ from sqlalchemy import func, select
 
 from backend.storage.models import Mailbox, Message, OutboxEvent
 from backend.sync.worker import SyncWorker
+from devtools.drills.sync_harness import mail as mail  # shared with bench/faults.py
 from tests.support import wait_until
-
-
-def mail(subject: str, to: str = "x@chu-test.mssante.fr") -> bytes:
-    message = EmailMessage()
-    message["From"] = "Dr Test <test@ch-exemple.mssante.fr>"
-    message["To"] = to
-    message["Subject"] = subject
-    message.set_content("Corps du message.")
-    return bytes(message)
 
 
 @contextlib.contextmanager

@@ -15,8 +15,8 @@ from backend.mail.endpoints import imap_endpoint_for
 from backend.mail.imap import connect
 from backend.storage.models import Mailbox, Message, OutboxEvent
 from backend.sync.catch_up import catch_up
+from devtools import corpus
 from tests.factories import create_dovecot_mailbox
-from tests.messages import corpus
 from tests.support import wait_until
 from tests.sync.support import RunningWorker, mail, outbox_count, subjects, sync_state
 

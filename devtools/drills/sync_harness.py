@@ -1,7 +1,6 @@
 """What the sync drills share: a real `flask --app mobile_api sync` process, a PostgreSQL
 cluster of their own that a drill may stop, and fast delivery of many messages.
 
-Helper g's push drills have their own harness; nothing here is a shared fixture.
 """
 
 from __future__ import annotations
@@ -16,12 +15,13 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from tests.conftest import TEST_DATA_KEY, TEST_SECRET_KEY
+from devtools.drills.push_harness import DATA_KEY, SECRET_KEY
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -140,8 +140,8 @@ def gateway_env(database_url: str, dovecot: Any, var_dir: Path, **extra: str) ->
     """The settings of a drill's gateway (the same keys as the suite's `base_env`)."""
     return {
         "ESTAFETTE_DATABASE_URL": database_url,
-        "ESTAFETTE_SECRET_KEY": TEST_SECRET_KEY,
-        "ESTAFETTE_DATA_KEY": TEST_DATA_KEY,
+        "ESTAFETTE_SECRET_KEY": SECRET_KEY,
+        "ESTAFETTE_DATA_KEY": DATA_KEY,
         "ESTAFETTE_VAR_DIR": str(var_dir),
         "ESTAFETTE_NIL": "test-nil",
         "ESTAFETTE_CA_BUNDLE": str(dovecot.ca_cert_path),
@@ -155,3 +155,12 @@ def deliver_many(dovecot: Any, recipient: str, messages: Iterable[bytes]) -> Non
         for raw in messages:
             refused = lmtp.sendmail("sender@mssante.example", [recipient], raw)
             assert not refused, refused
+
+
+def mail(subject: str, to: str = "x@chu-test.mssante.fr") -> bytes:
+    message = EmailMessage()
+    message["From"] = "Dr Test <test@ch-exemple.mssante.fr>"
+    message["To"] = to
+    message["Subject"] = subject
+    message.set_content("Corps du message.")
+    return bytes(message)

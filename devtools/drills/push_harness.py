@@ -35,8 +35,8 @@ from backend.push.fcm import FcmSender
 from backend.storage.database import make_engine, make_session_factory, upgrade_schema
 from backend.storage.encryption import set_data_key
 from backend.storage.models import Mailbox, OutboxEvent, utcnow
-from tests.push.conftest import World
-from tests.services.fcm_server import FakeFcm, RecordedRequest
+from devtools.drills.world import World
+from devtools.fcm_server import FakeFcm, RecordedRequest
 
 __all__ = [
     "Clock",
