@@ -37,6 +37,9 @@ TEST_DATA_KEY = base64.urlsafe_b64encode(b"k" * 32).decode()
 TEST_PASSWORD_COST = Argon2Cost(time_cost=1, memory_cost_kib=8, parallelism=1)
 
 
+pytest_plugins = ("tests.xdist_ids",)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     use_cost(TEST_PASSWORD_COST)
 
@@ -55,15 +58,9 @@ def worker_redis_url(base: str = REDIS_URL) -> str:
     return urllib.parse.urlunsplit(parts._replace(path=f"/{database}"))
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark each test by the services it needs, so `-m` selects and the counts are honest.
-
-    Drills run real processes and count what they do against deadlines: under xdist they
-    share one group, so two drills never compete for the cores with each other."""
+    """Mark each test by the services it needs, so `-m` selects and the counts are honest."""
     for item in items:
-        if item.get_closest_marker("drill"):
-            item.add_marker(pytest.mark.xdist_group("drills"))
         names = set(getattr(item, "fixturenames", ()))
         params = getattr(getattr(item, "callspec", None), "params", {})
         if "postgresql" in params.values():  # database_url, or a module fixture's own
