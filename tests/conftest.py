@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import os
 import shutil
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +18,9 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis as redis_lib
-from sqlalchemy import text
+from sqlalchemy import Engine
 
+from backend.accounts.passwords import Argon2Cost, use_cost
 from backend.storage.database import make_engine, schema_status, upgrade_schema
 from backend.storage.models import Base
 from devtools.fcm_server import FakeFcm
@@ -26,9 +28,34 @@ from devtools.fcm_server import FakeFcm
 POSTGRES_ADMIN_URL = os.environ.get(
     "ESTAFETTE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1/test"
 )
+# The base database: xdist worker gwN takes the one N below it (see `worker_redis_url`).
 REDIS_URL = os.environ.get("ESTAFETTE_TEST_REDIS", "redis://127.0.0.1:6379/15")
 TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-for-eddsa-derivation"
 TEST_DATA_KEY = base64.urlsafe_b64encode(b"k" * 32).decode()
+# Argon2's floor: the suite signs in over a thousand times, and at the production cost that
+# alone was a quarter of its CPU. tests/auth/test_password_cost.py checks the real one.
+TEST_PASSWORD_COST = Argon2Cost(time_cost=1, memory_cost_kib=8, parallelism=1)
+
+
+pytest_plugins = ("tests.xdist_ids",)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    use_cost(TEST_PASSWORD_COST)
+
+
+def xdist_worker_number() -> int:
+    """N on pytest-xdist's worker gwN, 0 without xdist: what per-worker resources key on."""
+    return int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+
+
+def worker_redis_url(base: str = REDIS_URL) -> str:
+    """The base URL's database number less the worker's: each worker flushes only its own."""
+    parts = urllib.parse.urlsplit(base)
+    database = int(parts.path.lstrip("/") or 0) - xdist_worker_number()
+    if database < 0:
+        pytest.fail(f"no Redis database left for worker {xdist_worker_number()} below {base}")
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{database}"))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -76,26 +103,54 @@ def postgres_database() -> Iterator[str]:
     try:
         yield url
     finally:
+        if url in _postgres_resets:
+            _postgres_resets.pop(url).engine.dispose()
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
 
 
+class _PostgresReset:
+    """Empties a test database between tests on one engine kept for the session.
+
+    DELETE, not TRUNCATE: on tables this small TRUNCATE's new files per table cost far
+    more than deleting the rows. One statement batch, one round trip: psycopg sends a text
+    with several statements only without parameters, and every value here is our own
+    (table names from the models, the head revision from the migrations)."""
+
+    def __init__(self, url: str) -> None:
+        self.engine: Engine = make_engine(url)
+        _current, head = schema_status(self.engine)
+        # Children first, so no foreign key is ever broken on the way.
+        deletes = "".join(
+            f'DELETE FROM "{table.name}";'  # noqa: S608
+            for table in reversed(Base.metadata.sorted_tables)
+        )
+        version = f"UPDATE alembic_version SET version_num = '{head}';"  # noqa: S608
+        chain_head = (  # the empty chain's head, as migration 0001 leaves it
+            "INSERT INTO audit_chain_head (id, last_id, last_hash, anchor_id, anchor_hash)"
+            " VALUES (1, 0, repeat('0', 64), 0, repeat('0', 64));"
+        )
+        # Sequences restart too (as TRUNCATE ... RESTART IDENTITY did): ids stay predictable.
+        sequences = (
+            "SELECT setval(c.oid, 1, false) FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relkind = 'S' AND n.nspname = current_schema();"
+        )
+        self.statements = deletes + version + chain_head + sequences
+
+    def __call__(self) -> None:
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql(self.statements)
+
+
+_postgres_resets: dict[str, _PostgresReset] = {}
+
+
 def _reset_postgres(url: str) -> None:
     """Empty every table and restore the schema version a test may have tampered with."""
-    engine = make_engine(url)
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-    _current, head = schema_status(engine)
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-        conn.execute(text("UPDATE alembic_version SET version_num = :head"), {"head": head})
-        conn.execute(
-            text(
-                "INSERT INTO audit_chain_head (id, last_id, last_hash, anchor_id, anchor_hash) "
-                "VALUES (1, 0, :g, 0, :g)"
-            ),
-            {"g": "0" * 64},
-        )
-    engine.dispose()
+    if url not in _postgres_resets:
+        _postgres_resets[url] = _PostgresReset(url)
+    _postgres_resets[url]()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -178,12 +233,14 @@ def fcm_credentials(fcm_server: FakeFcm, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    """The machine's Redis, on a database of its own, flushed around each test."""
-    client = redis_lib.Redis.from_url(REDIS_URL)
+    """The machine's Redis, on a database of the worker's own, flushed around each test."""
+    url = worker_redis_url()
+    client = redis_lib.Redis.from_url(url)
     try:
         client.ping()
     except redis_lib.RedisError as exc:
-        pytest.fail(f"Redis is not reachable at {REDIS_URL}: {exc}")
+        pytest.fail(f"Redis is not reachable at {url}: {exc}")
     client.flushdb()
-    yield REDIS_URL
+    yield url
     client.flushdb()
+    client.close()
