@@ -1,6 +1,6 @@
 """The dispatcher: outbox to FCM, once per device, with FCM's answers acted upon.
 
-firebase-admin runs for real against the local FCM server (tests/services/fcm_server.py).
+firebase-admin runs for real against the local FCM server (devtools/fcm_server.py).
 """
 
 from __future__ import annotations
