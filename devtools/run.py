@@ -17,7 +17,7 @@ from pathlib import Path
 
 from backend.accounts import totp, users
 from backend.config import load_settings
-from backend.directory import mailboxes as directory
+from backend.mailboxes import registry
 from backend.storage.database import session_scope
 from backend.storage.models import Mailbox
 from devtools import samples
@@ -70,14 +70,14 @@ def _register(app, dovecot: DovecotServer, creds: dict) -> None:
             user = users.create_user(db=db, username=DEMO_USER, password=creds["password"])
             user.totp_secret, user.totp_active = creds["totp_secret"], True
         for address, kind, name, role in DEMO_MAILBOXES:
-            mailbox = directory.find_mailbox(db=db, address=address)
+            mailbox = registry.find_mailbox(db=db, address=address)
             if mailbox is None:
-                mailbox = directory.create_mailbox(
+                mailbox = registry.create_mailbox(
                     db=db,
                     address=address,
                     kind=kind,
                     display_name=name,
-                    imap=directory.ServerSettings(
+                    imap=registry.ServerSettings(
                         dovecot.host,
                         dovecot.imaps_port,
                         "tls",
@@ -86,7 +86,7 @@ def _register(app, dovecot: DovecotServer, creds: dict) -> None:
                         creds["imap"][address],
                     ),
                 )
-                directory.grant(db=db, mailbox=mailbox, user=user, role=role)
+                registry.grant(db=db, mailbox=mailbox, user=user, role=role)
             elif (mailbox.imap_host, mailbox.imap_port) != (dovecot.host, dovecot.imaps_port):
                 _move(mailbox, dovecot)
 

@@ -149,7 +149,7 @@ def _no_store(response: Response) -> Response:
 def _register_blueprints(app: Flask, api: Api) -> None:
     from mobile_api.admin import register_admin
     from mobile_api.auth.routes import blp as auth
-    from mobile_api.changes.routes import blp as changes
+    from mobile_api.delta_sync.routes import blp as changes
     from mobile_api.devices.routes import blp as devices
     from mobile_api.mailboxes.routes import blp as mailboxes
     from mobile_api.messages.routes import blp as messages

@@ -21,7 +21,7 @@ from flask.cli import AppGroup
 from backend import errors
 from backend.accounts import users
 from backend.audit.trail import verify_chain
-from backend.directory import mailboxes as directory
+from backend.mailboxes import registry
 from backend.storage.database import SchemaOutOfDate, require_current_schema, session_scope
 from backend.storage.database import upgrade_schema as apply_migrations
 from mobile_api.context import Services
@@ -160,11 +160,11 @@ def users_reset_password(username: str, password_stdin: bool) -> None:
 
 @mailboxes_cli.command("create")
 @click.argument("address")
-@click.option("--kind", type=click.Choice(directory.KINDS), required=True)
+@click.option("--kind", type=click.Choice(registry.KINDS), required=True)
 @click.option("--imap-host", required=True)
 @click.option("--imap-port", type=int, required=True)
-@click.option("--security", type=click.Choice(directory.SECURITY), required=True)
-@click.option("--auth", type=click.Choice(directory.AUTH_MODES), required=True)
+@click.option("--security", type=click.Choice(registry.SECURITY), required=True)
+@click.option("--auth", type=click.Choice(registry.AUTH_MODES), required=True)
 @click.option("--username", help="IMAP login (the master user for --auth master).")
 @click.option("--secret-stdin", is_flag=True, help="Read the password or .p12 passphrase.")
 @click.option(
@@ -204,12 +204,12 @@ def mailboxes_create(
     if p12 is not None:
         _check_p12(p12, secret)
     with session_scope(_services().sessions) as db:
-        mailbox = directory.create_mailbox(
+        mailbox = registry.create_mailbox(
             db=db,
             address=address,
             kind=kind,
             display_name=display_name,
-            imap=directory.ServerSettings(
+            imap=registry.ServerSettings(
                 imap_host, imap_port, security, auth, username, secret, token_url, client_id
             ),
             certificate=p12,
@@ -244,17 +244,17 @@ def _check_p12(p12: bytes, passphrase: str | None) -> None:
 @mailboxes_cli.command("grant")
 @click.argument("address")
 @click.argument("username")
-@click.option("--role", type=click.Choice(directory.ROLES), required=True)
+@click.option("--role", type=click.Choice(registry.ROLES), required=True)
 @needs_current_schema
 @_domain_errors
 def mailboxes_grant(address: str, username: str, role: str) -> None:
     """Make a user the owner or a delegate of a mailbox."""
     with session_scope(_services().sessions) as db:
-        mailbox = directory.find_mailbox(db=db, address=address)
+        mailbox = registry.find_mailbox(db=db, address=address)
         user = users.find_user(db=db, username=username)
         if mailbox is None or user is None:
             raise click.ClickException("no such mailbox or user")
-        directory.grant(db=db, mailbox=mailbox, user=user, role=role)
+        registry.grant(db=db, mailbox=mailbox, user=user, role=role)
         ids = (mailbox.public_id, user.public_id)
     _services().audit.record(
         "admin.member_grant",
@@ -276,7 +276,7 @@ def mailboxes_revoke(address: str, username: str) -> None:
     from backend.admin import mailboxes as admin_mailboxes
 
     with session_scope(_services().sessions) as db:
-        mailbox = directory.find_mailbox(db=db, address=address)
+        mailbox = registry.find_mailbox(db=db, address=address)
         user = users.find_user(db=db, username=username)
         if mailbox is None or user is None:
             raise click.ClickException("no such mailbox or user")

@@ -12,12 +12,14 @@ import os
 import shutil
 import urllib.parse
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 import redis as redis_lib
+from flask import Flask
 from sqlalchemy import Engine
 
 from backend.accounts.passwords import Argon2Cost, use_cost
@@ -179,12 +181,27 @@ def base_env(tmp_path: Path, database_url: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def app(base_env: dict[str, str]):
+def make_app(base_env: dict[str, str]) -> Iterator[Callable[..., Flask]]:
+    """Build the test gateway with some settings changed: `make_app(ESTAFETTE_X="...")`.
+
+    The one way tests build an app (each engine is disposed at the end)."""
     from mobile_api import create_app
 
-    application = create_app({**base_env, "TESTING": True})
-    yield application
-    application.extensions["estafette"].engine.dispose()
+    built: list[Flask] = []
+
+    def build(**overrides: Any) -> Flask:
+        application = create_app({**base_env, "TESTING": True, **overrides})
+        built.append(application)
+        return application
+
+    yield build
+    for application in built:
+        application.extensions["estafette"].engine.dispose()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
 
 
 @pytest.fixture

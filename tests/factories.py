@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from backend.accounts import users
-from backend.directory import mailboxes as directory
+from backend.mailboxes import registry
 from backend.storage.database import session_scope
 from tests.support import DEFAULT_PASSWORD
 
@@ -49,16 +49,16 @@ def create_dovecot_mailbox(
         dovecot.deliver(address, raw)
     port = dovecot.imaps_port if security == "tls" else dovecot.imap_port
     with session_scope(services.sessions) as db:
-        mailbox = directory.create_mailbox(
+        mailbox = registry.create_mailbox(
             db=db,
             address=address,
             kind=kind,
-            imap=directory.ServerSettings(
+            imap=registry.ServerSettings(
                 dovecot.host, port, security, "password", address, password
             ),
         )
         if owner is not None:
             user = users.find_user(db=db, username=owner)
-            directory.grant(db=db, mailbox=mailbox, user=user, role="owner")
+            registry.grant(db=db, mailbox=mailbox, user=user, role="owner")
         public_id = mailbox.public_id
     return address, password, public_id

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from backend import errors
 from backend.admin import changes
-from backend.directory import mailboxes as directory
+from backend.mailboxes import registry
 from backend.storage.models import Mailbox, Membership, User
 
 _SERVER_FIELDS = ("host", "port", "security", "auth", "username")
@@ -67,17 +67,17 @@ def _apply_server(mailbox: Mailbox, prefix: str, values: dict[str, Any]) -> set[
 def check_settings(mailbox: Mailbox) -> None:
     """Field errors for settings that cannot work together (auth mode without its secret)."""
     problems: dict[str, list[str]] = {}
-    if mailbox.kind not in directory.KINDS:
-        problems["kind"] = [f"One of {', '.join(directory.KINDS)}."]
+    if mailbox.kind not in registry.KINDS:
+        problems["kind"] = [f"One of {', '.join(registry.KINDS)}."]
     for prefix in ("imap", "smtp"):
         security, auth = getattr(mailbox, f"{prefix}_security"), getattr(mailbox, f"{prefix}_auth")
         port = getattr(mailbox, f"{prefix}_port")
         if prefix == "smtp" and mailbox.smtp_host is None:
             continue
-        if security not in directory.SECURITY:
-            problems[f"{prefix}.security"] = [f"One of {', '.join(directory.SECURITY)}."]
-        if auth not in directory.AUTH_MODES:
-            problems[f"{prefix}.auth"] = [f"One of {', '.join(directory.AUTH_MODES)}."]
+        if security not in registry.SECURITY:
+            problems[f"{prefix}.security"] = [f"One of {', '.join(registry.SECURITY)}."]
+        if auth not in registry.AUTH_MODES:
+            problems[f"{prefix}.auth"] = [f"One of {', '.join(registry.AUTH_MODES)}."]
         if port is None or not 0 < port < 65536:
             problems[f"{prefix}.port"] = ["A TCP port."]
     if mailbox.imap_auth == "xoauth2" and not (mailbox.imap_token_url and mailbox.imap_client_id):
@@ -147,7 +147,7 @@ def set_member(*, db: Session, mailbox: Mailbox, user: User, role: str) -> str |
             Membership.mailbox_id == mailbox.id, Membership.user_id == user.id
         )
     )
-    directory.grant(db=db, mailbox=mailbox, user=user, role=role)
+    registry.grant(db=db, mailbox=mailbox, user=user, role=role)
     return previous
 
 

@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session
 
 from backend import errors
 from backend.config import Settings
-from backend.directory import changes
 from backend.mail import smtp
 from backend.mail.endpoints import smtp_endpoint_for
 from backend.mail.envelope import HEADER_KEY, parse_fetch
@@ -32,6 +31,7 @@ from backend.mail.imap import (
     ProtocolError,
 )
 from backend.mail.sessions import imap_session
+from backend.mailboxes import change_log
 from backend.outgoing import compose as composer
 from backend.outgoing import mdn
 from backend.outgoing.trust_space import TrustSpaceUnreadable, load_trust_space
@@ -206,7 +206,7 @@ def send_message(
         )
         if original is not None and _mark_answered(client, original):
             original.message.answered = True
-            original.message.change_seq = changes.next_change_seq(db, mailbox.id)
+            original.message.change_seq = change_log.next_change_seq(db, mailbox.id)
             db.commit()
     if submitted.refused:
         raise errors.RecipientsPartiallyRefused(

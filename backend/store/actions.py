@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 
 from backend import errors
 from backend.config import Settings
-from backend.directory import changes
 from backend.mail.imap import DELETED, FLAGGED, SEEN, TRASH, MailSession
 from backend.mail.sessions import open_folder
+from backend.mailboxes import change_log
 from backend.push import outbox
 from backend.reading.messages import Located
 from backend.store import cache as store
@@ -58,7 +58,7 @@ def set_flags(*, db: Session, located: Located, change: FlagChange, settings: Se
         message.flagged = change.flagged
     if (message.seen, message.flagged) == before:
         return False
-    message.change_seq = changes.next_change_seq(db, message.mailbox_id)
+    message.change_seq = change_log.next_change_seq(db, message.mailbox_id)
     if message.seen and not before[0]:
         outbox.announce_read(db, mailbox_id=message.mailbox_id, message_id=message.id)
     db.flush()

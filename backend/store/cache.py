@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from backend.directory import changes
 from backend.mail.envelope import Envelope
+from backend.mailboxes import change_log
 from backend.push import outbox
 from backend.storage.models import Folder, Mailbox, Message, utcnow
 from backend.store import receipts
@@ -57,7 +57,7 @@ def reset_folder(
     `baseline_uid` (UIDNEXT now) commits with UIDVALIDITY, before any batch: an import
     that resumes after a crash still knows which mail was there before it began.
     """
-    changes.bury(db, Message.folder_id == folder_id)
+    change_log.bury(db, Message.folder_id == folder_id)
     db.execute(delete(Message).where(Message.folder_id == folder_id))
     db.execute(
         update(Folder)
@@ -72,7 +72,7 @@ def reset_folder(
 
 
 def _next_change_seq(db: Session, mailbox_id: int) -> int:
-    return changes.next_change_seq(db, mailbox_id)
+    return change_log.next_change_seq(db, mailbox_id)
 
 
 def store_new_messages(
@@ -165,7 +165,7 @@ def remove_messages(*, db: Session, message_ids: list[int]) -> int:
                 .distinct()
             )
         )
-        changes.bury(db, Message.id.in_(chunk))
+        change_log.bury(db, Message.id.in_(chunk))
         db.execute(delete(Message).where(Message.id.in_(chunk)))
     for mailbox_id in sorted(cleared):
         outbox.announce_read(db, mailbox_id=mailbox_id)  # one carries the new count

@@ -14,8 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.audit.trail import AuditTrail
-from backend.directory import changes
 from backend.mail.envelope import Envelope
+from backend.mailboxes import change_log
 from backend.storage.encryption import lookup_digest
 from backend.storage.models import Mailbox, Message
 
@@ -119,5 +119,5 @@ def record_receipts(
             current.append(entry)
     if current != (message.receipts or []):
         message.receipts = current
-        message.change_seq = changes.next_change_seq(db, message.mailbox_id)
+        message.change_seq = change_log.next_change_seq(db, message.mailbox_id)
         db.flush()

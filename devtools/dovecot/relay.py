@@ -4,6 +4,10 @@ Why: submission cannot deliver by itself and there is no MTA in tests. The relay
 each message (with its ESMTP parameters, for the DSN tests) and hands it to a callback,
 which delivers local recipients over LMTP. A test may flip DSN support or refuse
 recipients on a running server through the owner's `relay_dsn` and `relay_refuses`.
+
+Why not aiosmtpd: it answers 555 to MAIL FROM parameters it does not know, and RFC 3461's
+RET and ENVID are among them (aio-libs/aiosmtpd#299); the delivery-status tests send them,
+and this relay must take them as a DSN-capable MTA does.
 """
 
 from __future__ import annotations

@@ -216,7 +216,7 @@ class DrillGateway:
 
     def imap_mailbox(self) -> tuple[str, str]:
         """A Dovecot user and the matching mailbox of the drill's user: (address, public id)."""
-        from backend.directory import mailboxes as directory
+        from backend.mailboxes import registry
         from backend.storage.database import session_scope
         from backend.storage.models import Membership
 
@@ -224,11 +224,11 @@ class DrillGateway:
         password = uuid.uuid4().hex
         self.dovecot.add_user(address, password)
         with session_scope(self.sessions) as db:
-            mailbox = directory.create_mailbox(
+            mailbox = registry.create_mailbox(
                 db=db,
                 address=address,
                 kind="PER",
-                imap=directory.ServerSettings(
+                imap=registry.ServerSettings(
                     self.dovecot.host, self.dovecot.imaps_port, "tls", "password", address, password
                 ),
             )

@@ -16,7 +16,7 @@ from backend.accounts import users as accounts
 from backend.admin import changes
 from backend.admin import mailboxes as admin_mailboxes
 from backend.admin.accounts import page_of
-from backend.directory import mailboxes as directory
+from backend.mailboxes import registry
 from backend.storage.models import Mailbox
 from mobile_api.admin import audit_admin, schemas
 from mobile_api.auditing import audited
@@ -73,8 +73,8 @@ def _view(mailbox: Mailbox, *, with_members: bool = True) -> dict:
     return view
 
 
-def _server_settings(values: dict) -> directory.ServerSettings:
-    return directory.ServerSettings(
+def _server_settings(values: dict) -> registry.ServerSettings:
+    return registry.ServerSettings(
         values["host"],
         values["port"],
         values["security"],
@@ -118,7 +118,7 @@ def create_mailbox(body: dict) -> dict:
     certificate = imap.get("certificate")
     if certificate is not None:
         admin_mailboxes.check_certificate(certificate, imap.get("secret"), "imap.certificate")
-    mailbox = directory.create_mailbox(
+    mailbox = registry.create_mailbox(
         db=db(),
         address=body["address"],
         kind=body["kind"],

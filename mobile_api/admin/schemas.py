@@ -10,7 +10,7 @@ from typing import Any
 from flask_smorest.fields import Upload
 from marshmallow import Schema, ValidationError, fields, validate
 
-from backend.directory.mailboxes import AUTH_MODES, KINDS, ROLES, SECURITY
+from backend.mailboxes.registry import AUTH_MODES, KINDS, ROLES, SECURITY
 from backend.outgoing.headers import SINGLE_LINE, is_safe_header_value
 from mobile_api.pagination import PageArgsSchema
 

@@ -7,8 +7,7 @@ from datetime import datetime
 from flask import g
 from flask_smorest import Blueprint
 
-from backend.directory import mailboxes as directory
-from backend.directory import messages as cache
+from backend.mailboxes import listings, registry
 from mobile_api.auditing import audited, note
 from mobile_api.auth.tokens import session_required
 from mobile_api.context import db
@@ -25,8 +24,8 @@ blp = Blueprint("mailboxes", __name__, url_prefix="/api/v1", description="Mailbo
 def list_mailboxes() -> list[dict]:
     """The mailboxes the signed-in user owns or is a delegate of, with counts and sync state."""
     result = []
-    visible = directory.visible_mailboxes(db=db(), user=g.user)
-    counts = cache.counts_by_mailbox(db=db(), mailbox_ids=[m.id for m, _role in visible])
+    visible = registry.visible_mailboxes(db=db(), user=g.user)
+    counts = listings.counts_by_mailbox(db=db(), mailbox_ids=[m.id for m, _role in visible])
     for mailbox, role in visible:
         unread, total = counts[mailbox.id]
         result.append(
@@ -52,13 +51,13 @@ def list_mailboxes() -> list[dict]:
 @session_required
 def list_messages(args: dict, mailbox_id: str) -> dict:
     """One page of envelopes, newest first; `next` continues, null at the end."""
-    mailbox, _role = directory.get_visible_mailbox(db=db(), user=g.user, public_id=mailbox_id)
+    mailbox, _role = registry.get_visible_mailbox(db=db(), user=g.user, public_id=mailbox_id)
     after = decode_cursor(args["cursor"], 2)
     key = (datetime.fromisoformat(after[0]), int(after[1])) if after else None
-    rows, next_key = cache.list_page(
+    rows, next_key = listings.list_page(
         db=db(), mailbox=mailbox, folder_name=args["folder"], limit=args["limit"], after=key
     )
     return {
-        "items": [cache.envelope(m, mailbox, args["folder"]) for m in rows],
+        "items": [listings.envelope(m, mailbox, args["folder"]) for m in rows],
         "next": encode_cursor(next_key[0].isoformat(), next_key[1]) if next_key else None,
     }

@@ -16,8 +16,8 @@ from urllib.parse import quote
 from flask import Response, g
 from flask_smorest import Blueprint
 
-from backend.directory import messages as cache
 from backend.mail import xdm
+from backend.mailboxes import listings
 from backend.reading import messages as reading
 from backend.reading.cache import BodyCache
 from backend.reading.filenames import clean_filename
@@ -73,7 +73,7 @@ def _audited_message(action: str) -> Callable[[Callable], Callable]:
 
 
 def _envelope(located: reading.Located) -> dict[str, Any]:
-    return cache.envelope(located.message, located.mailbox, located.folder.name)
+    return listings.envelope(located.message, located.mailbox, located.folder.name)
 
 
 @blp.get("/messages/<message_id>")

@@ -16,7 +16,7 @@ from flask import g, request
 from flask_smorest import Blueprint
 
 from backend import errors
-from backend.directory import mailboxes as directory
+from backend.mailboxes import registry
 from backend.outgoing import sending
 from backend.outgoing.compose import Attachment
 from backend.reading import messages as reading
@@ -82,7 +82,7 @@ def _attachments(limit: int) -> tuple[Attachment, ...]:
 def send_message(args: dict, mailbox_id: str) -> sending.SentMessage:
     """Send a message (or a reply) inside the MSSanté trust space; a copy goes to Sent."""
     settings = services().settings
-    mailbox, _role = directory.get_visible_mailbox(db=db(), user=g.user, public_id=mailbox_id)
+    mailbox, _role = registry.get_visible_mailbox(db=db(), user=g.user, public_id=mailbox_id)
     original = None
     if args["in_reply_to"]:
         original = reading.get_visible_message(db=db(), user=g.user, public_id=args["in_reply_to"])

@@ -92,7 +92,7 @@ def test_mailboxes_revoke_cuts_a_delegate_off(app, client, services) -> None:
 def test_certificates_check_fails_on_an_expired_certificate(app, services, tmp_path) -> None:
     import datetime as dt
 
-    from backend.directory import mailboxes as directory
+    from backend.mailboxes import registry
     from backend.storage.database import session_scope
     from devtools.pki import make_ca
 
@@ -102,11 +102,11 @@ def test_certificates_check_fails_on_an_expired_certificate(app, services, tmp_p
         "CN=Vieux DPI", not_after=dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
     )
     with session_scope(services.sessions) as db:
-        directory.create_mailbox(
+        registry.create_mailbox(
             db=db,
             address="dpi@chu-test.mssante.fr",
             kind="APP",
-            imap=directory.ServerSettings("imap.x", 993, "tls", "certificate", None, "pass"),
+            imap=registry.ServerSettings("imap.x", 993, "tls", "certificate", None, "pass"),
             certificate=expired.to_pkcs12(b"pass"),
         )
     result = app.test_cli_runner().invoke(args=["certificates", "check"])

@@ -237,14 +237,12 @@ def test_checkpoints_still_verify_and_prove_after_a_purge(anchored) -> None:
     assert _cli(anchored, "audit", "verify").exit_code == 1
 
 
-def test_checkpoints_also_go_to_syslog(base_env: dict[str, str]) -> None:
-    from mobile_api import create_app
-
+def test_checkpoints_also_go_to_syslog(make_app) -> None:
     receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     receiver.bind(("127.0.0.1", 0))
     receiver.settimeout(10)
     port = receiver.getsockname()[1]
-    app = create_app({**base_env, "ESTAFETTE_AUDIT_SYSLOG": f"127.0.0.1:{port}", "TESTING": True})
+    app = make_app(ESTAFETTE_AUDIT_SYSLOG=f"127.0.0.1:{port}")
     try:
         write_reads(_services(app), 1)
         datagram = receiver.recv(4096).decode()

@@ -102,10 +102,8 @@ def test_retention_below_six_months_is_refused(services) -> None:
         load_settings({"ESTAFETTE_AUDIT_RETENTION_DAYS": "90"})
 
 
-def test_the_command_line_purges_with_the_configured_retention(base_env, services) -> None:
-    from mobile_api import create_app
-
-    app = create_app({**base_env, "ESTAFETTE_AUDIT_RETENTION_DAYS": "200"})
+def test_the_command_line_purges_with_the_configured_retention(make_app, services) -> None:
+    app = make_app(ESTAFETTE_AUDIT_RETENTION_DAYS="200")
     try:
         _write(services, [300, 250, 100])
         result = app.test_cli_runner().invoke(args=["audit", "purge"])

@@ -21,12 +21,9 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
 
 
 @pytest.fixture
-def gateway(base_env, own_redis):
-    from mobile_api import create_app
-
-    app = create_app({**base_env, "ESTAFETTE_REDIS_URL": own_redis.url, "TESTING": True})
+def gateway(make_app, own_redis):
+    app = make_app(ESTAFETTE_REDIS_URL=own_redis.url)
     yield app
-    app.extensions["estafette"].engine.dispose()
 
 
 def test_with_redis_down_calls_and_sign_in_answer_without_a_500(gateway, own_redis) -> None:

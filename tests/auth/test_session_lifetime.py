@@ -71,10 +71,8 @@ def test_refreshed_tokens_never_outlive_the_session(app, client, services) -> No
     assert 0 < pair["expires_in"] <= 300
 
 
-def test_the_lifetime_is_configured_in_days(base_env) -> None:
-    from mobile_api import create_app
-
-    app = create_app({**base_env, "ESTAFETTE_SESSION_MAX_DAYS": "1"})
+def test_the_lifetime_is_configured_in_days(base_env, make_app) -> None:
+    app = make_app(ESTAFETTE_SESSION_MAX_DAYS="1")
     assert app.extensions["estafette"].settings.session_max_days == 1
     app.extensions["estafette"].engine.dispose()
     assert load_settings({**base_env}).session_max_days == 7

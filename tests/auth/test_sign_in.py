@@ -243,8 +243,6 @@ def test_a_session_idle_past_the_limit_ends(client, services) -> None:
 
 
 @pytest.mark.parametrize("minutes", [1])
-def test_the_idle_limit_can_be_configured_down_to_minutes(base_env, minutes: int) -> None:
-    from mobile_api import create_app
-
-    app = create_app({**base_env, "ESTAFETTE_SESSION_IDLE_MINUTES": str(minutes)})
+def test_the_idle_limit_can_be_configured_down_to_minutes(make_app, minutes: int) -> None:
+    app = make_app(ESTAFETTE_SESSION_IDLE_MINUTES=str(minutes))
     assert app.extensions["estafette"].settings.session_idle_minutes == minutes

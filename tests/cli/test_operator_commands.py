@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from backend.accounts import users
-from backend.directory import mailboxes as directory
+from backend.mailboxes import registry
 from backend.storage.database import session_scope
 
 
@@ -57,7 +57,7 @@ def test_mailboxes_create_and_grant(app, services) -> None:
     assert granted.exit_code == 0, granted.output
     with session_scope(services.sessions) as db:
         fred = users.find_user(db=db, username="fred")
-        [(mailbox, role)] = directory.visible_mailboxes(db=db, user=fred)
+        [(mailbox, role)] = registry.visible_mailboxes(db=db, user=fred)
         assert (mailbox.kind, role, mailbox.imap_secret) == ("ORG", "delegate", "imap-secret")
 
 

@@ -12,9 +12,8 @@ from typing import Any
 from sqlalchemy import select
 
 from backend.accounts import users
-from backend.directory import changes
-from backend.directory import mailboxes as directory
 from backend.mail.envelope import Envelope
+from backend.mailboxes import change_log, registry
 from backend.storage.database import session_scope
 from backend.storage.models import Mailbox, Membership, Message
 from backend.store import cache as store
@@ -36,23 +35,23 @@ def make_mailbox(
 ) -> str:
     """A mailbox (its IMAP server is never contacted here) and optionally a member."""
     with session_scope(services.sessions) as db:
-        mailbox = directory.create_mailbox(
+        mailbox = registry.create_mailbox(
             db=db,
             address=f"{unique('bal.')}@chu-test.mssante.fr",
             kind=kind,
             display_name=f"{kind} box",
-            imap=directory.ServerSettings("imap.invalid", 993, "tls", "password", None, "x"),
+            imap=registry.ServerSettings("imap.invalid", 993, "tls", "password", None, "x"),
         )
         if member is not None:
             user = users.find_user(db=db, username=member)
-            directory.grant(db=db, mailbox=mailbox, user=user, role=role)
+            registry.grant(db=db, mailbox=mailbox, user=user, role=role)
         return mailbox.public_id
 
 
 def grant(services: Any, mailbox_id: str, username: str, role: str = "delegate") -> None:
     with session_scope(services.sessions) as db:
         mailbox = db.scalar(select(Mailbox).where(Mailbox.public_id == mailbox_id))
-        directory.grant(
+        registry.grant(
             db=db, mailbox=mailbox, user=users.find_user(db=db, username=username), role=role
         )
 
@@ -126,4 +125,4 @@ def mark_seen(services: Any, message_id: str) -> None:
     with session_scope(services.sessions) as db:
         message = db.scalar(select(Message).where(Message.public_id == message_id))
         message.seen = True
-        message.change_seq = changes.next_change_seq(db, message.mailbox_id)
+        message.change_seq = change_log.next_change_seq(db, message.mailbox_id)

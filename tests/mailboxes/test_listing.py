@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import event, select, text
 
-from backend.directory import messages as cache
+from backend.mailboxes import listings
 from backend.storage.models import Mailbox
 from tests.mailboxes.support import EPOCH, deliver, grant, make_mailbox, mark_seen, revoke, sign_in
 from tests.support import body
@@ -170,12 +170,12 @@ def test_the_page_query_seeks_the_listing_index_without_sort_or_offset(services)
     postgres = engine.dialect.name == "postgresql"
     with services.sessions() as db:
         mailbox = db.scalar(select(Mailbox).where(Mailbox.public_id == mailbox_id))
-        _rows, key = cache.list_page(
+        _rows, key = listings.list_page(
             db=db, mailbox=mailbox, folder_name="INBOX", limit=50, after=None
         )
         event.listen(engine, "before_cursor_execute", capture)
         try:
-            cache.list_page(db=db, mailbox=mailbox, folder_name="INBOX", limit=50, after=key)
+            listings.list_page(db=db, mailbox=mailbox, folder_name="INBOX", limit=50, after=key)
         finally:
             event.remove(engine, "before_cursor_execute", capture)
         statement, parameters = statements[-1]
@@ -218,7 +218,7 @@ def test_unread_and_total_counts_come_from_the_index_alone(services) -> None:
         mailbox = db.scalar(select(Mailbox).where(Mailbox.public_id == mailbox_id))
         event.listen(engine, "before_cursor_execute", capture)
         try:
-            counts = cache.counts_by_mailbox(db=db, mailbox_ids=[mailbox.id])
+            counts = listings.counts_by_mailbox(db=db, mailbox_ids=[mailbox.id])
         finally:
             event.remove(engine, "before_cursor_execute", capture)
         assert counts == {mailbox.id: (50, 300)}

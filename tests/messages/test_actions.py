@@ -9,7 +9,7 @@ import os
 import pytest
 from sqlalchemy import func, select
 
-from backend.directory import mailboxes as directory
+from backend.mailboxes import registry
 from backend.storage.database import session_scope
 from backend.storage.models import Mailbox, Message, MessageTombstone, OutboxEvent
 from backend.store.actions import move_uid
@@ -162,9 +162,9 @@ def test_a_delegate_reads_and_flags_a_message_of_the_org_mailbox(
     with session_scope(reader_services.sessions) as db:
         from backend.accounts import users
 
-        mailbox = directory.find_mailbox(db=db, address=secretariat.address)
+        mailbox = registry.find_mailbox(db=db, address=secretariat.address)
         user = users.find_user(db=db, username=nurse.username)
-        directory.grant(db=db, mailbox=mailbox, user=user, role="delegate")
+        registry.grant(db=db, mailbox=mailbox, user=user, role="delegate")
 
     message = nurse.read(message_id)
     flagged = _patch(nurse, message_id, flagged=True)

@@ -30,12 +30,9 @@ from tests.support import wait_until
 
 
 @pytest.fixture
-def sync_app(base_env, dovecot):
-    from mobile_api import create_app
-
-    app = create_app({**base_env, "ESTAFETTE_CA_BUNDLE": str(dovecot.ca_cert_path)})
+def sync_app(make_app, dovecot):
+    app = make_app(ESTAFETTE_CA_BUNDLE=str(dovecot.ca_cert_path))
     yield app
-    app.extensions["estafette"].engine.dispose()
 
 
 def _canary_mail(canary: str, to: str) -> bytes:

@@ -91,12 +91,9 @@ def test_a_long_subject_is_cut_to_fit_fcms_4kb_data_limit() -> None:
 
 
 @pytest.fixture
-def previews_app(base_env):
-    from mobile_api import create_app
-
-    app = create_app({**base_env, "ESTAFETTE_PUSH_PREVIEWS": "on", "TESTING": True})
+def previews_app(make_app):
+    app = make_app(ESTAFETTE_PUSH_PREVIEWS="on")
     yield app
-    app.extensions["estafette"].engine.dispose()
 
 
 def _stored_key(app, username: str) -> bytes | None:

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 
 from backend.accounts import users
-from backend.directory import mailboxes as directory
+from backend.mailboxes import registry
 from backend.storage.database import session_scope
 from backend.storage.models import Mailbox, Message
 from tests.factories import create_user, unique
@@ -46,22 +46,22 @@ def register_mailbox(
         imap_auth = smtp_auth = "certificate"
         imap_secret = smtp_secret = passphrase
     with session_scope(services.sessions) as db:
-        mailbox = directory.create_mailbox(
+        mailbox = registry.create_mailbox(
             db=db,
             address=address,
             kind=kind,
             display_name="Dr Test",
-            imap=directory.ServerSettings(
+            imap=registry.ServerSettings(
                 dovecot.host, dovecot.imaps_port, "tls", imap_auth, address, imap_secret
             ),
             certificate=certificate,
-            smtp=directory.ServerSettings(
+            smtp=registry.ServerSettings(
                 dovecot.host, port, smtp_security, smtp_auth, smtp_user, smtp_secret
             ),
         )
         if owner is not None:
             user = users.find_user(db=db, username=owner)
-            directory.grant(db=db, mailbox=mailbox, user=user, role="owner")
+            registry.grant(db=db, mailbox=mailbox, user=user, role="owner")
         public_id = mailbox.public_id
     return address, password, public_id
 

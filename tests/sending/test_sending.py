@@ -8,7 +8,7 @@ import logging
 from sqlalchemy import update
 
 from backend.accounts import users
-from backend.directory import mailboxes as directory
+from backend.mailboxes import registry
 from backend.storage.database import session_scope
 from backend.storage.models import Mailbox
 from tests.messages.support import audit_rows, audit_text
@@ -233,9 +233,9 @@ def test_a_delegate_sends_from_the_organisational_mailbox(
 ) -> None:
     secretariat = Doctor.create(http, sender_services, dovecot, kind="ORG")
     with session_scope(sender_services.sessions) as db:
-        mailbox = directory.find_mailbox(db=db, address=secretariat.address)
+        mailbox = registry.find_mailbox(db=db, address=secretariat.address)
         user = users.find_user(db=db, username=bob.username)
-        directory.grant(db=db, mailbox=mailbox, user=user, role="delegate")
+        registry.grant(db=db, mailbox=mailbox, user=user, role="delegate")
 
     response = bob.http.post(
         f"/api/v1/mailboxes/{secretariat.mailbox_id}/messages",

@@ -22,12 +22,9 @@ from tests.sync.support import RunningWorker, mail, outbox_count, subjects, sync
 
 
 @pytest.fixture
-def hostile_services(base_env, dovecot) -> Iterator[Any]:
-    from mobile_api import create_app
-
-    app = create_app({**base_env, "ESTAFETTE_CA_BUNDLE": str(dovecot.ca_cert_path)})
+def hostile_services(make_app, dovecot) -> Iterator[Any]:
+    app = make_app(ESTAFETTE_CA_BUNDLE=str(dovecot.ca_cert_path))
     yield app.extensions["estafette"]
-    app.extensions["estafette"].engine.dispose()
 
 
 def _messages(services: Any, public_id: str) -> list[Message]:

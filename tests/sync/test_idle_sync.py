@@ -252,11 +252,9 @@ def test_starttls_mailboxes_sync_too(services_, dovecot, worker) -> None:
     wait_until(lambda: subjects(services_, public_id) == ["via starttls"], what="STARTTLS sync")
 
 
-def test_a_server_restart_mid_idle_is_survived(base_env, tmp_path: Path) -> None:
-    from mobile_api import create_app
-
+def test_a_server_restart_mid_idle_is_survived(make_app, tmp_path: Path) -> None:
     with DovecotServer(tmp_path / "restartable") as server:
-        app = create_app({**base_env, "ESTAFETTE_CA_BUNDLE": str(server.ca_cert_path)})
+        app = make_app(ESTAFETTE_CA_BUNDLE=str(server.ca_cert_path))
         services = app.extensions["estafette"]
         address, _password, public_id = create_dovecot_mailbox(services, server)
         with RunningWorker(services):

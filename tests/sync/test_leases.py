@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from backend.directory import mailboxes as directory
+from backend.mailboxes import registry
 from backend.storage import liveness
 from backend.storage.database import session_scope
 from backend.storage.models import Mailbox, utcnow
@@ -18,11 +18,11 @@ def _mailboxes(services, count: int) -> set[int]:
     ids = set()
     with session_scope(services.sessions) as db:
         for index in range(count):
-            mailbox = directory.create_mailbox(
+            mailbox = registry.create_mailbox(
                 db=db,
                 address=f"lease{index}@chu-test.mssante.fr",
                 kind="PER",
-                imap=directory.ServerSettings("imap.invalid", 993, "tls", "password", None, "x"),
+                imap=registry.ServerSettings("imap.invalid", 993, "tls", "password", None, "x"),
             )
             ids.add(mailbox.id)
     return ids

@@ -118,13 +118,12 @@ def test_a_crl_signed_by_another_key_is_refused(operator_ca, tls_server, tmp_pat
 
 
 def test_crls_configured_for_the_app_are_the_default(
-    base_env, operator_ca, tls_server, tmp_path: Path
+    make_app, operator_ca, tls_server, tmp_path: Path
 ) -> None:
-    from mobile_api import create_app
 
     bundle = operator_ca.write_cert(tmp_path / "ca.pem")
     crl = operator_ca.write_crl(tmp_path / "ca.crl")
-    app = create_app({**base_env, "ESTAFETTE_CA_BUNDLE": str(bundle), "ESTAFETTE_CRL": str(crl)})
+    app = make_app(ESTAFETTE_CA_BUNDLE=str(bundle), ESTAFETTE_CRL=str(crl))
     try:
         assert tls_server.handshake(client_context(bundle)) == "ok"
         operator_ca.revoke(tls_server.certificate)
@@ -150,12 +149,11 @@ def _endpoint(server: DovecotServer, port: int) -> ImapEndpoint:
 
 
 def test_imap_and_smtp_refuse_a_dovecot_with_a_revoked_certificate(
-    base_env, tmp_path: Path
+    make_app, tmp_path: Path
 ) -> None:
-    from mobile_api import create_app
 
     with DovecotServer(tmp_path / "revoked") as server:
-        app = create_app({**base_env, "ESTAFETTE_CA_BUNDLE": str(server.ca_cert_path)})
+        app = make_app(ESTAFETTE_CA_BUNDLE=str(server.ca_cert_path))
         services = app.extensions["estafette"]
         address, _password, public_id = create_dovecot_mailbox(services, server)
         with RunningWorker(services):

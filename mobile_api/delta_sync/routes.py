@@ -16,14 +16,12 @@ from flask import g
 from flask_smorest import Blueprint
 
 from backend import errors
-from backend.directory import changes
-from backend.directory import mailboxes as directory
-from backend.directory import messages as cache
+from backend.mailboxes import change_log, listings, registry
 from backend.storage.encryption import DataKeyError, decrypt, encrypt
 from mobile_api.auditing import also, audited, note
 from mobile_api.auth.tokens import session_required
-from mobile_api.changes import schemas
 from mobile_api.context import db
+from mobile_api.delta_sync import schemas
 from mobile_api.errors import PROBLEM_JSON, ProblemSchema
 
 blp = Blueprint("changes", __name__, url_prefix="/api/v1", description="Delta sync")
@@ -65,9 +63,9 @@ def decode_state(state: str, user_id: str) -> dict[str, int]:
 def sync(args: dict) -> dict[str, Any]:
     """Everything that changed since `since` (or a full snapshot), in pages of about `limit`."""
     known = decode_state(args["since"], g.user.public_id) if args["since"] else {}
-    visible = [mailbox for mailbox, _role in directory.visible_mailboxes(db=db(), user=g.user)]
+    visible = [mailbox for mailbox, _role in registry.visible_mailboxes(db=db(), user=g.user)]
     visible.sort(key=lambda mailbox: mailbox.id)
-    heads = changes.change_heads(db(), visible)
+    heads = change_log.change_heads(db(), visible)
     positions: dict[str, int] = {}
     found: list[dict[str, Any]] = []
     budget, more = args["limit"], False
@@ -77,13 +75,13 @@ def sync(args: dict) -> dict[str, Any]:
             positions[mailbox.public_id] = since
             more = more or since < heads[mailbox.id]
             continue
-        delta = changes.mailbox_changes(
+        delta = change_log.mailbox_changes(
             db(), mailbox, since=since, budget=budget, head=heads[mailbox.id]
         )
         positions[mailbox.public_id] = delta.upto
         more = not delta.complete
         for message, folder in delta.upserts:
-            found.append({"op": "upsert", "message": cache.envelope(message, mailbox, folder)})
+            found.append({"op": "upsert", "message": listings.envelope(message, mailbox, folder)})
         for public_id in delta.deleted:
             gone = {"id": public_id, "mailbox_id": mailbox.public_id}
             found.append({"op": "delete", "message": gone})

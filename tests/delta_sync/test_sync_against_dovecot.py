@@ -21,12 +21,9 @@ def _mail(subject: str) -> bytes:
 
 
 @pytest.fixture
-def inbox(base_env, dovecot) -> Iterator[Inbox]:
-    from mobile_api import create_app
-
-    app = create_app({**base_env, "ESTAFETTE_CA_BUNDLE": str(dovecot.ca_cert_path)})
+def inbox(make_app, dovecot) -> Iterator[Inbox]:
+    app = make_app(ESTAFETTE_CA_BUNDLE=str(dovecot.ca_cert_path))
     yield Inbox.create(app.test_client(), app.extensions["estafette"], dovecot)
-    app.extensions["estafette"].engine.dispose()
 
 
 def _sync(inbox: Inbox, since: str | None = None) -> dict:

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from backend.directory import changes
+from backend.mailboxes import change_log
 from backend.storage.database import session_scope
 from backend.storage.models import AuditRecord, Folder, Mailbox, OutboxEvent, utcnow
 from backend.store import cache as store
@@ -168,7 +168,7 @@ def test_a_state_older_than_the_kept_tombstones_cannot_calculate_changes(client,
     old_state = _ok(client, headers)["state"]
     expunge(services, doomed)
     with session_scope(services.sessions) as db:
-        changes.purge_tombstones(db, older_than=utcnow() + timedelta(seconds=1))
+        change_log.purge_tombstones(db, older_than=utcnow() + timedelta(seconds=1))
 
     response = _sync(client, headers, old_state)
 

@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from backend import errors
-from backend.directory.messages import NOT_IN_ENVELOPE
+from backend.mailboxes.listings import NOT_IN_ENVELOPE
 from backend.storage.models import Folder, Mailbox, Message, MessageTombstone, utcnow
 
 # A phone offline longer than this gets `cannot_calculate_changes` and starts afresh.

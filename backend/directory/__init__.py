@@ -1,1 +1,0 @@
-"""The mailbox directory: MSSanté mailboxes, how to reach them, and who may use them."""
