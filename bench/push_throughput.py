@@ -203,11 +203,11 @@ def _naive_rate(sa_path: str, base_url: str) -> float:
     from firebase_admin import credentials, messaging
 
     from backend.push import payloads
-    from backend.push.fcm import _configure_messaging_service
+    from backend.push.fcm_transport import install_transport
 
     app = firebase_admin.initialize_app(credentials.Certificate(sa_path), name="bench-naive")
     try:
-        _configure_messaging_service(app, base_url, timeout=10, max_in_flight=1)
+        install_transport(app, base_url, timeout=10, max_in_flight=1)
         messages = [
             payloads.new_mail(f"naive-{i}", "mbx_bench", 1) for i in range(NAIVE_SAMPLE + 1)
         ]
