@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import pkcs12
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
@@ -76,17 +77,33 @@ def _describe(
     )
 
 
+class P12Unusable(ValueError):
+    """Not a PKCS#12 this passphrase opens, or one without a key and a certificate."""
+
+
+def load_p12(
+    p12: bytes, passphrase: str | None
+) -> tuple[PrivateKeyTypes, x509.Certificate, list[x509.Certificate]]:
+    """Open a client .p12: the one place that does, for TLS, the admin, the CLI and the
+    inventory; raises P12Unusable rather than handing back a half-empty file."""
+    try:
+        key, certificate, chain = pkcs12.load_key_and_certificates(
+            p12, passphrase.encode() if passphrase else None
+        )
+    except ValueError as exc:
+        raise P12Unusable("cannot open the .p12: wrong passphrase or not a PKCS#12") from exc
+    if key is None or certificate is None:
+        raise P12Unusable("the .p12 holds no private key and certificate")
+    return key, certificate, list(chain or [])
+
+
 def client_certificate(
     p12: bytes, passphrase: str | None, *, mailbox_id: str, now: datetime
 ) -> CertificateStatus:
     """A mailbox's .p12; one that cannot be opened is an `error` (sync would fail too)."""
     try:
-        _key, certificate, _chain = pkcs12.load_key_and_certificates(
-            p12, passphrase.encode() if passphrase else None
-        )
-    except ValueError:
-        certificate = None
-    if certificate is None:
+        _key, certificate, _chain = load_p12(p12, passphrase)
+    except P12Unusable:
         return CertificateStatus(
             id=f"{mailbox_id}:client",
             kind="client",

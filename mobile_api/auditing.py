@@ -25,10 +25,11 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
+from backend.audit.trail import Outcome
 from mobile_api.context import services
 
-OK, REFUSED, NOT_FOUND, FAILED = "ok", "refused", "not_found", "failed"
-OUTCOMES = (OK, REFUSED, NOT_FOUND, FAILED)
+OK, REFUSED, NOT_FOUND, FAILED = Outcome.OK, Outcome.REFUSED, Outcome.NOT_FOUND, Outcome.FAILED
+OUTCOMES = tuple(Outcome)
 
 # Endpoints (or blueprints, ending in ".") left to other mechanisms, with the reason.
 NOT_AUDITED = {
@@ -68,6 +69,7 @@ class _Entry:
 class _Pending:
     main: _Entry
     more: list[_Entry] = field(default_factory=list)
+    main_recorded: bool = False  # in the change's own transaction (admin changes)
 
 
 def audited(
@@ -123,6 +125,12 @@ def note(
     entry.details.update(details or {}, **more)
 
 
+def recorded() -> None:
+    """This call's record was written with its change (mobile_api.admin.commit_change)."""
+    pending: _Pending = g.audit
+    pending.main_recorded = True
+
+
 def also(
     action: str,
     *,
@@ -136,7 +144,7 @@ def also(
     pending.more.append(_Entry(action, target_type, target, mailbox, details))
 
 
-def outcome_of(status: int) -> str:
+def outcome_of(status: int) -> Outcome:
     if status < 400:
         return OK
     if status in (401, 403, 429):
@@ -165,7 +173,8 @@ def _write(response: Response) -> Response:
         session.rollback()
     outcome = outcome_of(response.status_code)
     code = _problem_code(response) if outcome != OK else None
-    for entry in (pending.main, *pending.more):
+    entries = pending.more if pending.main_recorded else [pending.main, *pending.more]
+    for entry in entries:
         details = dict(entry.details)
         if code:
             details["code"] = code

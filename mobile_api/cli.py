@@ -20,6 +20,14 @@ from flask.cli import AppGroup
 
 from backend import errors
 from backend.accounts import users
+from backend.admin.audited_changes import (
+    CLI,
+    audit_change,
+    member_granted,
+    member_revoked,
+    user_created,
+    user_updated,
+)
 from backend.audit.trail import verify_chain
 from backend.mailboxes import registry
 from backend.storage.database import SchemaOutOfDate, require_current_schema, session_scope
@@ -97,12 +105,7 @@ def users_create(username: str, admin: bool, password_stdin: bool) -> None:
     with session_scope(_services().sessions) as db:
         user = users.create_user(db=db, username=username, password=password, is_admin=admin)
         public_id = user.public_id
-    _services().audit.record(
-        "admin.user_create",
-        target_type="user",
-        target=public_id,
-        details={"admin": admin, "via": "cli"},
-    )
+        audit_change(db, _services().audit, user_created(user), actor=CLI)
     click.echo(f"created user {username} ({public_id})")
 
 
@@ -114,10 +117,7 @@ def _admin_user_change(username: str, patch: dict[str, Any]) -> None:
         if user is None:
             raise click.ClickException(f"no such user {username}")
         details = admin_accounts.update_user(db=db, user=user, patch=patch)
-        public_id = user.public_id
-    _services().audit.record(
-        "admin.user_update", target_type="user", target=public_id, details={**details, "via": "cli"}
-    )
+        audit_change(db, _services().audit, user_updated(user, details), actor=CLI)
     click.echo(f"{username}: {details.get('sessions_revoked', 0)} sessions ended")
 
 
@@ -200,11 +200,10 @@ def mailboxes_create(
         raise click.UsageError("--auth xoauth2 needs --token-url and --client-id")
     needs_secret = secret_stdin or auth in ("password", "master", "xoauth2")
     secret = _read_secret(secret_stdin, "Secret") if needs_secret else None
-    p12 = certificate.read_bytes() if certificate else None
-    if p12 is not None:
-        _check_p12(p12, secret)
+    from backend.admin import mailboxes as admin_mailboxes
+
     with session_scope(_services().sessions) as db:
-        mailbox = registry.create_mailbox(
+        mailbox, change = admin_mailboxes.register_mailbox(
             db=db,
             address=address,
             kind=kind,
@@ -212,33 +211,11 @@ def mailboxes_create(
             imap=registry.ServerSettings(
                 imap_host, imap_port, security, auth, username, secret, token_url, client_id
             ),
-            certificate=p12,
+            certificate=certificate.read_bytes() if certificate else None,
         )
         public_id = mailbox.public_id
-    _services().audit.record(
-        "admin.mailbox_create",
-        target_type="mailbox",
-        target=public_id,
-        mailbox=public_id,
-        details={"kind": kind, "auth": auth, "via": "cli"},
-    )
+        audit_change(db, _services().audit, change, actor=CLI)
     click.echo(f"created mailbox {address} ({public_id})")
-
-
-def _check_p12(p12: bytes, passphrase: str | None) -> None:
-    """A wrong passphrase or a .p12 without a key fails now, not at the first sync."""
-    from cryptography.hazmat.primitives.serialization import pkcs12
-
-    try:
-        key, cert, _chain = pkcs12.load_key_and_certificates(
-            p12, passphrase.encode() if passphrase else None
-        )
-    except ValueError:
-        raise click.ClickException(
-            "cannot open the .p12: wrong passphrase or not a PKCS#12"
-        ) from None
-    if key is None or cert is None:
-        raise click.ClickException("the .p12 holds no private key and certificate")
 
 
 @mailboxes_cli.command("grant")
@@ -249,20 +226,17 @@ def _check_p12(p12: bytes, passphrase: str | None) -> None:
 @_domain_errors
 def mailboxes_grant(address: str, username: str, role: str) -> None:
     """Make a user the owner or a delegate of a mailbox."""
+    from backend.admin import mailboxes as admin_mailboxes
+
     with session_scope(_services().sessions) as db:
         mailbox = registry.find_mailbox(db=db, address=address)
         user = users.find_user(db=db, username=username)
         if mailbox is None or user is None:
             raise click.ClickException("no such mailbox or user")
-        registry.grant(db=db, mailbox=mailbox, user=user, role=role)
-        ids = (mailbox.public_id, user.public_id)
-    _services().audit.record(
-        "admin.member_grant",
-        target_type="user",
-        target=ids[1],
-        mailbox=ids[0],
-        details={"role": role, "via": "cli"},
-    )
+        previous = admin_mailboxes.set_member(db=db, mailbox=mailbox, user=user, role=role)
+        audit_change(
+            db, _services().audit, member_granted(mailbox, user, previous, role), actor=CLI
+        )
     click.echo(f"{username} is now {role} of {address}")
 
 
@@ -281,14 +255,7 @@ def mailboxes_revoke(address: str, username: str) -> None:
         if mailbox is None or user is None:
             raise click.ClickException("no such mailbox or user")
         role = admin_mailboxes.remove_member(db=db, mailbox=mailbox, user=user)
-        ids = (mailbox.public_id, user.public_id)
-    _services().audit.record(
-        "admin.member_revoke",
-        target_type="user",
-        target=ids[1],
-        mailbox=ids[0],
-        details={"before.role": role, "via": "cli"},
-    )
+        audit_change(db, _services().audit, member_revoked(mailbox, user, role), actor=CLI)
     click.echo(f"{username} no longer has access to {address}")
 
 
@@ -510,7 +477,7 @@ def audit_export(
         json.dump(fhir.bundle(records), output, indent=1)
     output.write("\n")
     _services().audit.record(
-        "audit.export", target_type="audit", details={"records": len(records), "via": "cli"}
+        "audit.export", actor=CLI, target_type="audit", details={"records": len(records)}
     )
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.hazmat.primitives.serialization import pkcs12
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from backend import errors
 from backend.admin import changes
+from backend.admin.audited_changes import AdminChange, mailbox_created
+from backend.certificates import P12Unusable, load_p12
 from backend.mailboxes import registry
 from backend.storage.models import Mailbox, Membership, User
 
@@ -33,15 +34,39 @@ class Change:
 def check_certificate(p12: bytes, passphrase: str | None, field: str) -> None:
     """Refuse a .p12 that the stored passphrase cannot open: sync would fail on it later."""
     try:
-        key, certificate, _chain = pkcs12.load_key_and_certificates(
-            p12, passphrase.encode() if passphrase else None
-        )
-    except ValueError:
-        key = certificate = None
-    if key is None or certificate is None:
-        raise errors.ValidationFailed(
-            {field: ["Not a PKCS#12 file with a key and certificate this secret opens."]}
-        )
+        load_p12(p12, passphrase)
+    except P12Unusable as exc:
+        raise errors.ValidationFailed({field: [f"{exc}."]}) from None
+
+
+def register_mailbox(
+    *,
+    db: Session,
+    address: str,
+    kind: str,
+    display_name: str | None,
+    imap: registry.ServerSettings,
+    certificate: bytes | None = None,
+    smtp: registry.ServerSettings | None = None,
+    max_message_bytes: int | None = None,
+) -> tuple[Mailbox, AdminChange]:
+    """Register a mailbox with settings that can work, for the API and the CLI alike."""
+    if certificate is not None:
+        check_certificate(certificate, imap.secret, "imap.certificate")
+    mailbox = registry.create_mailbox(
+        db=db,
+        address=address,
+        kind=kind,
+        display_name=display_name,
+        imap=imap,
+        certificate=certificate,
+        smtp=smtp,
+    )
+    if max_message_bytes is not None:
+        mailbox.max_message_bytes = max_message_bytes
+    check_settings(mailbox)
+    db.flush()
+    return mailbox, mailbox_created(mailbox)
 
 
 def get_mailbox(*, db: Session, public_id: str) -> Mailbox:

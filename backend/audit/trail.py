@@ -7,11 +7,13 @@ encoding), so an edited or deleted row breaks the chain at a known place.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, bindparam, insert, select, update
@@ -71,6 +73,16 @@ def _encode_details(details: dict[str, Any] | None) -> str | None:
     return json.dumps(details, sort_keys=True, separators=(",", ":"))
 
 
+class Outcome(StrEnum):
+    """The one outcome vocabulary of every audit record; a refusal's reason goes in its
+    details as `code` or `reason`."""
+
+    OK = "ok"
+    REFUSED = "refused"  # 401, 403, 429, a lockout
+    NOT_FOUND = "not_found"  # 404, also for someone else's object
+    FAILED = "failed"  # anything else
+
+
 @dataclass(frozen=True)
 class Actor:
     """Who did it, from where: filled from the JWT and the request by the API layer."""
@@ -117,16 +129,26 @@ class AuditTrail:
         action: str,
         *,
         actor: Actor = SYSTEM,
-        outcome: str = "ok",
+        outcome: Outcome | str = Outcome.OK,
         target_type: str | None = None,
         target: str | None = None,
         mailbox: str | None = None,
         details: dict[str, Any] | None = None,
         at: datetime | None = None,
+        within: Session | None = None,
     ) -> AuditRecord:
-        """Append one record to the chain and return it."""
+        """Append one record to the chain and return it.
+
+        `within`: append in that session's open transaction, so that the change it records
+        and the record commit together or not at all (admin changes). The chain head stays
+        locked until the caller commits; a checkpoint waits for the next append."""
+        outcome = Outcome(outcome).value  # ValueError outside the vocabulary
         encoded = _encode_details(details)
-        with self._engine.begin() as connection:
+        if within is not None:
+            context = contextlib.nullcontext(within.connection())
+        else:
+            context = self._engine.begin()
+        with context as connection:
             head = connection.execute(_TAKE_NEXT_ID).one()
             entry = AuditRecord(
                 id=head.last_id,
@@ -147,7 +169,7 @@ class AuditTrail:
                 _APPEND, {column.key: getattr(entry, column.key) for column in _RECORD_COLUMNS}
             )
             connection.execute(_ADVANCE_HEAD, {"new_hash": entry.hash})
-        if self.checkpoints is not None:
+        if self.checkpoints is not None and within is None:
             self.checkpoints.maybe_write(head.last_id, head.checkpoint_size, head.checkpoint_at)
         # The operational log gets the same ids and codes as the trail, never more.
         log.info(

@@ -23,8 +23,9 @@ from cryptography.hazmat.primitives.serialization import (
     Encoding,
     NoEncryption,
     PrivateFormat,
-    pkcs12,
 )
+
+from backend.certificates import load_p12
 
 _revocation_sources: tuple[Path, ...] = ()
 _revocation_dir: Path | None = None
@@ -81,7 +82,7 @@ def client_context(
     context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
     _load_crls(context, revocation_files() if crls is None else crls)
     if p12 is not None:
-        _load_p12(context, p12, p12_password)
+        _load_client_certificate(context, p12, p12_password)
     return context
 
 
@@ -101,13 +102,9 @@ def _load_crls(context: ssl.SSLContext, paths: Iterable[Path]) -> None:
         os.unlink(path)
 
 
-def _load_p12(context: ssl.SSLContext, p12: bytes, password: str | None) -> None:
+def _load_client_certificate(context: ssl.SSLContext, p12: bytes, password: str | None) -> None:
     """ssl only loads certificates from files: write a 0600 temp file, load, delete at once."""
-    key, cert, chain = pkcs12.load_key_and_certificates(
-        p12, password.encode() if password else None
-    )
-    if key is None or cert is None:
-        raise ValueError("the .p12 holds no private key and certificate")
+    key, cert, chain = load_p12(p12, password)  # P12Unusable is a ValueError
     pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
     pem += cert.public_bytes(Encoding.PEM)
     for extra in chain or []:

@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.audit.trail import AuditTrail
+from backend.audit.trail import AuditTrail, Outcome
 from backend.mail.envelope import Envelope
 from backend.mailboxes import change_log
 from backend.storage.encryption import lookup_digest
@@ -99,7 +99,7 @@ def audit_received(audit: AuditTrail, attached: list[Attached]) -> None:
     for item in attached:
         audit.record(
             "message.receipt_received",
-            outcome="ok",
+            outcome=Outcome.OK,
             target_type="message",
             target=item.message,
             mailbox=item.mailbox,

@@ -3,23 +3,21 @@ delegation, devices, the audit trail and certificates. Every change is audited."
 
 from __future__ import annotations
 
-from typing import Any
-
+from flask import g
 from flask_smorest import Api
 
-from mobile_api.auditing import note
+from backend.admin.audited_changes import AdminChange, audit_change
+from mobile_api.auditing import recorded
+from mobile_api.context import db, services
 
 
-def audit_admin(
-    action: str,
-    *,
-    target_type: str | None = None,
-    target: str | None = None,
-    mailbox: str | None = None,
-    details: dict[str, Any] | None = None,
-) -> None:
-    """Complete this admin call's audit record with the change (before/after, no secret)."""
-    note(action=action, target_type=target_type, target=target, mailbox=mailbox, details=details)
+def commit_change(change: AdminChange) -> None:
+    """Record this admin call's change in the view's transaction, then commit both: a
+    crash or a failed audit write between them leaves neither (backend.admin.audited_changes).
+    The call's audit record is then written, and after_request does not write it again."""
+    audit_change(db(), services().audit, change, actor=g.actor)
+    db().commit()
+    recorded()
 
 
 def register_admin(api: Api) -> None:

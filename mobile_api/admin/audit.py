@@ -17,8 +17,8 @@ from backend.audit.checkpoints import read_checkpoints
 from backend.audit.search import AuditQuery, details_of, search
 from backend.audit.trail import verify_chain
 from backend.storage.models import AuditRecord
-from mobile_api.admin import audit_admin, schemas
-from mobile_api.auditing import audited
+from mobile_api.admin import schemas
+from mobile_api.auditing import audited, note
 from mobile_api.auth.tokens import admin_required
 from mobile_api.context import db, services
 from mobile_api.pagination import decode_cursor, encode_cursor
@@ -90,7 +90,7 @@ def _filters(args: dict) -> dict:
 def search_trail(args: dict) -> dict:
     """Records by actor, action (`admin.*` for a prefix), mailbox and time, newest first."""
     rows, cursor = _page(args)
-    audit_admin("audit.search", target_type="audit", details=_filters(args) or None)
+    note(action="audit.search", target_type="audit", details=_filters(args) or None)
     return {"items": [_record_view(r) for r in rows], "next": cursor}
 
 
@@ -109,8 +109,8 @@ def verify() -> dict:
     except ValueError as exc:
         anchored = CheckpointVerdict(False, 0, reason=f"checkpoint file unreadable: {exc}")
     ok = result.ok and anchored.ok
-    audit_admin(
-        "audit.verify",
+    note(
+        action="audit.verify",
         target_type="audit",
         details={
             "ok": ok,
@@ -140,8 +140,8 @@ def export(args: dict) -> Response:
     if cursor:
         query = {k: v for k, v in request.args.items() if k != "cursor"}
         next_url = f"{request.base_url}?{urlencode({**query, 'cursor': cursor})}"
-    audit_admin(
-        "audit.export", target_type="audit", details={**_filters(args), "records": len(rows)}
+    note(
+        action="audit.export", target_type="audit", details={**_filters(args), "records": len(rows)}
     )
     body = fhir.bundle(rows, site=request.host, next_url=next_url)
     return Response(json.dumps(body), mimetype=FHIR_JSON)

@@ -8,8 +8,9 @@ from sqlalchemy import select
 from backend.accounts import devices as device_service
 from backend.accounts import users as accounts
 from backend.admin import accounts as admin_accounts
+from backend.admin.audited_changes import AdminChange
 from backend.storage.models import Device, User
-from mobile_api.admin import audit_admin, schemas
+from mobile_api.admin import commit_change, schemas
 from mobile_api.auditing import audited
 from mobile_api.auth.tokens import admin_required
 from mobile_api.context import db
@@ -67,10 +68,11 @@ def revoke_device(device_id: str) -> None:
     device = admin_accounts.get_device(db=db(), public_id=device_id)
     owner = db().get(User, device.user_id)
     device_service.revoke_device(db=db(), device=device)
-    db().commit()
-    audit_admin(
-        "admin.device_revoke",
-        target_type="device",
-        target=device.public_id,
-        details={"user": owner.public_id},
+    commit_change(
+        AdminChange(
+            "admin.device_revoke",
+            target_type="device",
+            target=device.public_id,
+            details={"user": owner.public_id},
+        )
     )

@@ -16,9 +16,10 @@ from backend.accounts import users as accounts
 from backend.admin import changes
 from backend.admin import mailboxes as admin_mailboxes
 from backend.admin.accounts import page_of
+from backend.admin.audited_changes import AdminChange, member_granted, member_revoked
 from backend.mailboxes import registry
 from backend.storage.models import Mailbox
-from mobile_api.admin import audit_admin, schemas
+from mobile_api.admin import commit_change, schemas
 from mobile_api.auditing import audited
 from mobile_api.auth.tokens import admin_required
 from mobile_api.context import db
@@ -115,28 +116,17 @@ def list_mailboxes(args: dict) -> dict:
 def create_mailbox(body: dict) -> dict:
     """Register a PER, ORG, APP or CAB mailbox; sync picks it up on its next heartbeat."""
     imap = body["imap"]
-    certificate = imap.get("certificate")
-    if certificate is not None:
-        admin_mailboxes.check_certificate(certificate, imap.get("secret"), "imap.certificate")
-    mailbox = registry.create_mailbox(
+    mailbox, change = admin_mailboxes.register_mailbox(
         db=db(),
         address=body["address"],
         kind=body["kind"],
         display_name=body["display_name"],
         imap=_server_settings(imap),
-        certificate=certificate,
+        certificate=imap.get("certificate"),
         smtp=_server_settings(body["smtp"]) if body["smtp"] else None,
+        max_message_bytes=body["max_message_bytes"],
     )
-    mailbox.max_message_bytes = body["max_message_bytes"]
-    admin_mailboxes.check_settings(mailbox)
-    db().commit()
-    audit_admin(
-        "admin.mailbox_create",
-        target_type="mailbox",
-        target=mailbox.public_id,
-        mailbox=mailbox.public_id,
-        details=changes.created(changes.mailbox_settings(mailbox)),
-    )
+    commit_change(change)
     return _view(mailbox)
 
 
@@ -162,13 +152,14 @@ def update_mailbox(body: dict, mailbox_id: str) -> dict:
 def _apply_update(mailbox: Mailbox, patch: dict) -> dict:
     """Store a settings change and audit it (before/after, secrets only as set/replaced)."""
     change = admin_mailboxes.update_mailbox(db=db(), mailbox=mailbox, patch=patch)
-    db().commit()
-    audit_admin(
-        "admin.mailbox_update",
-        target_type="mailbox",
-        target=mailbox.public_id,
-        mailbox=mailbox.public_id,
-        details={**change.details, "sync_restarted": change.restarted_sync},
+    commit_change(
+        AdminChange(
+            "admin.mailbox_update",
+            target_type="mailbox",
+            target=mailbox.public_id,
+            mailbox=mailbox.public_id,
+            details={**change.details, "sync_restarted": change.restarted_sync},
+        )
     )
     return _view(mailbox)
 
@@ -207,13 +198,14 @@ def delete_mailbox(mailbox_id: str) -> None:
     mailbox = admin_mailboxes.get_mailbox(db=db(), public_id=mailbox_id)
     public_id, before = mailbox.public_id, changes.mailbox_settings(mailbox)
     admin_mailboxes.delete_mailbox(db=db(), mailbox=mailbox)
-    db().commit()
-    audit_admin(
-        "admin.mailbox_delete",
-        target_type="mailbox",
-        target=public_id,
-        mailbox=public_id,
-        details={f"before.{k}": v for k, v in before.items() if k in ("kind", "imap.auth")},
+    commit_change(
+        AdminChange(
+            "admin.mailbox_delete",
+            target_type="mailbox",
+            target=public_id,
+            mailbox=public_id,
+            details={f"before.{k}": v for k, v in before.items() if k in ("kind", "imap.auth")},
+        )
     )
 
 
@@ -227,14 +219,7 @@ def put_member(body: dict, mailbox_id: str, user_id: str) -> dict:
     mailbox = admin_mailboxes.get_mailbox(db=db(), public_id=mailbox_id)
     user = accounts.get_user(db=db(), public_id=user_id)
     previous = admin_mailboxes.set_member(db=db(), mailbox=mailbox, user=user, role=body["role"])
-    db().commit()
-    audit_admin(
-        "admin.member_grant",
-        target_type="user",
-        target=user.public_id,
-        mailbox=mailbox.public_id,
-        details={"before.role": previous, "after.role": body["role"]},
-    )
+    commit_change(member_granted(mailbox, user, previous, body["role"]))
     return {"user_id": user.public_id, "username": user.username, "role": body["role"]}
 
 
@@ -247,11 +232,4 @@ def delete_member(mailbox_id: str, user_id: str) -> None:
     mailbox = admin_mailboxes.get_mailbox(db=db(), public_id=mailbox_id)
     user = accounts.get_user(db=db(), public_id=user_id)
     role = admin_mailboxes.remove_member(db=db(), mailbox=mailbox, user=user)
-    db().commit()
-    audit_admin(
-        "admin.member_revoke",
-        target_type="user",
-        target=user.public_id,
-        mailbox=mailbox.public_id,
-        details={"before.role": role},
-    )
+    commit_change(member_revoked(mailbox, user, role))

@@ -7,7 +7,8 @@ from flask_smorest import Blueprint
 
 from backend.accounts import users as accounts
 from backend.admin import accounts as admin_accounts
-from mobile_api.admin import audit_admin, schemas
+from backend.admin.audited_changes import AdminChange, user_created, user_updated
+from mobile_api.admin import commit_change, schemas
 from mobile_api.auditing import audited
 from mobile_api.auth.tokens import admin_required
 from mobile_api.context import db
@@ -48,13 +49,7 @@ def create_user(body: dict) -> object:
     )
     if body["cps_id"]:
         admin_accounts.assign_cps_id(db=db(), user=user, cps_id=body["cps_id"])
-    db().commit()
-    audit_admin(
-        "admin.user_create",
-        target_type="user",
-        target=user.public_id,
-        details={"after.is_admin": user.is_admin, "after.cps_id_set": bool(user.cps_id)},
-    )
+    commit_change(user_created(user))
     return user
 
 
@@ -76,8 +71,7 @@ def update_user(body: dict, user_id: str) -> object:
     """Disable, rename, grant or remove admin, reset the password or the TOTP."""
     user = accounts.get_user(db=db(), public_id=user_id)
     details = admin_accounts.update_user(db=db(), user=user, patch=body, acting=g.user)
-    db().commit()
-    audit_admin("admin.user_update", target_type="user", target=user.public_id, details=details)
+    commit_change(user_updated(user, details))
     return user
 
 
@@ -90,5 +84,4 @@ def delete_user(user_id: str) -> None:
     user = accounts.get_user(db=db(), public_id=user_id)
     public_id = user.public_id
     admin_accounts.delete_user(db=db(), user=user, acting=g.user)
-    db().commit()
-    audit_admin("admin.user_delete", target_type="user", target=public_id)
+    commit_change(AdminChange("admin.user_delete", target_type="user", target=public_id))

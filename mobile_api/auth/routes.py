@@ -8,7 +8,7 @@ from flask_smorest import Blueprint
 from backend import crl, errors
 from backend.accounts import cps, totp, users
 from backend.accounts import devices as device_service
-from backend.audit.trail import Actor
+from backend.audit.trail import Actor, Outcome
 from backend.storage.models import utcnow
 from mobile_api.auth import schemas
 from mobile_api.auth.tokens import (
@@ -33,16 +33,16 @@ from mobile_api.limits import (
 blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Sign-in")
 
 
-def _audit(action: str, outcome: str = "ok", **details: object) -> None:
+def _audit(action: str, outcome: Outcome = Outcome.OK, **details: object) -> None:
     services().audit.record(action, actor=current_actor(), outcome=outcome, details=details or None)
 
 
 def _refused(action: str, exc: errors.EstafetteError) -> None:
     """Keep failure counters, and trace the refusal (and a lock, as its own event)."""
     db().commit()
-    _audit(action, outcome="refused", reason=exc.code)
+    _audit(action, outcome=Outcome.REFUSED, reason=exc.code)
     if isinstance(exc, errors.Locked) and exc.newly_locked:
-        _audit("auth.locked", outcome="locked", seconds=exc.retry_after)
+        _audit("auth.locked", outcome=Outcome.REFUSED, reason="locked", seconds=exc.retry_after)
 
 
 def _open_session(spec: dict, method: str) -> dict:
@@ -160,12 +160,12 @@ def sign_in_with_cps(body: dict) -> dict:
     try:
         professional_id = _verified_card()
     except cps.CardRejected as exc:
-        _audit("auth.cps", outcome="refused", reason=exc.reason)
+        _audit("auth.cps", outcome=Outcome.REFUSED, reason=exc.reason)
         error = _CARD_ERRORS.get(exc.reason, errors.CertificateRejected)
         raise error(exc.detail) from exc
     user = users.find_user_by_cps_id(db=db(), professional_id=professional_id)
     if user is None or user.disabled:
-        _audit("auth.cps", outcome="refused", reason="unknown_card")
+        _audit("auth.cps", outcome=Outcome.REFUSED, reason="unknown_card")
         raise errors.CertificateRejected("This card is not registered with an account")
     try:
         users.ensure_not_locked(user)
@@ -207,7 +207,7 @@ def refresh() -> dict:
     if g.claims["jti"] != g.device.refresh_jti:
         device_service.revoke_device(db=db(), device=g.device)
         db().commit()
-        _audit("auth.refresh_reuse", outcome="refused")
+        _audit("auth.refresh_reuse", outcome=Outcome.REFUSED)
         raise errors.TokenRevoked("This refresh token was already used; the device is signed out")
     # No blocklist entry for the old refresh token: its jti no longer matches the device's,
     # which is how a replay is recognised (a blocklisted one would never get this far).

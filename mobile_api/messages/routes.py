@@ -68,16 +68,12 @@ def _locate(message_id: str) -> reading.Located:
     return located
 
 
-def _audited_message(action: str) -> Callable[[Callable], Callable]:
-    return audited(action, target_type="message", target="message_id")
-
-
 def _envelope(located: reading.Located) -> dict[str, Any]:
     return listings.envelope(located.message, located.mailbox, located.folder.name)
 
 
 @blp.get("/messages/<message_id>")
-@_audited_message("message.read")
+@audited("message.read", target_type="message", target="message_id")
 @blp.response(200, schemas.MessageSchema)
 @_problems(404, 503)
 @session_required
@@ -137,7 +133,7 @@ def content_disposition(filename: str | None, fallback: str = "attachment") -> s
 
 
 @blp.get("/messages/<message_id>/attachments/<path:part>")
-@_audited_message("message.download")
+@audited("message.download", target_type="message", target="message_id")
 @blp.response(
     200,
     description="The attachment's bytes, streamed",
@@ -160,7 +156,7 @@ def download_attachment(message_id: str, part: str) -> Response:
 
 
 @blp.patch("/messages/<message_id>")
-@_audited_message("message.flags")
+@audited("message.flags", target_type="message", target="message_id")
 @blp.arguments(schemas.FlagsSchema)
 @blp.response(200, schemas.EnvelopeSchema)
 @_problems(404, 422, 503)
@@ -176,7 +172,7 @@ def update_flags(flags: dict[str, bool], message_id: str) -> dict[str, Any]:
 
 
 @blp.delete("/messages/<message_id>")
-@_audited_message("message.delete")
+@audited("message.delete", target_type="message", target="message_id")
 @blp.response(204)
 @_problems(404, 503)
 @session_required

@@ -17,7 +17,7 @@ def test_users_disable_ends_the_sessions_and_is_audited(app, client, services) -
     assert client.get("/api/v1/mailboxes", headers=user.headers).status_code == 401
     with services.sessions() as db:
         record = db.scalar(select(AuditRecord).where(AuditRecord.action == "admin.user_update"))
-    assert (record.actor, record.target) == ("system", user.user_id)
+    assert (record.actor, record.target) == ("cli", user.user_id)
 
 
 def test_users_reset_otp_asks_for_enrolment_again(app, client, services) -> None:

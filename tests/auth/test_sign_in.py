@@ -137,7 +137,7 @@ def test_five_wrong_codes_lock_the_account_for_a_growing_delay(client, services)
     assert locked.status_code == 429 and locked.get_json()["code"] == "locked"
     # flask-limiter rewrites Retry-After as whole seconds left, so allow the second ticking.
     assert 59 <= int(locked.headers["Retry-After"]) <= 60
-    assert ("auth.locked", "locked") in _actions(services)
+    assert ("auth.locked", "refused") in _actions(services)
     # Still locked even with the right password, and the next lock lasts longer.
     assert _login(client, "alice").get_json()["code"] == "locked"
     with session_scope(services.sessions) as db:
