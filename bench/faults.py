@@ -54,8 +54,8 @@ from devtools.dovecot import DovecotServer
 from devtools.drills.push_harness import (
     DrillGateway,
     FakeFcm,
-    drill_database,
     p99,
+    scratch_database,
     simulate_outage,
     tally,
     wait_for,
@@ -332,7 +332,7 @@ def main() -> None:
                 fcm.reset()
                 fcm.latency = 0.0
                 database = (
-                    _database_on(cluster, name) if name.startswith("db_") else drill_database()
+                    _database_on(cluster, name) if name.startswith("db_") else scratch_database()
                 )
                 with (
                     database as url,

@@ -8,10 +8,10 @@ the fixture with the reason, it never skips.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shutil
 import urllib.parse
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,11 +25,9 @@ from sqlalchemy import Engine
 from backend.accounts.passwords import Argon2Cost, use_cost
 from backend.storage.database import make_engine, schema_status, upgrade_schema
 from backend.storage.models import Base
+from devtools.drills.push_harness import POSTGRES_ADMIN_URL, scratch_database
 from devtools.fcm_server import FakeFcm
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "ESTAFETTE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1/test"
-)
 # The base database: xdist worker gwN takes the one N below it (see `worker_redis_url`).
 REDIS_URL = os.environ.get("ESTAFETTE_TEST_REDIS", "redis://127.0.0.1:6379/15")
 TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-for-eddsa-derivation"
@@ -92,23 +90,16 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str]:
     """A database of our own on the machine's PostgreSQL, migrated once, dropped at the end."""
-    name = f"estafette_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     try:
-        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5)
+        psycopg.connect(POSTGRES_ADMIN_URL, connect_timeout=5).close()
     except psycopg.OperationalError as exc:
         pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}")
-    admin.execute(f'CREATE DATABASE "{name}"')
-    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    engine = make_engine(url)
-    upgrade_schema(engine)
-    engine.dispose()
-    try:
-        yield url
-    finally:
-        if url in _postgres_resets:
-            _postgres_resets.pop(url).engine.dispose()
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with scratch_database("estafette_test") as url:
+        try:
+            yield url
+        finally:
+            if url in _postgres_resets:
+                _postgres_resets.pop(url).engine.dispose()
 
 
 class _PostgresReset:
@@ -205,6 +196,12 @@ def app(make_app: Callable[..., Flask]) -> Flask:
 
 
 @pytest.fixture
+def dovecot_app(make_app: Callable[..., Flask], dovecot) -> Flask:
+    """The gateway trusting the session Dovecot's throwaway CA."""
+    return make_app(ESTAFETTE_CA_BUNDLE=str(dovecot.ca_cert_path))
+
+
+@pytest.fixture
 def client(app):
     return app.test_client()
 
@@ -222,13 +219,23 @@ def dovecot(tmp_path_factory: pytest.TempPathFactory):
     """One real Dovecot for the session (IMAPS, STARTTLS, LMTP); tests use their own users."""
     from devtools.dovecot import DovecotServer
 
-    server = DovecotServer(tmp_path_factory.mktemp("dovecot"), max_connections=200)
+    with running_dovecot(
+        DovecotServer(tmp_path_factory.mktemp("dovecot"), max_connections=200)
+    ) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def running_dovecot(server: Any) -> Iterator[Any]:
+    """Start a harness Dovecot for a fixture, failing it with the reason if it cannot start."""
     try:
         server.start()
     except Exception as exc:
         pytest.fail(f"Dovecot could not start: {exc}")
-    yield server
-    server.stop()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

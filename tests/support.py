@@ -84,3 +84,14 @@ class Authenticator:
         )
         assert session.status_code == 200, body(session)
         return body(session)
+
+
+def cli_create_org_mailbox(runner: Any, address: str, host: str = "imap.example") -> Any:
+    """`flask mailboxes create` for an ORG mailbox with a password on stdin, as an operator
+    types it; the click result."""
+    return runner.invoke(
+        args=["mailboxes", "create", address, "--kind", "ORG", "--imap-host", host,
+              "--imap-port", "993", "--security", "tls", "--auth", "password",
+              "--secret-stdin"],
+        input="imap-secret\n",
+    )  # fmt: skip

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from backend import errors
 from backend.accounts import devices as device_service
 from backend.accounts import passwords, users
+from backend.storage.database import page_of
 from backend.storage.models import Device, RecoveryCode, User
 
 
@@ -94,18 +95,6 @@ def delete_user(*, db: Session, user: User, acting: User | None = None) -> None:
     # The database cascades to devices, memberships and recovery codes.
     db.execute(delete(User).where(User.id == user.id))
     db.expunge(user)
-
-
-def page_of(
-    db: Session, query: Any, id_column: Any, *, limit: int, after: int | None
-) -> tuple[list[Any], int | None]:
-    """Keyset page over an integer key: the rows and the key to continue from."""
-    if after is not None:
-        query = query.where(id_column > after)
-    rows = list(db.scalars(query.order_by(id_column).limit(limit + 1)))
-    if len(rows) <= limit:
-        return rows, None
-    return rows[:limit], rows[limit - 1].id
 
 
 def list_users(*, db: Session, limit: int, after: int | None) -> tuple[list[User], int | None]:

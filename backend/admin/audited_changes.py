@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from backend.admin import changes
+from backend.admin import diffs
 from backend.audit.trail import Actor, AuditTrail
 from backend.storage.models import Mailbox, User
 
@@ -63,7 +63,7 @@ def mailbox_created(mailbox: Mailbox) -> AdminChange:
         "mailbox",
         mailbox.public_id,
         mailbox.public_id,
-        changes.created(changes.mailbox_settings(mailbox)),
+        diffs.created(diffs.mailbox_settings(mailbox)),
     )
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from backend import errors
-from backend.admin import changes
+from backend.admin import diffs
 from backend.admin.audited_changes import AdminChange, mailbox_created
 from backend.certificates import P12Unusable, load_p12
 from backend.mailboxes import registry
@@ -115,7 +115,7 @@ def check_settings(mailbox: Mailbox) -> None:
 
 def update_mailbox(*, db: Session, mailbox: Mailbox, patch: dict[str, Any]) -> Change:
     """Apply a partial change of settings; IMAP changes restart that mailbox's sync."""
-    before = changes.mailbox_settings(mailbox)
+    before = diffs.mailbox_settings(mailbox)
     replaced: set[str] = set()
     for name in ("display_name", "kind", "max_message_bytes"):
         if name in patch:
@@ -135,8 +135,8 @@ def update_mailbox(*, db: Session, mailbox: Mailbox, patch: dict[str, Any]) -> C
     check_settings(mailbox)
     if mailbox.imap_certificate is not None and {"imap.certificate", "imap.secret"} & replaced:
         check_certificate(mailbox.imap_certificate, mailbox.imap_secret, "imap.certificate")
-    after = changes.mailbox_settings(mailbox)
-    details = changes.diff(before, after, replaced_secrets=replaced)
+    after = diffs.mailbox_settings(mailbox)
+    details = diffs.diff(before, after, replaced_secrets=replaced)
     imap_changed = any(k.startswith(("before.imap.", "after.imap.")) for k in details) or bool(
         replaced & {"imap.secret", "imap.certificate"}
     )

@@ -41,21 +41,31 @@ def canonical_bytes(record: Any) -> bytes:
 
     `record` is an AuditRecord or a row with the same column names.
     """
-    fields = {
-        "id": record.id,
-        "occurred_at": record.occurred_at.isoformat(timespec="microseconds"),
-        "actor": record.actor,
-        "device": record.device,
-        "action": record.action,
-        "outcome": record.outcome,
-        "target_type": record.target_type,
-        "target": record.target,
-        "mailbox": record.mailbox,
-        "source_ip": record.source_ip,
-        "details": record.details,
-        "prev_hash": record.prev_hash,
-    }
+    fields = record_fields(record)
+    fields["occurred_at"] = record.occurred_at.isoformat(timespec="microseconds")
     return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+
+
+# Every field of a record but its hash: what is hashed, and what the admin API shows.
+RECORD_FIELDS = (
+    "id",
+    "occurred_at",
+    "actor",
+    "device",
+    "action",
+    "outcome",
+    "target_type",
+    "target",
+    "mailbox",
+    "source_ip",
+    "details",
+    "prev_hash",
+)
+
+
+def record_fields(record: Any) -> dict[str, Any]:
+    """A record's fields (but its hash) by name, as stored."""
+    return {name: getattr(record, name) for name in RECORD_FIELDS}
 
 
 def chain_hash(record: Any) -> str:

@@ -117,6 +117,18 @@ def one_of(db: Session, column: ColumnElement[int], ids: Collection[int]) -> Col
     return column.in_(ids)
 
 
+def page_of(
+    db: Session, query: Any, id_column: Any, *, limit: int, after: int | None
+) -> tuple[list[Any], int | None]:
+    """Keyset page over an integer key: the rows and the key to continue from."""
+    if after is not None:
+        query = query.where(id_column > after)
+    rows = list(db.scalars(query.order_by(id_column).limit(limit + 1)))
+    if len(rows) <= limit:
+        return rows, None
+    return rows[:limit], rows[limit - 1].id
+
+
 def array_parameter(
     values: Iterable[Any], item_type: type[TypeEngine] = BigInteger
 ) -> BindParameter:

@@ -43,8 +43,8 @@ __all__ = [
     "DrillGateway",
     "FakeFcm",
     "Tally",
-    "drill_database",
     "p99",
+    "scratch_database",
     "simulate_outage",
     "tally",
     "wait_for",
@@ -59,9 +59,10 @@ DATA_KEY = "a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s="  # base64 of 32 x "k"
 
 
 @contextlib.contextmanager
-def drill_database() -> Iterator[str]:
-    """A migrated PostgreSQL database of the drill's own, dropped at the end (bench)."""
-    name = f"estafette_drill_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+def scratch_database(prefix: str = "estafette_drill") -> Iterator[str]:
+    """A migrated PostgreSQL database of our own on the machine's server, dropped at the end
+    (drills, benches, the test suite's session database)."""
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5)
     admin.execute(f'CREATE DATABASE "{name}"')
     url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"

@@ -15,7 +15,7 @@ from backend.audit import fhir
 from backend.audit.anchoring import CheckpointVerdict, public_key_of, verify_checkpoints
 from backend.audit.checkpoints import read_checkpoints
 from backend.audit.search import AuditQuery, details_of, search
-from backend.audit.trail import verify_chain
+from backend.audit.trail import record_fields, verify_chain
 from backend.storage.models import AuditRecord
 from mobile_api.admin import schemas
 from mobile_api.auditing import audited, note
@@ -49,21 +49,7 @@ def _page(args: dict) -> tuple[list, str | None]:
 
 
 def _record_view(record: AuditRecord) -> dict:
-    return {
-        "id": record.id,
-        "occurred_at": record.occurred_at,
-        "actor": record.actor,
-        "device": record.device,
-        "action": record.action,
-        "outcome": record.outcome,
-        "target_type": record.target_type,
-        "target": record.target,
-        "mailbox": record.mailbox,
-        "source_ip": record.source_ip,
-        "details": details_of(record),
-        "hash": record.hash,
-        "prev_hash": record.prev_hash,
-    }
+    return {**record_fields(record), "details": details_of(record), "hash": record.hash}
 
 
 # An id, or an action with its trailing `*`: any other filter text stays out of the trail.

@@ -13,11 +13,11 @@ from sqlalchemy import select
 
 from backend import errors
 from backend.accounts import users as accounts
-from backend.admin import changes
+from backend.admin import diffs
 from backend.admin import mailboxes as admin_mailboxes
-from backend.admin.accounts import page_of
 from backend.admin.audited_changes import AdminChange, member_granted, member_revoked
 from backend.mailboxes import registry
+from backend.storage.database import page_of
 from backend.storage.models import Mailbox
 from mobile_api.admin import commit_change, schemas
 from mobile_api.auditing import audited
@@ -196,7 +196,7 @@ def upload_certificate(files: dict, mailbox_id: str) -> dict:
 def delete_mailbox(mailbox_id: str) -> None:
     """Forget the mailbox (members, cache, pending pushes); mail on the server stays."""
     mailbox = admin_mailboxes.get_mailbox(db=db(), public_id=mailbox_id)
-    public_id, before = mailbox.public_id, changes.mailbox_settings(mailbox)
+    public_id, before = mailbox.public_id, diffs.mailbox_settings(mailbox)
     admin_mailboxes.delete_mailbox(db=db(), mailbox=mailbox)
     commit_change(
         AdminChange(

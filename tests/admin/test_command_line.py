@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from backend.storage.models import AuditRecord, User
 from tests.admin.conftest import sign_in
-from tests.support import body
+from tests.support import body, cli_create_org_mailbox
 
 
 def test_users_disable_ends_the_sessions_and_is_audited(app, client, services) -> None:
@@ -52,25 +52,7 @@ def test_users_reset_password_reads_stdin_only(app, client, services) -> None:
 def test_mailboxes_revoke_cuts_a_delegate_off(app, client, services) -> None:
     user = sign_in(client, services)
     runner = app.test_cli_runner()
-    runner.invoke(
-        args=[
-            "mailboxes",
-            "create",
-            "secretariat@chu-test.mssante.fr",
-            "--kind",
-            "ORG",
-            "--imap-host",
-            "imap.x",
-            "--imap-port",
-            "993",
-            "--security",
-            "tls",
-            "--auth",
-            "password",
-            "--secret-stdin",
-        ],
-        input="imap-secret\n",
-    )
+    cli_create_org_mailbox(runner, "secretariat@chu-test.mssante.fr", "imap.x")
     runner.invoke(
         args=[
             "mailboxes",

@@ -7,6 +7,7 @@ from sqlalchemy import text
 from backend.accounts import users
 from backend.mailboxes import registry
 from backend.storage.database import session_scope
+from tests.support import cli_create_org_mailbox
 
 
 def test_users_create_reads_the_password_from_stdin(app, services) -> None:
@@ -31,25 +32,7 @@ def test_mailboxes_create_and_grant(app, services) -> None:
     runner.invoke(
         args=["users", "create", "fred", "--password-stdin"], input="a long enough password\n"
     )
-    created = runner.invoke(
-        args=[
-            "mailboxes",
-            "create",
-            "secretariat@ch-test.mssante.fr",
-            "--kind",
-            "ORG",
-            "--imap-host",
-            "imap.example",
-            "--imap-port",
-            "993",
-            "--security",
-            "tls",
-            "--auth",
-            "password",
-            "--secret-stdin",
-        ],
-        input="imap-secret\n",
-    )
+    created = cli_create_org_mailbox(runner, "secretariat@ch-test.mssante.fr", "imap.example")
     assert created.exit_code == 0, created.output
     granted = runner.invoke(
         args=["mailboxes", "grant", "secretariat@ch-test.mssante.fr", "fred", "--role", "delegate"]

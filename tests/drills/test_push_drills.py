@@ -24,6 +24,7 @@ from devtools.drills.push_harness import (
     tally,
     wait_for,
 )
+from tests.conftest import running_dovecot
 
 pytestmark = [
     pytest.mark.drill,
@@ -165,13 +166,8 @@ def own_dovecot(tmp_path: Path):
     """A Dovecot of the drill's own: the session's is shared, and this one is restarted."""
     from devtools.dovecot import DovecotServer
 
-    server = DovecotServer(tmp_path / "dovecot")
-    try:
-        server.start()
-    except Exception as exc:
-        pytest.fail(f"Dovecot could not start: {exc}")
-    yield server
-    server.stop()
+    with running_dovecot(DovecotServer(tmp_path / "dovecot")) as server:
+        yield server
 
 
 def test_a_dovecot_restart_is_ridden_out_and_the_mail_after_it_pushed(

@@ -10,14 +10,8 @@ from tests.messages.support import Inbox
 
 
 @pytest.fixture
-def reader_app(base_env, dovecot):
-    from mobile_api import create_app
-
-    app = create_app(
-        {**base_env, "ESTAFETTE_CA_BUNDLE": str(dovecot.ca_cert_path), "TESTING": True}
-    )
-    yield app
-    app.extensions["estafette"].engine.dispose()
+def reader_app(dovecot_app):
+    return dovecot_app
 
 
 @pytest.fixture

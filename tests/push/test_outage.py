@@ -16,21 +16,9 @@ from backend.push.breaker import JITTER, MAX_SECONDS, PROBE_SIZE, Breaker
 from backend.push.dispatcher import Dispatcher
 from backend.push.fcm import FcmSender
 from backend.storage.models import OutboxEvent, utcnow
+from devtools.drills.push_harness import Clock
 from devtools.drills.world import World
 from devtools.fcm_server import FakeFcm
-
-
-class Clock:
-    """UTC time that moves only when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 def _pending(services: Any) -> int:

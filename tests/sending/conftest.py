@@ -8,17 +8,8 @@ from tests.sending.support import Doctor
 
 
 @pytest.fixture
-def send_env(base_env, dovecot) -> dict[str, str]:
-    return {**base_env, "ESTAFETTE_CA_BUNDLE": str(dovecot.ca_cert_path)}
-
-
-@pytest.fixture
-def sender_app(send_env):
-    from mobile_api import create_app
-
-    app = create_app({**send_env, "TESTING": True})
-    yield app
-    app.extensions["estafette"].engine.dispose()
+def sender_app(dovecot_app):
+    return dovecot_app
 
 
 @pytest.fixture

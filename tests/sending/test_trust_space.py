@@ -66,12 +66,10 @@ def whitelist(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def listed_app(send_env, whitelist):
-    from mobile_api import create_app
-
-    app = create_app({**send_env, "ESTAFETTE_TRUST_SPACE": str(whitelist), "TESTING": True})
-    yield app
-    app.extensions["estafette"].engine.dispose()
+def listed_app(make_app, dovecot, whitelist):
+    return make_app(
+        ESTAFETTE_CA_BUNDLE=str(dovecot.ca_cert_path), ESTAFETTE_TRUST_SPACE=str(whitelist)
+    )
 
 
 def test_sending_follows_the_whitelist_file_and_its_refreshes(

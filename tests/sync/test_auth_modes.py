@@ -17,6 +17,7 @@ from sqlalchemy import select, text
 
 from backend.storage.models import Mailbox
 from devtools.dovecot import DovecotServer
+from tests.conftest import running_dovecot
 from tests.support import wait_until
 from tests.sync.oauth_server import FakeOAuth
 from tests.sync.support import RunningWorker, mail, outbox_count, subjects, sync_state
@@ -39,12 +40,8 @@ def operator(tmp_path_factory: pytest.TempPathFactory, oauth: FakeOAuth) -> Iter
         oauth2_introspection_url=oauth.introspection_url,
         max_connections=100,
     )
-    try:
-        server.start()
-    except Exception as exc:
-        pytest.fail(f"Dovecot could not start: {exc}")
-    yield server
-    server.stop()
+    with running_dovecot(server) as started:
+        yield started
 
 
 @pytest.fixture
