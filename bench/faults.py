@@ -25,7 +25,8 @@ the local FCM (and a real Dovecot for sync):
   one new message delivered, a replacement started. `old_announced` must be 0;
   `recovery_s`: from the replacement being up to the new mail's push to every device.
 - hostile: the hostile corpus into one mailbox, then one ordinary message. `recovery_s`:
-  from its delivery to its push to every device; `sync_peak_rss_mb`.
+  from its delivery to its push to every device; `corpus_sync_s` (the whole corpus
+  stored), `slowest_open_s` (one message opened as the API does), `sync_peak_rss_mb`.
 
 `lost` and `duplicates` sum the per-device tallies; `p99_push_latency_s` runs from the
 outbox row to FCM's acceptance of a mailbox's first push to each device. One JSON line.
@@ -48,7 +49,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from backend.storage.database import make_engine, upgrade_schema
-from backend.storage.models import Mailbox, Message, OutboxEvent
+from backend.storage.models import Mailbox, Message, OutboxEvent, User
 from devtools.corpus import hostile_corpus
 from devtools.dovecot import DovecotServer
 from devtools.drills.push_harness import (
@@ -213,6 +214,31 @@ def first_import_kill(gateway: DrillGateway) -> dict:
     )
 
 
+def _slowest_open(gateway: DrillGateway, public_id: str) -> float:
+    """The longest time to open one message of the mailbox as GET /messages/{id} does
+    (from its server: the body cache starts empty), in seconds."""
+    from backend.config import load_settings
+    from backend.reading import messages as reading
+    from backend.reading.cache import BodyCache
+
+    settings = load_settings({k: v for k, v in gateway.env.items() if k.startswith("ESTAFETTE_")})
+    cache = BodyCache(gateway.workdir / "body-cache")
+    slowest = 0.0
+    with gateway.sessions() as db:
+        user = db.get(User, gateway.user)
+        ids = db.scalars(
+            select(Message.public_id)
+            .join(Mailbox, Mailbox.id == Message.mailbox_id)
+            .where(Mailbox.public_id == public_id)
+        ).all()
+        for message_id in ids:
+            started = time.monotonic()
+            located = reading.get_visible_message(db=db, user=user, public_id=message_id)
+            reading.read_message(located, cache=cache, settings=settings)
+            slowest = max(slowest, time.monotonic() - started)
+    return slowest
+
+
 def hostile(gateway: DrillGateway) -> dict:
     tokens = gateway.devices(DEVICES)
     address, public_id = gateway.imap_mailbox()
@@ -221,11 +247,13 @@ def hostile(gateway: DrillGateway) -> dict:
     wait_for(gateway.in_idle, timeout=120, what="the mailbox in IDLE")
     corpus = hostile_corpus(address)
     deliver_many(gateway.dovecot, address, corpus.values())
-    wait_for(
-        lambda: _messages_in(gateway, public_id) == len(corpus) and gateway.pending() == 0,
+    corpus_sync = wait_for(
+        lambda: _messages_in(gateway, public_id) == len(corpus),
         timeout=300,
-        what="the corpus stored and its pushes sent",
+        what="the corpus stored",
     )
+    wait_for(lambda: gateway.pending() == 0, timeout=120, what="the corpus's pushes sent")
+    slowest_open = _slowest_open(gateway, public_id)
     since = time.time()
     gateway.deliver(address, "après le corpus")
     expected = {(public_id, token) for token in tokens}
@@ -244,6 +272,8 @@ def hostile(gateway: DrillGateway) -> dict:
         tally(gateway.fcm.requests, expected),
         max(gateway.first_push_after(expected, since)),
         corpus_messages=len(corpus),
+        corpus_sync_s=round(corpus_sync, 3),
+        slowest_open_s=round(slowest_open, 3),
         mailbox_ok=gateway.in_idle(),
         sync_peak_rss_mb=peak_kib // 1024,
     )
