@@ -22,10 +22,8 @@ def ca_bundle(tmp_path):
 
 
 @pytest.fixture
-def app(base_env, ca_bundle):
-    from mobile_api import create_app
-
-    application = create_app({**base_env, "ESTAFETTE_CA_BUNDLE": str(ca_bundle), "TESTING": True})
+def app(make_app, ca_bundle):
+    application = make_app(ESTAFETTE_CA_BUNDLE=str(ca_bundle))
     yield application
     application.extensions["estafette"].engine.dispose()
 

@@ -14,9 +14,7 @@ from tests.support import body
 
 
 @pytest.fixture
-def app(base_env, tmp_path):
-    from mobile_api import create_app
-
+def app(make_app, tmp_path):
     now = dt.datetime.now(dt.UTC)
     cards = make_ca("TEST AC IGC-SANTE PERSONNES", days=3650)
     servers = make_ca("TEST AC IGC-SANTE ORGANISATIONS", days=3650)
@@ -32,14 +30,10 @@ def app(base_env, tmp_path):
             last_update=now - dt.timedelta(days=8), next_update=now - dt.timedelta(days=1)
         ).public_bytes(Encoding.DER)
     )
-    application = create_app(
-        {
-            **base_env,
-            "ESTAFETTE_CA_BUNDLE": str(servers.write_cert(tmp_path / "servers.pem")),
-            "ESTAFETTE_CARD_CA_BUNDLE": str(cards.write_cert(tmp_path / "cards.pem")),
-            "ESTAFETTE_CRL": f"{lapsing},{stale}",
-            "TESTING": True,
-        }
+    application = make_app(
+        ESTAFETTE_CA_BUNDLE=str(servers.write_cert(tmp_path / "servers.pem")),
+        ESTAFETTE_CARD_CA_BUNDLE=str(cards.write_cert(tmp_path / "cards.pem")),
+        ESTAFETTE_CRL=f"{lapsing},{stale}",
     )
     yield application
     application.extensions["estafette"].engine.dispose()

@@ -12,17 +12,10 @@ from tests.sync.support import RunningWorker, sync_state
 
 
 @pytest.fixture
-def app(base_env, dovecot):
+def app(make_app, dovecot):
     """The gateway trusting the test Dovecot's CA, with short sync leases."""
-    from mobile_api import create_app
-
-    application = create_app(
-        {
-            **base_env,
-            "ESTAFETTE_CA_BUNDLE": str(dovecot.ca_cert_path),
-            "ESTAFETTE_SYNC_LEASE_SECONDS": "6",
-            "TESTING": True,
-        }
+    application = make_app(
+        ESTAFETTE_CA_BUNDLE=str(dovecot.ca_cert_path), ESTAFETTE_SYNC_LEASE_SECONDS="6"
     )
     yield application
     application.extensions["estafette"].engine.dispose()

@@ -32,13 +32,9 @@ EVERY = 5
 
 
 @pytest.fixture
-def anchored(base_env: dict[str, str]) -> Iterator[Any]:
+def anchored(make_app) -> Iterator[Any]:
     """A gateway that signs a checkpoint every 5 records (and at its first one)."""
-    from mobile_api import create_app
-
-    app = create_app(
-        {**base_env, "ESTAFETTE_AUDIT_CHECKPOINT_RECORDS": str(EVERY), "TESTING": True}
-    )
+    app = make_app(ESTAFETTE_AUDIT_CHECKPOINT_RECORDS=str(EVERY))
     yield app
     app.extensions["estafette"].engine.dispose()
 

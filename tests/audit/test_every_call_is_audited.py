@@ -57,13 +57,9 @@ class World:
 
 
 @pytest.fixture
-def app(base_env: dict[str, str], dovecot) -> Iterator[Any]:
+def app(make_app, dovecot) -> Iterator[Any]:
     """The gateway, trusting the test Dovecot's CA."""
-    from mobile_api import create_app
-
-    application = create_app(
-        {**base_env, "ESTAFETTE_CA_BUNDLE": str(dovecot.ca_cert_path), "TESTING": True}
-    )
+    application = make_app(ESTAFETTE_CA_BUNDLE=str(dovecot.ca_cert_path))
     yield application
     application.extensions["estafette"].engine.dispose()
 

@@ -34,18 +34,13 @@ def other_ca() -> CertificateAuthority:
 
 
 @pytest.fixture
-def cps_app(base_env, igc_sante, tmp_path: Path):
-    from mobile_api import create_app
-
+def cps_app(make_app, igc_sante, tmp_path: Path):
     bundle = igc_sante.write_cert(tmp_path / "igc-sante.pem")
     crl = igc_sante.write_crl(tmp_path / "igc-sante.crl")
-    app = create_app(
-        {
-            **base_env,
-            "ESTAFETTE_CARD_CA_BUNDLE": str(bundle),
-            "ESTAFETTE_CRL": str(crl),
-            "ESTAFETTE_TRUSTED_PROXIES": PROXY,
-        }
+    app = make_app(
+        ESTAFETTE_CARD_CA_BUNDLE=str(bundle),
+        ESTAFETTE_CRL=str(crl),
+        ESTAFETTE_TRUSTED_PROXIES=PROXY,
     )
     app.config["CRL_PATH"] = crl
     yield app
@@ -155,20 +150,15 @@ def test_a_revoked_card_gets_its_own_problem_code(cps_app, doctor, igc_sante) ->
 
 
 @pytest.fixture
-def two_ca_app(base_env, igc_sante, tmp_path: Path):
+def two_ca_app(make_app, igc_sante, tmp_path: Path):
     """Cards from two CAs are trusted, but only the first one's CRL is configured."""
-    from mobile_api import create_app
-
     second = make_ca("TEST AC IGC-SANTE FORT PERSONNES", organization="ASIP-SANTE")
     bundle = tmp_path / "cards.pem"
     bundle.write_bytes(igc_sante.cert_pem() + second.cert_pem())
-    app = create_app(
-        {
-            **base_env,
-            "ESTAFETTE_CARD_CA_BUNDLE": str(bundle),
-            "ESTAFETTE_CRL": str(igc_sante.write_crl(tmp_path / "igc-sante.crl")),
-            "ESTAFETTE_TRUSTED_PROXIES": PROXY,
-        }
+    app = make_app(
+        ESTAFETTE_CARD_CA_BUNDLE=str(bundle),
+        ESTAFETTE_CRL=str(igc_sante.write_crl(tmp_path / "igc-sante.crl")),
+        ESTAFETTE_TRUSTED_PROXIES=PROXY,
     )
     app.config["SECOND_CA"] = second
     yield app
@@ -211,17 +201,12 @@ def test_a_card_without_the_cps_policy_is_refused(cps_app, doctor, igc_sante) ->
     assert sum('"wrong_policy"' in r for r in _refusal_reasons(cps_app)) == 2
 
 
-def test_the_accepted_policies_are_configurable(base_env, igc_sante, tmp_path: Path) -> None:
-    from mobile_api import create_app
-
-    app = create_app(
-        {
-            **base_env,
-            "ESTAFETTE_CARD_CA_BUNDLE": str(igc_sante.write_cert(tmp_path / "ca.pem")),
-            "ESTAFETTE_CRL": str(igc_sante.write_crl(tmp_path / "ca.crl")),
-            "ESTAFETTE_CARD_POLICIES": "1.2.250.1.71.4.2.1, 1.2.250.1.71.4.2.7",
-            "ESTAFETTE_TRUSTED_PROXIES": PROXY,
-        }
+def test_the_accepted_policies_are_configurable(make_app, igc_sante, tmp_path: Path) -> None:
+    app = make_app(
+        ESTAFETTE_CARD_CA_BUNDLE=str(igc_sante.write_cert(tmp_path / "ca.pem")),
+        ESTAFETTE_CRL=str(igc_sante.write_crl(tmp_path / "ca.crl")),
+        ESTAFETTE_CARD_POLICIES="1.2.250.1.71.4.2.1, 1.2.250.1.71.4.2.7",
+        ESTAFETTE_TRUSTED_PROXIES=PROXY,
     )
     try:
         services = app.extensions["estafette"]
@@ -249,17 +234,12 @@ def test_a_certificate_without_client_auth_usage_is_refused(cps_app, doctor, igc
     assert any('"wrong_usage"' in r for r in _refusal_reasons(cps_app))
 
 
-def test_the_servers_ca_bundle_does_not_admit_cards(base_env, igc_sante, tmp_path: Path) -> None:
+def test_the_servers_ca_bundle_does_not_admit_cards(make_app, igc_sante, tmp_path: Path) -> None:
     """IMAP/SMTP servers and cards no longer share one trust list."""
-    from mobile_api import create_app
-
-    app = create_app(
-        {
-            **base_env,
-            "ESTAFETTE_CA_BUNDLE": str(igc_sante.write_cert(tmp_path / "servers.pem")),
-            "ESTAFETTE_CRL": str(igc_sante.write_crl(tmp_path / "ca.crl")),
-            "ESTAFETTE_TRUSTED_PROXIES": PROXY,
-        }
+    app = make_app(
+        ESTAFETTE_CA_BUNDLE=str(igc_sante.write_cert(tmp_path / "servers.pem")),
+        ESTAFETTE_CRL=str(igc_sante.write_crl(tmp_path / "ca.crl")),
+        ESTAFETTE_TRUSTED_PROXIES=PROXY,
     )
     try:
         services = app.extensions["estafette"]

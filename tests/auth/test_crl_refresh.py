@@ -74,19 +74,14 @@ def pki(crl_site: CrlServer) -> tuple[CertificateAuthority, CertificateAuthority
 
 
 @pytest.fixture
-def refresh_app(base_env, pki, crl_site: CrlServer, tmp_path: Path):
-    from mobile_api import create_app
-
+def refresh_app(make_app, pki, crl_site: CrlServer, tmp_path: Path):
     root, issuing = pki
     bundle = tmp_path / "cards.pem"
     bundle.write_bytes(issuing.cert_pem() + root.cert_pem())
-    app = create_app(
-        {
-            **base_env,
-            "ESTAFETTE_CARD_CA_BUNDLE": str(bundle),
-            "ESTAFETTE_CRL_URLS": crl_site.url("/issuing.crl"),
-            "ESTAFETTE_TRUSTED_PROXIES": PROXY,
-        }
+    app = make_app(
+        ESTAFETTE_CARD_CA_BUNDLE=str(bundle),
+        ESTAFETTE_CRL_URLS=crl_site.url("/issuing.crl"),
+        ESTAFETTE_TRUSTED_PROXIES=PROXY,
     )
     yield app
     app.extensions["estafette"].engine.dispose()

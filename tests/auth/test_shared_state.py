@@ -9,17 +9,12 @@ from tests.support import Authenticator, bearer
 
 
 @pytest.fixture(params=["database", "redis"])
-def two_api_processes(request: pytest.FixtureRequest, base_env: dict[str, str]):
+def two_api_processes(request: pytest.FixtureRequest, make_app):
     """Two independent apps on one database, as two gunicorn hosts would be."""
-    from mobile_api import create_app
-
-    env = dict(base_env)
+    extra = {}
     if request.param == "redis":
-        env["ESTAFETTE_REDIS_URL"] = request.getfixturevalue("redis_url")
-    apps = [create_app({**env, "TESTING": True}) for _ in range(2)]
-    yield apps
-    for app in apps:
-        app.extensions["estafette"].engine.dispose()
+        extra["ESTAFETTE_REDIS_URL"] = request.getfixturevalue("redis_url")
+    return [make_app(**extra) for _ in range(2)]
 
 
 def test_logout_on_one_process_is_refused_at_once_on_the_other(two_api_processes) -> None:
@@ -38,27 +33,22 @@ def test_logout_on_one_process_is_refused_at_once_on_the_other(two_api_processes
 
 
 @pytest.mark.parametrize("store", ["database", "redis"])
-def test_the_login_limit_is_shared_by_every_api_process(request, base_env, store) -> None:
+def test_the_login_limit_is_shared_by_every_api_process(request, make_app, store) -> None:
     """Counts live in Redis or the database, never in one worker's memory."""
-    from mobile_api import create_app
-
-    env = dict(base_env)
+    extra = {}
     if store == "redis":
-        env["ESTAFETTE_REDIS_URL"] = request.getfixturevalue("redis_url")
-    first = create_app(env)
+        extra["ESTAFETTE_REDIS_URL"] = request.getfixturevalue("redis_url")
+    first = make_app(**extra)
     create_user(first.extensions["estafette"], "alice")
     answers = [_wrong_login(first) for _ in range(10)]
     # Another worker, or this one restarted: it must see the same count.
-    second = create_app(env)
+    second = make_app(**extra)
     answers.append(_wrong_login(second))
-    apps = [first, second]
     assert [a.status_code for a in answers[:10]] == [401] * 10
     limited = answers[10]
     assert limited.status_code == 429
     assert limited.get_json()["code"] == "rate_limited"
     assert int(limited.headers["Retry-After"]) > 0
-    for app in apps:
-        app.extensions["estafette"].engine.dispose()
 
 
 def _wrong_login(app):

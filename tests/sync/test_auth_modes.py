@@ -45,16 +45,8 @@ def operator(tmp_path_factory: pytest.TempPathFactory, oauth: FakeOAuth) -> Iter
 
 
 @pytest.fixture
-def gateway(base_env, operator):
-    from mobile_api import create_app
-
-    app = create_app(
-        {
-            **base_env,
-            "ESTAFETTE_CA_BUNDLE": str(operator.ca_cert_path),
-            "ESTAFETTE_SYNC_LEASE_SECONDS": "6",
-        }
-    )
+def gateway(make_app, operator):
+    app = make_app(ESTAFETTE_CA_BUNDLE=str(operator.ca_cert_path), ESTAFETTE_SYNC_LEASE_SECONDS="6")
     yield app
     app.extensions["estafette"].engine.dispose()
 

@@ -31,17 +31,9 @@ from tests.sync.support import (
 
 
 @pytest.fixture
-def sync_app(base_env, dovecot):
+def sync_app(make_app, dovecot):
     """An app whose settings trust the test Dovecot's CA, with short leases."""
-    from mobile_api import create_app
-
-    app = create_app(
-        {
-            **base_env,
-            "ESTAFETTE_CA_BUNDLE": str(dovecot.ca_cert_path),
-            "ESTAFETTE_SYNC_LEASE_SECONDS": "6",
-        }
-    )
+    app = make_app(ESTAFETTE_CA_BUNDLE=str(dovecot.ca_cert_path), ESTAFETTE_SYNC_LEASE_SECONDS="6")
     yield app
     app.extensions["estafette"].engine.dispose()
 
@@ -230,11 +222,9 @@ def test_a_uidvalidity_change_rebuilds_the_folder_without_new_pushes(services_, 
 
 
 def test_a_server_certificate_we_do_not_trust_is_an_error_not_a_downgrade(
-    base_env, dovecot
+    make_app, dovecot
 ) -> None:
-    from mobile_api import create_app
-
-    app = create_app(base_env)  # system CA store: the throwaway CA is unknown
+    app = make_app()  # system CA store: the throwaway CA is unknown
     services = app.extensions["estafette"]
     _address, _password, public_id = create_dovecot_mailbox(services, dovecot)
     with RunningWorker(services):
@@ -284,19 +274,14 @@ def test_a_server_bye_is_followed_by_a_reconnect_and_counted(services_, dovecot,
 
 
 def test_a_half_open_connection_is_noticed_at_renewal_and_reopened(
-    base_env, dovecot, monkeypatch
+    make_app, dovecot, monkeypatch
 ) -> None:
     """A NAT that forgets the flow sends no FIN: only the renewal's timeout can tell."""
     import backend.sync.worker as worker_module
-    from mobile_api import create_app
 
     monkeypatch.setattr(worker_module, "IDLE_RENEW_SECONDS", 1.0)
-    app = create_app(
-        {
-            **base_env,
-            "ESTAFETTE_CA_BUNDLE": str(dovecot.ca_cert_path),
-            "ESTAFETTE_IMAP_TIMEOUT_SECONDS": "3",
-        }
+    app = make_app(
+        ESTAFETTE_CA_BUNDLE=str(dovecot.ca_cert_path), ESTAFETTE_IMAP_TIMEOUT_SECONDS="3"
     )
     services = app.extensions["estafette"]
     with SilentRelay(dovecot.host, dovecot.imaps_port) as relay:

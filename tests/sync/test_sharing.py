@@ -15,16 +15,8 @@ MAILBOXES = 6
 
 
 @pytest.fixture
-def services_(base_env, dovecot):
-    from mobile_api import create_app
-
-    app = create_app(
-        {
-            **base_env,
-            "ESTAFETTE_CA_BUNDLE": str(dovecot.ca_cert_path),
-            "ESTAFETTE_SYNC_LEASE_SECONDS": "6",
-        }
-    )
+def services_(make_app, dovecot):
+    app = make_app(ESTAFETTE_CA_BUNDLE=str(dovecot.ca_cert_path), ESTAFETTE_SYNC_LEASE_SECONDS="6")
     yield app.extensions["estafette"]
     app.extensions["estafette"].engine.dispose()
 
