@@ -134,7 +134,7 @@ def claim(db: Session, limit: int, lease: timedelta, now: datetime, name: str) -
     """
     due_now = OutboxEvent.available_at <= now
     if db.get_bind().dialect.name == "postgresql":
-        due_now = or_(due_now, liveness.orphaned(OutboxEvent.claimed_by))
+        due_now = or_(due_now, liveness.orphaned(OutboxEvent.claimed_by, asking=name))
     due = (
         select(OutboxEvent.id)
         .where(OutboxEvent.done_at.is_(None), due_now)

@@ -41,7 +41,7 @@ def claim(*, db: Session, worker: str, lease_seconds: int, limit: int) -> list[M
     free = or_(
         Mailbox.lease_owner.is_(None),
         Mailbox.lease_expires_at < now,
-        _gone(db, Mailbox.lease_owner),
+        _gone(db, Mailbox.lease_owner, worker),
     )
     candidates = list(
         db.scalars(
@@ -112,7 +112,9 @@ def beat(*, db: Session, worker: str, capacity: int, lease_seconds: int) -> list
         db.scalars(
             select(SyncWorkerBeat.capacity).where(
                 SyncWorkerBeat.seen_at >= now - timedelta(seconds=lease_seconds),
-                ~_gone(db, SyncWorkerBeat.worker_id),  # a killed worker's share is free at once
+                ~_gone(
+                    db, SyncWorkerBeat.worker_id, worker
+                ),  # a killed worker's share is free at once
             )
         )
     )
@@ -144,11 +146,11 @@ def _hold(db: Session, worker: str) -> None:
     liveness.hold(_engine(db), worker)
 
 
-def _gone(db: Session, owner: ColumnElement[str | None]) -> ColumnElement[bool]:
-    """`owner` is a worker whose database session ended (PostgreSQL; never on SQLite)."""
+def _gone(db: Session, owner: ColumnElement[str | None], worker: str) -> ColumnElement[bool]:
+    """`owner` is a worker, not `worker` itself, whose database session ended (PostgreSQL)."""
     if db.get_bind().dialect.name != "postgresql":
         return false()
-    return liveness.orphaned(owner)
+    return liveness.orphaned(owner, asking=worker)
 
 
 def _engine(db: Session) -> Engine:
