@@ -205,8 +205,6 @@ def parse_fetch(uid: int, data: dict[bytes, Any]) -> Envelope:
         if name.startswith("x-mss-")
     }
     mss = dict(list(mss.items())[:MAX_MSS_HEADERS])
-    importance = (_first(fields, "importance") or "").strip().lower()
-    priority = (_first(fields, "x-priority") or "").strip()
     subject = _first(fields, "subject")
     message_id = _first(fields, "message-id")
     return Envelope(
@@ -220,12 +218,21 @@ def parse_fetch(uid: int, data: dict[bytes, Any]) -> Envelope:
         size=int(data.get(b"RFC822.SIZE", 0) or 0),
         has_attachments=_has_attachments(data.get(b"BODYSTRUCTURE")),
         mdn_requested="disposition-notification-to" in fields,
-        urgent=importance == "high" or priority.startswith("1"),
+        urgent=is_urgent(fields),
         mss_headers=mss,
         modseq=_modseq(data),
         malformed=malformed or bad_date or truncated,
         **flags_state(data.get(b"FLAGS", ())),
     )
+
+
+def is_urgent(fields: dict[str, list[str]]) -> bool:
+    """What senders' clients write for "urgent": Outlook's `Importance: high`, the older
+    `X-Priority: 1` (highest) or `2` (high), and X.400's `Priority: urgent` (RFC 2156)."""
+    importance = (_first(fields, "importance") or "").strip().lower()
+    x_priority = (_first(fields, "x-priority") or "").strip()
+    priority = (_first(fields, "priority") or "").strip().lower()
+    return importance == "high" or x_priority[:1] in ("1", "2") or priority == "urgent"
 
 
 def unreadable_envelope(uid: int, data: dict[bytes, Any]) -> Envelope:

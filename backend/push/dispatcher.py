@@ -352,7 +352,9 @@ class Dispatcher:
                     sealed = None
                     if event.message_id in shown and _usable_key(recipient.push_key):
                         sealed = previews.seal(recipient.push_key, mailbox, shown[event.message_id])
-                    message = payloads.new_mail(recipient.token, mailbox, count, sealed)
+                    message = payloads.new_mail(
+                        recipient.token, mailbox, count, sealed, urgent=event.urgent
+                    )
                 else:
                     message = payloads.mail_read(recipient.token, mailbox, count)
                 plan.targets.append(_Target(event.id, recipient.device_id, message))

@@ -21,17 +21,26 @@ _APNS_COLLAPSE_ID_MAX = 64  # bytes, Apple's limit on apns-collapse-id
 
 
 def new_mail(
-    token: str, mailbox_id: str, unread: int, sealed: dict[str, str] | None = None
+    token: str,
+    mailbox_id: str,
+    unread: int,
+    sealed: dict[str, str] | None = None,
+    *,
+    urgent: bool = False,
 ) -> messaging.Message:
     """A visible "new secure message" push for one device, collapsed per mailbox.
 
     Exactly API.md's payload: only the opaque mailbox id and the unread count go out.
     `sealed` is this device's encrypted preview (`enc`, `kid` from `backend.push.previews`),
     when the establishment enabled previews and the device registered a key.
+    `urgent` (the sender marked the mail urgent) adds `"urgent": "1"` and, on iOS, the
+    time-sensitive interruption level that lets it through a Focus: a flag, still no content.
     """
     data = _data(NEW_MAIL, mailbox_id, unread)
     if sealed:
         data.update(enc=sealed["enc"], kid=sealed["kid"])
+    if urgent:
+        data["urgent"] = "1"
     message = messaging.Message(
         data=data,
         android=messaging.AndroidConfig(priority="high", collapse_key=mailbox_id, ttl=TTL_SECONDS),
@@ -42,6 +51,7 @@ def new_mail(
                     alert=messaging.ApsAlert(loc_key=ALERT_LOC_KEY),
                     mutable_content=True,
                     thread_id=mailbox_id,
+                    custom_data={"interruption-level": "time-sensitive"} if urgent else None,
                 )
             ),
         ),

@@ -58,6 +58,9 @@ class EnvelopeSchema(Schema):
     has_attachments = fields.Boolean()
     size = fields.Integer()
     mdn_requested = fields.Boolean()
+    urgent = fields.Boolean(
+        metadata={"description": "the sender marked it urgent (Importance, X-Priority, Priority)"}
+    )
     malformed = fields.Boolean()
     patient = fields.Nested(PatientSchema, allow_none=True)
     receipts = fields.List(fields.Nested(ReceiptSchema))
