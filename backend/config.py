@@ -48,6 +48,7 @@ class Settings:
     max_message_bytes: int = 25 * 1024 * 1024
     sync_lease_seconds: int = 30
     imap_timeout_seconds: int = 30
+    folder_poll_seconds: int = 60
     audit_retention_days: int = 365
     push_previews: bool = False
     push_lease_seconds: int = 120
@@ -287,6 +288,7 @@ def load_settings(
         max_message_bytes=_positive_int(values, "ESTAFETTE_MAX_MESSAGE_BYTES", 25 * 1024 * 1024),
         sync_lease_seconds=_positive_int(values, "ESTAFETTE_SYNC_LEASE_SECONDS", 30, minimum=5),
         imap_timeout_seconds=_positive_int(values, "ESTAFETTE_IMAP_TIMEOUT_SECONDS", 30),
+        folder_poll_seconds=_positive_int(values, "ESTAFETTE_FOLDER_POLL_SECONDS", 60, minimum=5),
         audit_retention_days=retention,
         push_previews=_on_off(values, "ESTAFETTE_PUSH_PREVIEWS", default=False),
         push_lease_seconds=_positive_int(values, "ESTAFETTE_PUSH_LEASE_SECONDS", 120, minimum=5),

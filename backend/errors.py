@@ -156,6 +156,13 @@ class MailboxUnavailable(EstafetteError):
     title = "The mailbox server is unavailable"
 
 
+class SearchUnsupported(EstafetteError):
+    """A search the gateway cannot honour as asked: refused, never silently ignored."""
+
+    code = "search_unsupported"
+    title = "This search cannot be done"
+
+
 class CannotCalculateChanges(EstafetteError):
     """The client's sync state is too old: it must fetch a full snapshot."""
 

@@ -45,6 +45,7 @@ _STATUS_BY_ERROR: dict[type[errors.EstafetteError], int] = {
     errors.PayloadTooLarge: 413,
     errors.MailboxUnavailable: 503,
     errors.CannotCalculateChanges: 400,
+    errors.SearchUnsupported: 400,
     errors.SendFailed: 502,
     errors.RecipientsPartiallyRefused: 502,
     errors.ArchiveRejected: 422,

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import false, func, select, tuple_
+from sqlalchemy import Select, false, func, select, tuple_
 from sqlalchemy.orm import Session, defer
 
 from backend.storage.models import Folder, Mailbox, Message
+from backend.store.folders import is_watched
 
 XDM_SUBJECT_PREFIX = "XDM/1.0/DDM+"
 
@@ -86,6 +87,43 @@ def counts_by_mailbox(
     return {mailbox_id: found.get(mailbox_id, (0, 0)) for mailbox_id in mailbox_ids}
 
 
+def in_folder(mailbox: Mailbox, folder_name: str) -> Select[tuple[Message]]:
+    """The folder's envelopes, as a statement to filter further and page.
+
+    The folder is a scalar subquery, evaluated once before the index seek."""
+    folder_id = (
+        select(Folder.id)
+        .where(Folder.mailbox_id == mailbox.id, Folder.name == folder_name)
+        .scalar_subquery()
+    )
+    return (
+        select(Message)
+        .options(*NOT_IN_ENVELOPE)
+        .where(Message.mailbox_id == mailbox.id, Message.folder_id == folder_id)
+    )
+
+
+def newest_first(
+    query: Select[tuple[Message]], after: tuple[datetime, int] | None
+) -> Select[tuple[Message]]:
+    """`query` in listing order, from just after the key `after`."""
+    if after is not None:
+        key, last_id = after
+        # A row comparison, so the index seeks straight to the cursor: no OFFSET-like scan.
+        query = query.where(tuple_(Message.sort_key, Message.id) < tuple_(key, last_id))
+    return query.order_by(Message.sort_key.desc(), Message.id.desc())
+
+
+def keyset_page(
+    db: Session, query: Select[tuple[Message]], limit: int, after: tuple[datetime, int] | None
+) -> tuple[list[Message], tuple[datetime, int] | None]:
+    """One page of `query` newest first, and the key to continue from (None at the end)."""
+    rows = list(db.scalars(newest_first(query, after).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, ((rows[-1].sort_key, rows[-1].id) if more else None)
+
+
 def list_page(
     *,
     db: Session,
@@ -94,27 +132,39 @@ def list_page(
     limit: int,
     after: tuple[datetime, int] | None,
 ) -> tuple[list[Message], tuple[datetime, int] | None]:
-    """One page newest first, and the key to continue from (None at the end).
+    """One page of the folder newest first, in one statement."""
+    return keyset_page(db, in_folder(mailbox, folder_name), limit, after)
 
-    One statement: the folder is a scalar subquery, evaluated once before the index seek.
+
+def folders(*, db: Session, mailbox: Mailbox) -> list[dict[str, Any]]:
+    """The mailbox's folders, INBOX first, then by name, with unread and total.
+
+    A watched folder counts what the cache holds, as its listing shows; an unwatched one
+    (Junk, Trash by default) what the server's STATUS said at the last poll.
     """
-    folder_id = (
-        select(Folder.id)
-        .where(Folder.mailbox_id == mailbox.id, Folder.name == folder_name)
-        .scalar_subquery()
-    )
-    query = (
-        select(Message)
-        .options(*NOT_IN_ENVELOPE)
-        .where(Message.mailbox_id == mailbox.id, Message.folder_id == folder_id)
-    )
-    if after is not None:
-        key, last_id = after
-        # A row comparison, so the index seeks straight to the cursor: no OFFSET-like scan.
-        query = query.where(tuple_(Message.sort_key, Message.id) < tuple_(key, last_id))
-    rows = list(
-        db.scalars(query.order_by(Message.sort_key.desc(), Message.id.desc()).limit(limit + 1))
-    )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, ((rows[-1].sort_key, rows[-1].id) if more else None)
+    rows = db.execute(
+        select(
+            Folder,
+            select(func.count(Message.id))
+            .where(Message.folder_id == Folder.id)
+            .correlate(Folder)
+            .scalar_subquery(),
+            select(func.count(Message.id))
+            .where(Message.folder_id == Folder.id, Message.seen == false())
+            .correlate(Folder)
+            .scalar_subquery(),
+        ).where(Folder.mailbox_id == mailbox.id)
+    ).all()
+    result = []
+    for folder, cached_total, cached_unread in rows:
+        watched = is_watched(folder)
+        result.append(
+            {
+                "name": folder.name,
+                "role": folder.role,
+                "watched": watched,
+                "unread": int(cached_unread) if watched else (folder.unseen or 0),
+                "total": int(cached_total) if watched else (folder.messages or 0),
+            }
+        )
+    return sorted(result, key=lambda f: (f["role"] != "inbox", f["name"].casefold()))

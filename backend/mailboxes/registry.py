@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend import errors
-from backend.storage.models import Mailbox, Membership, User
+from backend.storage.models import Folder, Mailbox, Membership, User
 
 KINDS = ("PER", "ORG", "APP", "CAB")
 SECURITY = ("tls", "starttls")
@@ -132,3 +132,11 @@ def get_visible_mailbox(*, db: Session, user: User, public_id: str) -> tuple[Mai
     if row is None:
         raise errors.NotFound("no such mailbox")
     return row[0], row[1]
+
+
+def get_folder(*, db: Session, mailbox: Mailbox, name: str) -> Folder:
+    """A folder of the mailbox as the cache knows it; any other name is `not_found`."""
+    folder = db.scalar(select(Folder).where(Folder.mailbox_id == mailbox.id, Folder.name == name))
+    if folder is None:
+        raise errors.NotFound("no such folder")
+    return folder

@@ -259,6 +259,11 @@ class Folder(Base):
     # UIDVALIDITY before the first batch: below it is old mail, never announced, even when
     # a killed worker's import resumes (backend/sync/catch_up.py).
     import_baseline_uid: Mapped[int | None] = mapped_column(BigInteger)
+    # The server's STATUS at the last folder poll (backend/sync/folders.py), for every
+    # folder, watched or not; and the admin's choice to watch it, NULL for the default.
+    messages: Mapped[int | None] = mapped_column(Integer)
+    unseen: Mapped[int | None] = mapped_column(Integer)
+    watched: Mapped[bool | None] = mapped_column(Boolean)
 
     mailbox: Mapped[Mailbox] = relationship(back_populates="folders")
 

@@ -54,6 +54,7 @@ from backend.storage.outage import DatabaseOutage, is_database_outage
 from backend.store import cache as store
 from backend.sync import leases
 from backend.sync.catch_up import catch_up, enable_change_tracking
+from backend.sync.folders import poll_folders
 
 log = logging.getLogger("estafette.sync")
 
@@ -64,6 +65,7 @@ BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 300.0
 STATE_FLUSH_SECONDS = 0.2
 DB_PROBE_SECONDS = 1.0  # while the database is down: how often the heartbeat tries it
+_CHANGES = (b"EXISTS", b"EXPUNGE", b"FETCH", b"VANISHED")  # as idle_done() parses them
 
 
 def backoff_delay(failures: int) -> float:
@@ -81,7 +83,6 @@ class MailboxSession:
     settings_version: int
     endpoint: ImapEndpoint
     client: MailSession | None = None
-    idle_since: float = 0.0
     failures: int = 0
     stopping: bool = False
     connected: bool = False
@@ -89,6 +90,8 @@ class MailboxSession:
     condstore: bool = False
     qresync: bool = False
     generation: int = field(default=0)
+    caught_up_at: float = 0.0  # INBOX's last full catch-up (a fresh SELECT)
+    folders_due: float = 0.0  # when the other folders are polled next
     # Changes announced in answer to our last commands, after the catch-up had passed them.
     news: set[bytes] = field(default_factory=set)
 
@@ -300,7 +303,7 @@ class SyncWorker:
     def _register(self, session: MailboxSession) -> None:
         sock = session.client.socket()
         self._selector.register(sock, selectors.EVENT_READ, session)
-        due = session.idle_since + IDLE_RENEW_SECONDS
+        due = min(session.caught_up_at + IDLE_RENEW_SECONDS, session.folders_due)
         heapq.heappush(self._timers, (due, session.mailbox_id, session.generation))
         # imaplib or TLS may already hold responses the kernel will never signal again, and
         # news that came before IDLE will not come again in it.
@@ -330,7 +333,7 @@ class SyncWorker:
                 continue  # stale timer: the session moved on
             self._unregister(session)
             session.generation += 1
-            job = self._job_connect if session.client is None else self._job_renew
+            job = self._job_connect if session.client is None else self._job_timer
             self._submit(session, job)
 
     def _park_outcome(self, session: MailboxSession) -> Callable:
@@ -412,6 +415,7 @@ class SyncWorker:
         """A fresh SELECT (its UIDVALIDITY and MODSEQ), then everything since our position."""
         selected = session.client.select_folder("INBOX")
         session.uidvalidity = int(selected[b"UIDVALIDITY"])
+        session.caught_up_at = time.monotonic()
         catch_up(
             session.client,
             self._sessions,
@@ -429,6 +433,7 @@ class SyncWorker:
         session.client = client
         session.condstore, session.qresync = enable_change_tracking(client)
         self._select_and_catch_up(session)
+        session.folders_due = 0.0  # INBOX first; the other folders at the first timer
         self._record_state(session.mailbox_id, "ok")
         self._start_idle(session)
         session.failures = 0
@@ -467,6 +472,7 @@ class SyncWorker:
             self._job_connect(session)
             return
         self._select_and_catch_up(session)
+        session.folders_due = 0.0
         self._record_state(session.mailbox_id, "ok")
         self._start_idle(session)
         session.failures = 0
@@ -477,17 +483,35 @@ class SyncWorker:
     def _job_broken(self, session: MailboxSession) -> None:
         raise ImapUnavailable("connection broke; reconnecting")
 
-    def _job_renew(self, session: MailboxSession) -> None:
-        """RFC 2177 re-IDLE; a full catch-up (fresh SELECT) should a notification be lost."""
-        session.client.idle_done()
-        self._select_and_catch_up(session)
+    def _job_timer(self, session: MailboxSession) -> None:
+        """The other folders' poll, and INBOX's renewal: RFC 2177 re-IDLE, with a full
+        catch-up (fresh SELECT) should a notification have been lost."""
+        _text, late = session.client.idle_done()
+        now = time.monotonic()
+        renew = now >= session.caught_up_at + IDLE_RENEW_SECONDS
+        # News that came as we said DONE would not be announced again: catch it up now.
+        reselect = renew or any(item in _CHANGES for r in late for item in r[:2])
+        if now >= session.folders_due and self._poll_folders(session):
+            reselect = True  # another folder was selected
+        if reselect:
+            self._select_and_catch_up(session)
         self._start_idle(session)
-        IDLE_RENEWALS.inc()
+        if renew:
+            IDLE_RENEWALS.inc()
+
+    def _poll_folders(self, session: MailboxSession) -> list[str]:
+        session.folders_due = time.monotonic() + self._settings.folder_poll_seconds
+        return poll_folders(
+            session.client,
+            self._sessions,
+            mailbox_id=session.mailbox_id,
+            condstore=session.condstore,
+            qresync=session.qresync,
+        )
 
     def _start_idle(self, session: MailboxSession) -> None:
         session.news = take_change_notices(session.client)
         session.client.idle()
-        session.idle_since = time.monotonic()
 
     def _close(self, session: MailboxSession) -> None:
         client, session.client = session.client, None

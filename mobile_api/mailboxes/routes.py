@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import replace
+from datetime import UTC, datetime
 
 from flask import g
 from flask_smorest import Blueprint
 
-from backend.mailboxes import listings, registry
+from backend import errors
+from backend.mailboxes import listings, registry, search
+from backend.reading.full_text import server_search
 from mobile_api.auditing import audited, note
 from mobile_api.auth.tokens import session_required
-from mobile_api.context import db
+from mobile_api.context import db, services
 from mobile_api.mailboxes import schemas
 from mobile_api.pagination import decode_cursor, encode_cursor
 
@@ -44,20 +47,75 @@ def list_mailboxes() -> list[dict]:
     return result
 
 
+@blp.get("/mailboxes/<mailbox_id>/folders")
+@audited("mailbox.folders", target_type="mailbox", target="mailbox_id", mailbox="mailbox_id")
+@blp.response(200, schemas.FolderSchema(many=True))
+@session_required
+def list_folders(mailbox_id: str) -> list[dict]:
+    """The mailbox's folders as its server lists them, with their roles and counts.
+
+    Watched folders are synced and ring the phone for new mail; by default every folder
+    but Junk and Trash. Folders made, renamed or removed on the desktop show at the next
+    folder poll (`ESTAFETTE_FOLDER_POLL_SECONDS`)."""
+    mailbox, _role = registry.get_visible_mailbox(db=db(), user=g.user, public_id=mailbox_id)
+    return listings.folders(db=db(), mailbox=mailbox)
+
+
 @blp.get("/mailboxes/<mailbox_id>/messages")
 @audited("mailbox.list", target_type="mailbox", target="mailbox_id", mailbox="mailbox_id")
 @blp.arguments(schemas.MessageListArgsSchema, location="query")
 @blp.response(200, schemas.MessagePageSchema)
 @session_required
 def list_messages(args: dict, mailbox_id: str) -> dict:
-    """One page of envelopes, newest first; `next` continues, null at the end."""
+    """One page of envelopes, newest first; `next` continues, null at the end.
+
+    With search criteria, the matches only: a page may hold fewer than `limit` (a search
+    walks a bounded number of envelopes per request) and still have a `next`."""
     mailbox, _role = registry.get_visible_mailbox(db=db(), user=g.user, public_id=mailbox_id)
     after = decode_cursor(args["cursor"], 2)
     key = (datetime.fromisoformat(after[0]), int(after[1])) if after else None
-    rows, next_key = listings.list_page(
-        db=db(), mailbox=mailbox, folder_name=args["folder"], limit=args["limit"], after=key
-    )
+    criteria = _criteria(args)
+    if criteria is None:
+        rows, next_key = listings.list_page(
+            db=db(), mailbox=mailbox, folder_name=args["folder"], limit=args["limit"], after=key
+        )
+    else:
+        if "text" in args:
+            folder = registry.get_folder(db=db(), mailbox=mailbox, name=args["folder"])
+            uids = server_search(mailbox, folder, args["text"], services().settings)
+            criteria = replace(criteria, uids=uids)
+        note(search=True)
+        rows, next_key = search.search_page(
+            db=db(),
+            mailbox=mailbox,
+            folder_name=args["folder"],
+            criteria=criteria,
+            limit=args["limit"],
+            after=key,
+        )
     return {
         "items": [listings.envelope(m, mailbox, args["folder"]) for m in rows],
         "next": encode_cursor(next_key[0].isoformat(), next_key[1]) if next_key else None,
     }
+
+
+def _criteria(args: dict) -> search.Criteria | None:
+    """The search asked for, None for a plain listing; words that are only spaces are no
+    search at all, and are refused rather than ignored."""
+    for name in ("q", "text", "sender"):
+        if name in args and not args[name].strip():
+            field = "from" if name == "sender" else name
+            raise errors.SearchUnsupported(f"`{field}` holds no words", field=field)
+    since = args.get("since")
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    criteria = search.Criteria(
+        words=args.get("q"),
+        sender=args.get("sender"),
+        since=since,
+        unread=args.get("unread"),
+        flagged=args.get("flagged"),
+        has_attachments=args.get("has_attachments"),
+        urgent=args.get("urgent"),
+    )
+    return None if criteria == search.Criteria() and "text" not in args else criteria

@@ -21,6 +21,20 @@ class MailboxSchema(Schema):
     sync = fields.Nested(SyncStateSchema, required=True)
 
 
+class FolderSchema(Schema):
+    name = fields.String(required=True, metadata={"description": "the server's folder name"})
+    role = fields.String(
+        allow_none=True,
+        validate=validate.OneOf(["inbox", "sent", "drafts", "trash", "junk", "archive"]),
+        metadata={"description": "RFC 6154 special use; null for a personal folder"},
+    )
+    watched = fields.Boolean(
+        required=True, metadata={"description": "synced, and its new mail pushed"}
+    )
+    unread = fields.Integer(required=True)
+    total = fields.Integer(required=True)
+
+
 class AddressSchema(Schema):
     name = fields.String(allow_none=True)
     address = fields.String(allow_none=True)
@@ -66,8 +80,30 @@ class EnvelopeSchema(Schema):
     receipts = fields.List(fields.Nested(ReceiptSchema))
 
 
+_WORDS = validate.Length(min=1, max=200)
+
+
 class MessageListArgsSchema(PageArgsSchema):
+    """The listing, and the search when any criterion is given (pages alike)."""
+
     folder = fields.String(load_default="INBOX", validate=validate.Length(min=1, max=255))
+    q = fields.String(
+        validate=_WORDS,
+        metadata={"description": "words in the subject, sender or recipients (the cache)"},
+    )
+    text = fields.String(
+        validate=_WORDS,
+        metadata={
+            "description": "full text, bodies included: searched by the mailbox server "
+            "(IMAP SEARCH TEXT, FUZZY where offered); 503 when it cannot be reached"
+        },
+    )
+    sender = fields.String(data_key="from", validate=_WORDS)
+    since = fields.DateTime(metadata={"description": "messages dated at or after"})
+    unread = fields.Boolean()
+    flagged = fields.Boolean()
+    has_attachments = fields.Boolean()
+    urgent = fields.Boolean()
 
 
 class MessagePageSchema(Schema):

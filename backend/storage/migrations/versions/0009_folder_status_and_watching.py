@@ -1,0 +1,31 @@
+"""folders keep the server's counts and whether they are watched
+
+Revision ID: 0009
+Revises: 0008
+Create Date: 2026-12-04 01:00:00
+
+Nullable columns: `messages`/`unseen` are filled at the next folder poll; a NULL
+`watched` follows the default (every folder but Junk and Trash).
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0009"
+down_revision = "0008"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("folders", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("messages", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("unseen", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("watched", sa.Boolean(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("folders", schema=None) as batch_op:
+        batch_op.drop_column("watched")
+        batch_op.drop_column("unseen")
+        batch_op.drop_column("messages")

@@ -1,0 +1,73 @@
+"""A mailbox's folders in the cache: what the server lists, their counts, which are watched.
+
+The server is the truth (DESIGN.md): a folder created on the desktop appears at the next
+poll, one deleted disappears with its messages (each reported deleted to `GET /sync`), and
+a renamed one is the old one gone and the new one imported, silently, as a first sync is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from backend.mailboxes import change_log
+from backend.storage.models import Folder, Message
+
+ROLES = ("inbox", "sent", "drafts", "trash", "junk", "archive")
+UNWATCHED_BY_DEFAULT = frozenset({"junk", "trash"})
+
+
+@dataclass(frozen=True)
+class RemoteFolder:
+    """One folder as LIST and STATUS describe it."""
+
+    name: str
+    role: str | None
+    messages: int | None = None
+    unseen: int | None = None
+    uidnext: int | None = None
+    uidvalidity: int | None = None
+    highest_modseq: int | None = None
+
+
+def is_watched(folder: Folder) -> bool:
+    """The admin's choice, else every folder but Junk and Trash."""
+    if folder.watched is not None:
+        return folder.watched
+    return folder.role not in UNWATCHED_BY_DEFAULT
+
+
+def record_folders(*, db: Session, mailbox_id: int, remote: list[RemoteFolder]) -> list[str]:
+    """Bring the folder rows level with the server's list; return the watched folders
+    (INBOX aside: IDLE watches it) whose STATUS says they changed since our position."""
+    known = {f.name: f for f in db.scalars(select(Folder).where(Folder.mailbox_id == mailbox_id))}
+    listed = {folder.name for folder in remote}
+    gone = [folder.id for name, folder in known.items() if name not in listed]
+    if gone:
+        change_log.bury(db, Message.folder_id.in_(gone))
+        db.execute(delete(Message).where(Message.folder_id.in_(gone)))
+        db.execute(delete(Folder).where(Folder.id.in_(gone)))
+    changed: list[str] = []
+    for status in remote:
+        folder = known.get(status.name)
+        if folder is None:
+            folder = Folder(mailbox_id=mailbox_id, name=status.name, last_uid=0)
+            db.add(folder)
+        folder.role = status.role
+        folder.messages, folder.unseen = status.messages, status.unseen
+        if status.role != "inbox" and is_watched(folder) and _changed(folder, status):
+            changed.append(status.name)
+    db.flush()
+    return changed
+
+
+def _changed(folder: Folder, status: RemoteFolder) -> bool:
+    if folder.uidvalidity is None or status.uidvalidity != folder.uidvalidity:
+        return True
+    if status.uidnext is None or status.uidnext > folder.last_uid + 1:
+        return True
+    if status.highest_modseq is None:  # no CONDSTORE: flags may have moved unseen
+        return True
+    return status.highest_modseq != folder.highest_modseq

@@ -1,0 +1,161 @@
+"""Every watched folder, not only INBOX: listed with roles and counts, synced, and pushed.
+
+A message filed into a subfolder on the server (as a Sieve rule files a lab result) is
+cached and announced within one folder poll; folders made, renamed and removed on the
+desktop show in `GET /mailboxes/{id}/folders` at the next poll.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from backend.storage.models import Folder, Mailbox, Message, MessageTombstone, OutboxEvent
+from tests.factories import create_dovecot_mailbox, create_user
+from tests.support import Authenticator, bearer, body, wait_until
+from tests.sync.support import RunningWorker, desktop_client, mail, outbox_count, sync_state
+
+POLL_SECONDS = 5  # the setting's minimum: a test waits at most a few polls
+
+
+@pytest.fixture
+def polling_app(make_app, dovecot):
+    return make_app(
+        ESTAFETTE_CA_BUNDLE=str(dovecot.ca_cert_path),
+        ESTAFETTE_FOLDER_POLL_SECONDS=str(POLL_SECONDS),
+    )
+
+
+@pytest.fixture
+def doctor(polling_app, dovecot) -> Iterator[dict[str, Any]]:
+    """A signed-in doctor whose Dovecot mailbox a running sync worker holds."""
+    services = polling_app.extensions["estafette"]
+    username = create_user(services)
+    address, password, public_id = create_dovecot_mailbox(
+        services, dovecot, owner=username, already_there=[mail("déjà là")]
+    )
+    client = polling_app.test_client()
+    auth = bearer(Authenticator().sign_in(client, username)["access_token"])
+    with RunningWorker(services):
+        wait_until(lambda: sync_state(services, public_id)[0] == "ok", what="the first sync")
+        yield {
+            "services": services,
+            "http": client,
+            "auth": auth,
+            "address": address,
+            "password": password,
+            "id": public_id,
+            "dovecot": dovecot,
+        }
+
+
+def _folders(doctor: dict[str, Any]) -> dict[str, dict]:
+    url = f"/api/v1/mailboxes/{doctor['id']}/folders"
+    response = doctor["http"].get(url, headers=doctor["auth"])
+    assert response.status_code == 200, body(response)
+    return {folder["name"]: folder for folder in body(response)}
+
+
+def _cached_in(services: Any, public_id: str, folder_name: str) -> int:
+    with services.sessions() as db:
+        return db.scalar(
+            select(func.count(Message.id))
+            .join(Folder, Folder.id == Message.folder_id)
+            .join(Mailbox, Mailbox.id == Message.mailbox_id)
+            .where(Mailbox.public_id == public_id, Folder.name == folder_name)
+        )
+
+
+def test_folders_are_listed_with_their_roles_and_junk_and_trash_are_not_watched(doctor) -> None:
+    with desktop_client(dovecot_of(doctor), doctor["address"], doctor["password"]) as desktop:
+        desktop.create_folder("Junk")
+        desktop.append("Junk", mail("pourriel"))
+    folders = wait_until(
+        lambda: (found := _folders(doctor)) and "Junk" in found and found,
+        timeout=4 * POLL_SECONDS,
+        what="Junk to be listed",
+    )
+    assert next(iter(folders)) == "INBOX"
+    assert {name: f["role"] for name, f in folders.items()} == {
+        "INBOX": "inbox",
+        "Drafts": "drafts",
+        "Sent": "sent",
+        "Trash": "trash",
+        "Junk": "junk",
+    }
+    assert {name for name, f in folders.items() if not f["watched"]} == {"Junk", "Trash"}
+    assert folders["INBOX"]["total"] == 1 and folders["INBOX"]["unread"] == 1
+    # Not synced, but counted from the server's STATUS.
+    assert folders["Junk"]["total"] == 1
+    assert _cached_in(doctor["services"], doctor["id"], "Junk") == 0
+
+
+def test_mail_filed_into_a_subfolder_is_cached_and_pushed_within_a_poll(doctor) -> None:
+    services = doctor["services"]
+    with desktop_client(dovecot_of(doctor), doctor["address"], doctor["password"]) as desktop:
+        desktop.create_folder("Résultats")
+    wait_until(lambda: "Résultats" in _folders(doctor), timeout=4 * POLL_SECONDS, what="the folder")
+    before = outbox_count(services, doctor["id"])
+
+    # A server-side rule's filing: the message lands in the folder, never in INBOX.
+    with desktop_client(dovecot_of(doctor), doctor["address"], doctor["password"]) as desktop:
+        desktop.append("Résultats", mail("Kaliémie"))
+    wait_until(
+        lambda: outbox_count(services, doctor["id"]) == before + 1,
+        timeout=3 * POLL_SECONDS,
+        what="the filed message to be announced",
+    )
+    listing = doctor["http"].get(
+        f"/api/v1/mailboxes/{doctor['id']}/messages",
+        headers=doctor["auth"],
+        query_string={"folder": "Résultats"},
+    )
+    assert [m["subject"] for m in body(listing)["items"]] == ["Kaliémie"]
+    assert body(listing)["items"][0]["folder"] == "Résultats"
+    assert _folders(doctor)["Résultats"] == {
+        "name": "Résultats",
+        "role": None,
+        "watched": True,
+        "unread": 1,
+        "total": 1,
+    }
+    with services.sessions() as db:  # announced once, as INBOX mail is
+        assert db.scalar(select(func.count(OutboxEvent.id))) == before + 1
+
+
+def test_folders_renamed_and_deleted_on_the_desktop_follow_at_the_next_poll(doctor) -> None:
+    services = doctor["services"]
+    with desktop_client(dovecot_of(doctor), doctor["address"], doctor["password"]) as desktop:
+        desktop.create_folder("Cardiologie")
+        desktop.append("Cardiologie", mail("ECG"))
+    wait_until(
+        lambda: _cached_in(services, doctor["id"], "Cardiologie") == 1,
+        timeout=4 * POLL_SECONDS,
+        what="the new folder's mail",
+    )
+    before = outbox_count(services, doctor["id"])
+    with desktop_client(dovecot_of(doctor), doctor["address"], doctor["password"]) as desktop:
+        desktop.rename_folder("Cardiologie", "Cardio")
+    wait_until(
+        lambda: "Cardio" in (found := _folders(doctor)) and "Cardiologie" not in found,
+        timeout=4 * POLL_SECONDS,
+        what="the rename",
+    )
+    wait_until(lambda: _cached_in(services, doctor["id"], "Cardio") == 1, what="its mail moved")
+    assert outbox_count(services, doctor["id"]) == before  # not new mail: no push
+
+    with desktop_client(dovecot_of(doctor), doctor["address"], doctor["password"]) as desktop:
+        desktop.delete_folder("Cardio")
+    wait_until(
+        lambda: "Cardio" not in _folders(doctor), timeout=4 * POLL_SECONDS, what="the delete"
+    )
+    assert _cached_in(services, doctor["id"], "Cardio") == 0
+    with services.sessions() as db:  # the app's delta sync hears of the message that went
+        assert db.scalar(select(func.count(MessageTombstone.id))) >= 1
+
+
+def dovecot_of(doctor: dict[str, Any]) -> Any:
+    return doctor["dovecot"]
