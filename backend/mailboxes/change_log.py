@@ -21,6 +21,9 @@ from backend.storage.models import Folder, Mailbox, Message, MessageTombstone, u
 
 # A phone offline longer than this gets `cannot_calculate_changes` and starts afresh.
 TOMBSTONE_RETENTION = timedelta(days=30)
+# How long after leaving a folder a message arriving in another is taken for the same one
+# moved: the other folders are polled (ESTAFETTE_FOLDER_POLL_SECONDS), so minutes at most.
+MOVE_WINDOW = timedelta(hours=1)
 
 
 def current_change_seq(db: Session, mailbox: Mailbox) -> int:
@@ -82,17 +85,24 @@ def next_change_seq(db: Session, mailbox_id: int) -> int:
 
 def bury(db: Session, which: ColumnElement[bool]) -> int:
     """Leave a tombstone for each cached message matching `which`, before it is deleted."""
-    rows = db.execute(select(Message.mailbox_id, Message.public_id).where(which)).all()
-    by_mailbox: dict[int, list[str]] = defaultdict(list)
-    for mailbox_id, public_id in rows:
-        by_mailbox[mailbox_id].append(public_id)
+    rows = db.execute(
+        select(Message.mailbox_id, Message.public_id, Message.message_id_digest).where(which)
+    ).all()
+    by_mailbox: dict[int, list[tuple[str, str | None]]] = defaultdict(list)
+    for mailbox_id, public_id, digest in rows:
+        by_mailbox[mailbox_id].append((public_id, digest))
     for mailbox_id in sorted(by_mailbox):  # a fixed lock order: no deadlock between writers
         seq = next_change_seq(db, mailbox_id)
         db.execute(
             insert(MessageTombstone),
             [
-                {"mailbox_id": mailbox_id, "public_id": public_id, "change_seq": seq}
-                for public_id in by_mailbox[mailbox_id]
+                {
+                    "mailbox_id": mailbox_id,
+                    "public_id": public_id,
+                    "change_seq": seq,
+                    "message_id_digest": digest,
+                }
+                for public_id, digest in by_mailbox[mailbox_id]
             ],
         )
         purge_tombstones(db, older_than=utcnow() - TOMBSTONE_RETENTION, mailbox_id=mailbox_id)
@@ -206,3 +216,27 @@ def mailbox_changes(
         )
     result.upto = upto
     return result
+
+
+def moved_here(db: Session, mailbox_id: int, digest: str | None) -> str | None:
+    """A message arriving in a folder that left another folder of the mailbox a moment
+    ago (same Message-ID, its tombstone within `MOVE_WINDOW`) is a move, not new mail:
+    its public id is returned, and the tombstone taken back, so the app sees the same
+    message with its new folder."""
+    if digest is None:
+        return None
+    tombstone = db.scalar(
+        select(MessageTombstone)
+        .where(
+            MessageTombstone.mailbox_id == mailbox_id,
+            MessageTombstone.message_id_digest == digest,
+            MessageTombstone.deleted_at >= utcnow() - MOVE_WINDOW,
+        )
+        .order_by(MessageTombstone.id.desc())
+        .limit(1)
+    )
+    if tombstone is None:
+        return None
+    public_id = tombstone.public_id
+    db.delete(tombstone)
+    return public_id

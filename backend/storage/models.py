@@ -323,13 +323,18 @@ class MessageTombstone(Base):
     """A message gone from the cache, kept a while so GET /sync can report the delete."""
 
     __tablename__ = "message_tombstones"
-    __table_args__ = (Index("ix_message_tombstones_change_seq", "mailbox_id", "change_seq"),)
+    __table_args__ = (
+        Index("ix_message_tombstones_change_seq", "mailbox_id", "change_seq"),
+        Index("ix_message_tombstones_digest", "mailbox_id", "message_id_digest"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"))
     public_id: Mapped[str] = mapped_column(String(32))
     change_seq: Mapped[int] = mapped_column(BigInteger)
     deleted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # Its Message-ID's keyed hash: the same message arriving in another folder is a move.
+    message_id_digest: Mapped[str | None] = mapped_column(String(64))
 
 
 class OutboxEvent(Base):

@@ -89,7 +89,8 @@ def store_new_messages(
     """Insert new envelopes (and, if `announce`, one outbox row each); return new row ids.
 
     Only UIDs from `announce_from_uid` up are announced: below is the mail that was
-    already there when the folder's import began.
+    already there when the folder's import began. A message moved here from another
+    folder keeps its public id and is not announced again (`change_log.moved_here`).
 
     MDN/DSN reports attached to their original are appended to `attached`, for the caller
     to audit once this transaction has committed (receipts.audit_received).
@@ -112,7 +113,12 @@ def store_new_messages(
             if attached is not None:
                 attached.append(receipt)
             continue  # an MDN/DSN: shown on its original message, not as new mail
+        digest = receipts.message_id_digest(env.message_id)
+        moved_from = change_log.moved_here(db, mailbox_id, digest)
+        # A moved message keeps its public id, which its sealed values are bound to: first.
+        identity = {"public_id": moved_from} if moved_from is not None else {}
         message = Message(
+            **identity,
             mailbox_id=mailbox_id,
             folder_id=folder_id,
             uid=env.uid,
@@ -122,7 +128,7 @@ def store_new_messages(
             sender=env.sender,
             recipients={"to": env.to, "cc": env.cc},
             message_id_header=env.message_id,
-            message_id_digest=receipts.message_id_digest(env.message_id),
+            message_id_digest=digest,
             mss_headers=env.mss_headers or None,
             patient=env.patient,
             seen=env.seen,
@@ -138,7 +144,7 @@ def store_new_messages(
         db.add(message)
         db.flush()
         new_ids.append(message.id)
-        if announce and env.uid >= announce_from_uid and not env.seen:
+        if moved_from is None and announce and env.uid >= announce_from_uid and not env.seen:
             outbox.announce_new(db, mailbox_id=mailbox_id, message_id=message.id, urgent=env.urgent)
     values: dict = {
         "last_uid": max(max(e.uid for e in envelopes), db.get(Folder, folder_id).last_uid)

@@ -453,6 +453,16 @@ class SyncWorker:
         # Parsed: (3, b"EXPUNGE") but (b"VANISHED", 5).
         kinds |= {item for r in late for item in r[:2] if isinstance(item, bytes)}
         # The folder stays selected: no re-SELECT, and only the searches the news call for.
+        self._catch_up_selected(
+            session, flags=b"FETCH" in kinds, expunges=bool(kinds & {b"EXPUNGE", b"VANISHED"})
+        )
+        self._start_idle(session)
+        SYNC_LAG.observe(time.monotonic() - started)
+
+    def _catch_up_selected(
+        self, session: MailboxSession, *, flags: bool = True, expunges: bool = True
+    ) -> None:
+        """INBOX, still selected since its SELECT: what changed since our position."""
         catch_up(
             session.client,
             self._sessions,
@@ -460,11 +470,9 @@ class SyncWorker:
             selected={b"UIDVALIDITY": session.uidvalidity},
             condstore=session.condstore,
             qresync=session.qresync,
-            flags=b"FETCH" in kinds,
-            expunges=bool(kinds & {b"EXPUNGE", b"VANISHED"}),
+            flags=flags,
+            expunges=expunges,
         )
-        self._start_idle(session)
-        SYNC_LAG.observe(time.monotonic() - started)
 
     def _job_resume(self, session: MailboxSession) -> None:
         """After a database outage: the same IMAP session (never in IDLE here) catches up."""
@@ -489,8 +497,12 @@ class SyncWorker:
         _text, late = session.client.idle_done()
         now = time.monotonic()
         renew = now >= session.caught_up_at + IDLE_RENEW_SECONDS
-        # News that came as we said DONE would not be announced again: catch it up now.
-        reselect = renew or any(item in _CHANGES for r in late for item in r[:2])
+        if not renew and any(item in _CHANGES for r in late for item in r[:2]):
+            # News that came as we said DONE will not be told again; INBOX is still
+            # selected: its changes first, so a message moved out of it is known to have
+            # left before another folder finds it (a move, not new mail).
+            self._catch_up_selected(session)
+        reselect = renew
         if now >= session.folders_due and self._poll_folders(session):
             reselect = True  # another folder was selected
         if reselect:

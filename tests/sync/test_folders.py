@@ -8,6 +8,7 @@ desktop show in `GET /mailboxes/{id}/folders` at the next poll.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from email.utils import make_msgid
 from typing import Any
 
 import pytest
@@ -35,7 +36,7 @@ def doctor(polling_app, dovecot) -> Iterator[dict[str, Any]]:
     services = polling_app.extensions["estafette"]
     username = create_user(services)
     address, password, public_id = create_dovecot_mailbox(
-        services, dovecot, owner=username, already_there=[mail("déjà là")]
+        services, dovecot, owner=username, already_there=[_with_message_id(mail("déjà là"))]
     )
     client = polling_app.test_client()
     auth = bearer(Authenticator().sign_in(client, username)["access_token"])
@@ -50,6 +51,11 @@ def doctor(polling_app, dovecot) -> Iterator[dict[str, Any]]:
             "id": public_id,
             "dovecot": dovecot,
         }
+
+
+def _with_message_id(raw: bytes) -> bytes:
+    """As every MTA on the way adds one (RFC 5322 §3.6.4): how a move is recognised."""
+    return f"Message-ID: {make_msgid(domain='ch-exemple.mssante.fr')}\r\n".encode() + raw
 
 
 def _folders(doctor: dict[str, Any]) -> dict[str, dict]:
@@ -124,6 +130,29 @@ def test_mail_filed_into_a_subfolder_is_cached_and_pushed_within_a_poll(doctor) 
     }
     with services.sessions() as db:  # announced once, as INBOX mail is
         assert db.scalar(select(func.count(OutboxEvent.id))) == before + 1
+
+
+def test_a_desktop_move_is_the_same_message_in_its_new_folder_and_rings_no_more(doctor) -> None:
+    services = doctor["services"]
+    with desktop_client(dovecot_of(doctor), doctor["address"], doctor["password"]) as desktop:
+        desktop.create_folder("Archives")
+    wait_until(lambda: "Archives" in _folders(doctor), timeout=4 * POLL_SECONDS, what="folder")
+    inbox = doctor["http"].get(f"/api/v1/mailboxes/{doctor['id']}/messages", headers=doctor["auth"])
+    [message] = body(inbox)["items"]  # "déjà là", unread
+    before = outbox_count(services, doctor["id"])
+
+    with desktop_client(dovecot_of(doctor), doctor["address"], doctor["password"]) as desktop:
+        desktop.move(desktop.search(["ALL"]), "Archives")
+    wait_until(
+        lambda: _cached_in(services, doctor["id"], "Archives") == 1,
+        timeout=4 * POLL_SECONDS,
+        what="the move to reach the cache",
+    )
+    moved = doctor["http"].get(f"/api/v1/messages/{message['id']}", headers=doctor["auth"])
+    assert moved.status_code == 200, body(moved)
+    assert body(moved)["folder"] == "Archives" and body(moved)["subject"] == "déjà là"
+    assert _cached_in(services, doctor["id"], "INBOX") == 0
+    assert outbox_count(services, doctor["id"]) == before  # no second mail.new
 
 
 def test_folders_renamed_and_deleted_on_the_desktop_follow_at_the_next_poll(doctor) -> None:

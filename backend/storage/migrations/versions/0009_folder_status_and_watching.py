@@ -1,11 +1,12 @@
-"""folders keep the server's counts and whether they are watched
+"""folders keep the server's counts and whether they are watched; tombstones a digest
 
 Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-04 01:00:00
 
 Nullable columns: `messages`/`unseen` are filled at the next folder poll; a NULL
-`watched` follows the default (every folder but Junk and Trash).
+`watched` follows the default (every folder but Junk and Trash). A tombstone's
+Message-ID digest lets a message arriving in another folder be taken for a move.
 """
 
 import sqlalchemy as sa
@@ -22,9 +23,17 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("messages", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("unseen", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("watched", sa.Boolean(), nullable=True))
+    with op.batch_alter_table("message_tombstones", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("message_id_digest", sa.String(length=64), nullable=True))
+        batch_op.create_index(
+            "ix_message_tombstones_digest", ["mailbox_id", "message_id_digest"], unique=False
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("message_tombstones", schema=None) as batch_op:
+        batch_op.drop_index("ix_message_tombstones_digest")
+        batch_op.drop_column("message_id_digest")
     with op.batch_alter_table("folders", schema=None) as batch_op:
         batch_op.drop_column("watched")
         batch_op.drop_column("unseen")
