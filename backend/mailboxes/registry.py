@@ -134,9 +134,14 @@ def get_visible_mailbox(*, db: Session, user: User, public_id: str) -> tuple[Mai
     return row[0], row[1]
 
 
+def find_folder(*, db: Session, mailbox: Mailbox, name: str) -> Folder | None:
+    """A folder of the mailbox as the cache knows it."""
+    return db.scalar(select(Folder).where(Folder.mailbox_id == mailbox.id, Folder.name == name))
+
+
 def get_folder(*, db: Session, mailbox: Mailbox, name: str) -> Folder:
     """A folder of the mailbox as the cache knows it; any other name is `not_found`."""
-    folder = db.scalar(select(Folder).where(Folder.mailbox_id == mailbox.id, Folder.name == name))
+    folder = find_folder(db=db, mailbox=mailbox, name=name)
     if folder is None:
         raise errors.NotFound("no such folder")
     return folder

@@ -1,4 +1,4 @@
-"""What a user does to a message from the phone: mark it read or flagged, move it to Trash.
+"""What a user does to a message from the phone: mark it read or flagged, file it, trash it.
 
 The IMAP server is changed FIRST, then the cache, so the desktop client sees the same
 state and a failure leaves the cache telling the truth. The cache change takes the next
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend import errors
@@ -20,7 +21,9 @@ from backend.mail.sessions import open_folder
 from backend.mailboxes import change_log
 from backend.push import outbox
 from backend.reading.messages import Located
+from backend.storage.models import Folder, Message
 from backend.store import cache as store
+from backend.store.folders import is_watched
 
 DEFAULT_TRASH = "Trash"
 
@@ -99,3 +102,37 @@ def move_to_trash(*, db: Session, located: Located, settings: Settings) -> None:
             move_uid(client, message.uid, trash)
     # Leaves a tombstone for /sync and, if it was unread, the clear-on-read push.
     store.remove_messages(db=db, message_ids=[message.id])
+
+
+def move_message(*, db: Session, located: Located, target: Folder, settings: Settings) -> bool:
+    """File the message into `target` (MOVE, or COPY + UID EXPUNGE), then the cache.
+
+    Into a watched folder the cached envelope follows, with the UID the server gave it
+    (found by its Message-ID), so the app keeps the same message in its new folder and
+    no push rings for it. Into an unwatched one (Junk, Trash by default), or when the new
+    UID cannot be known, it leaves the cache as an expunge does. Returns whether it is
+    still in the cache.
+    """
+    message = located.message
+    if target.id == located.folder.id:
+        return True
+    message_id = message.message_id_header
+    new_uid: int | None = None
+    with open_folder(located.mailbox, located.folder, settings=settings, readonly=False) as client:
+        _require_uid(client, message.uid)
+        move_uid(client, message.uid, target.name)
+        if is_watched(target) and target.uidvalidity is not None and message_id:
+            status = client.select_folder(target.name, readonly=True)
+            if int(status[b"UIDVALIDITY"]) == target.uidvalidity:
+                found = client.search(["HEADER", "Message-ID", message_id])
+                new_uid = max(found) if found else None
+    already = new_uid is not None and db.scalar(
+        select(Message.id).where(Message.folder_id == target.id, Message.uid == new_uid)
+    )
+    if new_uid is None or already:  # the folder poll was quicker: that copy stays
+        store.remove_messages(db=db, message_ids=[message.id])
+        return False
+    message.folder_id, message.uid = target.id, new_uid
+    message.change_seq = change_log.next_change_seq(db, message.mailbox_id)
+    db.flush()
+    return True

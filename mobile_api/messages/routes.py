@@ -16,8 +16,9 @@ from urllib.parse import quote
 from flask import Response, g
 from flask_smorest import Blueprint
 
+from backend import errors
 from backend.mail import xdm
-from backend.mailboxes import listings
+from backend.mailboxes import listings, registry
 from backend.reading import messages as reading
 from backend.reading.cache import BodyCache
 from backend.reading.filenames import clean_filename
@@ -169,6 +170,31 @@ def update_flags(flags: dict[str, bool], message_id: str) -> dict[str, Any]:
     actions.set_flags(db=db(), located=located, change=change, settings=services().settings)
     db().commit()
     return _envelope(located)
+
+
+@blp.post("/messages/<message_id>/move")
+@audited("message.move", target_type="message", target="message_id")
+@blp.arguments(schemas.MoveSchema)
+@blp.response(200, schemas.EnvelopeSchema)
+@blp.alt_response(204, description="moved into a folder that is not watched (Junk, Trash)")
+@_problems(404, 422, 503)
+@session_required
+def move_message(move: dict[str, str], message_id: str) -> Any:
+    """File the message into another folder of its mailbox: on the server first (IMAP
+    MOVE, RFC 6851), then in the cache. The desktop client sees it there at once."""
+    located = _locate(message_id)
+    target = registry.find_folder(db=db(), mailbox=located.mailbox, name=move["folder"])
+    if target is None:
+        raise errors.ValidationFailed({"folder": ["No such folder in this mailbox."]})
+    kept = actions.move_message(
+        db=db(), located=located, target=target, settings=services().settings
+    )
+    db().commit()
+    if not kept:
+        _body_cache().discard(message_id)
+        return Response(status=204)
+    _body_cache().discard(message_id)  # cached under its old place on the server
+    return _envelope(reading.Located(located.message, located.mailbox, target, located.role))
 
 
 @blp.delete("/messages/<message_id>")

@@ -1,6 +1,6 @@
 """Message representations: the envelope plus what only opening the message shows."""
 
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from mobile_api.mailboxes.schemas import EnvelopeSchema, PatientSchema
 
@@ -40,3 +40,11 @@ class MessageSchema(EnvelopeSchema):
 class FlagsSchema(Schema):
     seen = fields.Boolean()
     flagged = fields.Boolean()
+
+
+class MoveSchema(Schema):
+    folder = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=255),
+        metadata={"description": "a folder of GET /mailboxes/{id}/folders"},
+    )

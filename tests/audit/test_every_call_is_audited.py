@@ -164,6 +164,12 @@ CALLS: dict[tuple[str, str], Call] = {
         lambda w: {"json": {"seen": True}},
         foreign=lambda w: f"/api/v1/messages/{w.message_id}",
     ),
+    ("POST", "/api/v1/messages/{message_id}/move"): Call(
+        "doctor",
+        lambda w: f"/api/v1/messages/{w.message_id}/move",
+        lambda w: {"json": {"folder": "INBOX"}},  # where it is: later calls still find it
+        foreign=lambda w: f"/api/v1/messages/{w.message_id}/move",
+    ),
     ("POST", "/api/v1/messages/{message_id}/read-receipt"): Call(
         "doctor",
         lambda w: f"/api/v1/messages/{w.message_id}/read-receipt",

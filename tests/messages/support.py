@@ -12,7 +12,8 @@ from sqlalchemy import select
 from backend.mail.endpoints import imap_endpoint_for
 from backend.mail.imap import connect
 from backend.storage.models import AuditRecord, Mailbox, Message
-from backend.sync.catch_up import catch_up
+from backend.sync.catch_up import catch_up, enable_change_tracking
+from backend.sync.folders import poll_folders
 from tests.factories import create_dovecot_mailbox, create_user
 from tests.support import Authenticator, bearer, body
 
@@ -68,6 +69,21 @@ class Inbox:
         client = connect(endpoint, ca_bundle=self.services.settings.ca_bundle)
         try:
             catch_up(client, self.services.sessions, mailbox_id=mailbox_pk)
+        finally:
+            client.logout()
+
+    def sync_folders(self) -> None:
+        """The folder poll, as the sync worker runs it: folders listed and caught up."""
+        with self.services.sessions() as db:
+            mailbox = db.scalar(select(Mailbox).where(Mailbox.public_id == self.mailbox_id))
+            endpoint, mailbox_pk = imap_endpoint_for(mailbox), mailbox.id
+        client = connect(endpoint, ca_bundle=self.services.settings.ca_bundle)
+        try:
+            condstore, qresync = enable_change_tracking(client)
+            poll_folders(
+                client, self.services.sessions, mailbox_id=mailbox_pk, condstore=condstore,
+                qresync=qresync,
+            )  # fmt: skip
         finally:
             client.logout()
 

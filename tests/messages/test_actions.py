@@ -106,6 +106,56 @@ def test_delete_moves_the_message_to_trash_on_the_server(inbox: Inbox, reader_se
     assert inbox.get(message_id).status_code == 404
 
 
+def _move(inbox: Inbox, message_id: str, folder: str):
+    return inbox.http.post(
+        f"/api/v1/messages/{message_id}/move", headers=inbox.headers, json={"folder": folder}
+    )
+
+
+def test_a_move_files_the_message_on_the_server_and_it_stays_the_same_message(
+    inbox: Inbox, reader_services
+) -> None:
+    message_id = inbox.deliver(samples.plain_letter(to=inbox.address))
+    with inbox.desktop() as desktop:
+        desktop.create_folder("Archives")
+    inbox.sync_folders()
+    announced = _outbox(reader_services, inbox.mailbox_id, "mail.new")
+
+    response = _move(inbox, message_id, "Archives")
+
+    assert response.status_code == 200, body(response)
+    assert body(response)["id"] == message_id and body(response)["folder"] == "Archives"
+    # A second IMAP client, the desktop, sees it filed.
+    assert _server_flags(inbox, "INBOX") == []
+    assert len(_server_flags(inbox, "Archives")) == 1
+    # Read from where it is now; the next folder poll finds nothing new to announce.
+    assert inbox.read(message_id)["folder"] == "Archives"
+    inbox.sync_folders()
+    inbox.sync()
+    assert _cached(reader_services, message_id) is not None
+    assert _outbox(reader_services, inbox.mailbox_id, "mail.new") == announced
+
+
+def test_a_move_to_junk_takes_the_message_out_of_the_phone(inbox: Inbox, reader_services) -> None:
+    message_id = inbox.deliver(samples.plain_letter(to=inbox.address))
+    with inbox.desktop() as desktop:
+        desktop.create_folder("Junk")
+    inbox.sync_folders()
+
+    assert _move(inbox, message_id, "Junk").status_code == 204
+    assert len(_server_flags(inbox, "Junk")) == 1
+    assert _cached(reader_services, message_id) is None
+    assert inbox.get(message_id).status_code == 404
+
+
+def test_a_move_to_a_folder_the_mailbox_does_not_have_is_refused(inbox: Inbox) -> None:
+    message_id = inbox.deliver(samples.plain_letter(to=inbox.address))
+    response = _move(inbox, message_id, "Nulle part")
+    assert response.status_code == 422
+    assert body(response)["code"] == "validation_error"
+    assert len(_server_flags(inbox, "INBOX")) == 1
+
+
 def test_without_move_the_server_gets_copy_deleted_and_uid_expunge(inbox: Inbox) -> None:
     inbox.deliver(samples.plain_letter(to=inbox.address))
     inbox.deliver(samples.urgent(to=inbox.address))
