@@ -71,6 +71,8 @@ def _register(app, dovecot: DovecotServer, creds: dict) -> None:
             user.totp_secret, user.totp_active = creds["totp_secret"], True
         for address, kind, name, role in DEMO_MAILBOXES:
             mailbox = registry.find_mailbox(db=db, address=address)
+            secret = creds["imap"][address]
+            submission = _submission(dovecot, address, secret)
             if mailbox is None:
                 mailbox = registry.create_mailbox(
                     db=db,
@@ -78,21 +80,35 @@ def _register(app, dovecot: DovecotServer, creds: dict) -> None:
                     kind=kind,
                     display_name=name,
                     imap=registry.ServerSettings(
-                        dovecot.host,
-                        dovecot.imaps_port,
-                        "tls",
-                        "password",
-                        address,
-                        creds["imap"][address],
+                        dovecot.host, dovecot.imaps_port, "tls", "password", address, secret
                     ),
+                    smtp=submission,
                 )
                 registry.grant(db=db, mailbox=mailbox, user=user, role=role)
-            elif (mailbox.imap_host, mailbox.imap_port) != (dovecot.host, dovecot.imaps_port):
-                _move(mailbox, dovecot)
+            elif _where(mailbox) != (dovecot.host, dovecot.imaps_port, submission.port):
+                _move(mailbox, dovecot, submission)
 
 
-def _move(mailbox: Mailbox, dovecot: DovecotServer) -> None:
+def _submission(dovecot: DovecotServer, address: str, secret: str) -> registry.ServerSettings:
+    """The demo Dovecot's submission service (STARTTLS): it delivers to the demo mailboxes,
+    so a newcomer's first reply, read receipt or forward arrives."""
+    if dovecot.submission_port is None:
+        sys.exit("make run needs Dovecot's submission service: apt-get install dovecot-submissiond")
+    return registry.ServerSettings(
+        dovecot.host, dovecot.submission_port, "starttls", "password", address, secret
+    )
+
+
+def _where(mailbox: Mailbox) -> tuple[str | None, int | None, int | None]:
+    return mailbox.imap_host, mailbox.imap_port, mailbox.smtp_port
+
+
+def _move(mailbox: Mailbox, dovecot: DovecotServer, submission: registry.ServerSettings) -> None:
+    """This run's Dovecot listens on new ports: the mailbox follows (and gains submission)."""
     mailbox.imap_host, mailbox.imap_port = dovecot.host, dovecot.imaps_port
+    mailbox.smtp_host, mailbox.smtp_port = submission.host, submission.port
+    mailbox.smtp_security, mailbox.smtp_auth = submission.security, submission.auth
+    mailbox.smtp_username, mailbox.smtp_secret = submission.username, submission.secret
     mailbox.settings_version += 1
 
 
@@ -113,6 +129,8 @@ def _instructions(host: str, port: int, creds: dict) -> str:
   then POST {base}/auth/otp with the mfa_token as Bearer and
        {{"code": "<6 digits>", "device": {{"name": "my phone", "platform": "android"}}}}
   then GET {base}/mailboxes with the access_token.
+  Send       : POST {base}/mailboxes/<id>/messages with the access_token and
+       {{"to": ["secretariat.cardiologie@{DOMAIN}"], "subject": "Avis", "text": "..."}}
 
   OpenAPI      : {base}/openapi.json     Health: http://{host}:{port}/readyz
   Demo mail    : {", ".join(a for a, *_ in DEMO_MAILBOXES)}
