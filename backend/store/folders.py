@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from backend.mailboxes import change_log
@@ -71,3 +71,20 @@ def _changed(folder: Folder, status: RemoteFolder) -> bool:
     if status.highest_modseq is None:  # no CONDSTORE: flags may have moved unseen
         return True
     return status.highest_modseq != folder.highest_modseq
+
+
+def set_watched(*, db: Session, folder: Folder, watched: bool | None) -> None:
+    """Watch a folder or stop (None: back to the default). A folder no longer watched
+    leaves the phone (its messages reported deleted) and starts afresh, silently, if it
+    is watched again: nothing in it rings."""
+    was = is_watched(folder)
+    folder.watched = watched
+    if was and not is_watched(folder):
+        change_log.bury(db, Message.folder_id == folder.id)
+        db.execute(delete(Message).where(Message.folder_id == folder.id))
+        db.execute(
+            update(Folder)
+            .where(Folder.id == folder.id)
+            .values(uidvalidity=None, last_uid=0, highest_modseq=None, import_baseline_uid=None)
+        )
+    db.flush()

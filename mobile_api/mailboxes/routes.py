@@ -11,6 +11,7 @@ from flask_smorest import Blueprint
 from backend import errors
 from backend.mailboxes import listings, registry, search
 from backend.reading.full_text import server_search
+from backend.store.folders import set_watched
 from mobile_api.auditing import audited, note
 from mobile_api.auth.tokens import session_required
 from mobile_api.context import db, services
@@ -58,6 +59,29 @@ def list_folders(mailbox_id: str) -> list[dict]:
     but Junk and Trash. Folders made, renamed or removed on the desktop show at the next
     folder poll (`ESTAFETTE_FOLDER_POLL_SECONDS`)."""
     mailbox, _role = registry.get_visible_mailbox(db=db(), user=g.user, public_id=mailbox_id)
+    return listings.folders(db=db(), mailbox=mailbox)
+
+
+@blp.patch("/mailboxes/<mailbox_id>/folders")
+@audited("mailbox.folders_change", target_type="mailbox", target="mailbox_id", mailbox="mailbox_id")
+@blp.arguments(schemas.FolderWatchSchema)
+@blp.response(200, schemas.FolderSchema(many=True))
+@session_required
+def watch_folder(change: dict, mailbox_id: str) -> list[dict]:
+    """Watch a folder (sync it, push its new mail) or stop: the mailbox's owner only.
+
+    A delegate reads, flags, files and sends for the mailbox; its settings are the
+    owner's (or an administrator's, through the admin API). The sync worker applies the
+    change at its next folder poll."""
+    mailbox, role = registry.get_visible_mailbox(db=db(), user=g.user, public_id=mailbox_id)
+    if role != "owner" and not g.user.is_admin:
+        raise errors.Forbidden("Only the mailbox's owner changes which folders are watched")
+    folder = registry.find_folder(db=db(), mailbox=mailbox, name=change["folder"])
+    if folder is None:
+        raise errors.ValidationFailed({"folder": ["No such folder in this mailbox."]})
+    set_watched(db=db(), folder=folder, watched=change["watched"])
+    note(watched=change["watched"])
+    db().commit()
     return listings.folders(db=db(), mailbox=mailbox)
 
 

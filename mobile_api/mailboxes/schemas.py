@@ -35,6 +35,15 @@ class FolderSchema(Schema):
     total = fields.Integer(required=True)
 
 
+class FolderWatchSchema(Schema):
+    folder = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    watched = fields.Boolean(
+        required=True,
+        allow_none=True,
+        metadata={"description": "null: back to the default (all but Junk and Trash)"},
+    )
+
+
 class AddressSchema(Schema):
     name = fields.String(allow_none=True)
     address = fields.String(allow_none=True)

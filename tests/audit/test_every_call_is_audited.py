@@ -134,6 +134,12 @@ CALLS: dict[tuple[str, str], Call] = {
         lambda w: f"/api/v1/mailboxes/{w.mailbox_id}/folders",
         foreign=lambda w: f"/api/v1/mailboxes/{w.mailbox_id}/folders",
     ),
+    ("PATCH", "/api/v1/mailboxes/{mailbox_id}/folders"): Call(
+        "doctor",
+        lambda w: f"/api/v1/mailboxes/{w.mailbox_id}/folders",
+        lambda w: {"json": {"folder": "INBOX", "watched": None}},
+        foreign=lambda w: f"/api/v1/mailboxes/{w.mailbox_id}/folders",
+    ),
     ("GET", "/api/v1/sync"): Call("doctor", lambda w: "/api/v1/sync"),
     ("GET", "/api/v1/me/notifications"): Call("doctor", lambda w: "/api/v1/me/notifications"),
     ("PUT", "/api/v1/me/notifications"): Call(
