@@ -8,6 +8,7 @@ for (RFC 8098 §2.1).
 
 from __future__ import annotations
 
+import copy as copy_module
 from dataclasses import dataclass, field
 from email import policy
 from email.headerregistry import Address
@@ -49,6 +50,7 @@ class Draft:
     attachments: tuple[Attachment, ...] = ()
     reply_to: ReplyTo | None = None
     request_read_receipt: bool = False
+    urgent: bool = False
     nil: str | None = None
     extra_headers: dict[str, str] = field(default_factory=dict)
 
@@ -107,6 +109,9 @@ def compose(draft: Draft, *, message_id: str | None = None) -> EmailMessage:
         message["X-MSS-MES"] = "FIN"
     if draft.request_read_receipt:
         message["Disposition-Notification-To"] = f"<{draft.sender}>"
+    if draft.urgent:  # what the recipients' clients read as urgent, old and new
+        message["Importance"] = "high"
+        message["X-Priority"] = "1 (Highest)"
     for name, value in draft.extra_headers.items():
         message[name] = value
     message.set_content(draft.text)
@@ -127,3 +132,13 @@ def compose(draft: Draft, *, message_id: str | None = None) -> EmailMessage:
 def as_bytes(message: EmailMessage) -> bytes:
     """The wire form (CRLF line ends), as measured against the size limit and APPENDed."""
     return message.as_bytes(policy=policy.SMTP)
+
+
+def sender_copy(message: EmailMessage, bcc: tuple[str, ...]) -> bytes:
+    """The sender's own copy, for Sent: the sent message plus the Bcc it went to
+    (RFC 5322 §3.6.3), which no recipient's copy ever shows."""
+    if not bcc:
+        return as_bytes(message)
+    copy = copy_module.deepcopy(message)
+    copy["Bcc"] = [_mailbox(a) for a in bcc]
+    return as_bytes(copy)

@@ -55,9 +55,11 @@ class SendRequest:
     subject: str
     text: str
     cc: tuple[str, ...] = ()
+    bcc: tuple[str, ...] = ()  # in the SMTP envelope only, never in a recipient's headers
     attachments: tuple[composer.Attachment, ...] = ()
     in_reply_to: Located | None = None
     request_read_receipt: bool = False
+    urgent: bool = False
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,7 @@ def send_message(
     *, db: Session, settings: Settings, mailbox: Mailbox, request: SendRequest
 ) -> SentMessage:
     """Check, compose, submit, then keep a \\Seen copy in Sent and mark the original answered."""
-    check_trust_space(settings, {"to": request.to, "cc": request.cc})
+    check_trust_space(settings, {"to": request.to, "cc": request.cc, "bcc": request.bcc})
     original = request.in_reply_to
     with imap_session(mailbox, settings, unreachable=NOT_SENT) as client:
         draft = composer.Draft(
@@ -177,6 +179,7 @@ def send_message(
             attachments=request.attachments,
             reply_to=_reply_to(client, original) if original is not None else None,
             request_read_receipt=request.request_read_receipt,
+            urgent=request.urgent,
             nil=settings.nil,
         )
         try:
@@ -192,7 +195,9 @@ def send_message(
                 limit=limit,
                 size=len(raw),
             )
-        recipients = tuple(dict.fromkeys(a.lower() for a in (*request.to, *request.cc)))
+        recipients = tuple(
+            dict.fromkeys(a.lower() for a in (*request.to, *request.cc, *request.bcc))
+        )
         submitted = _submit(
             mailbox,
             settings,
@@ -202,7 +207,11 @@ def send_message(
             request_dsn=True,
         )
         public_id = _keep_sent_copy(
-            db, client, mailbox, raw, has_attachments=bool(draft.attachments)
+            db,
+            client,
+            mailbox,
+            composer.sender_copy(message, request.bcc),
+            has_attachments=bool(draft.attachments),
         )
         if original is not None and _mark_answered(client, original):
             original.message.answered = True

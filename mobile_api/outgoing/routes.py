@@ -92,14 +92,17 @@ def send_message(args: dict, mailbox_id: str) -> sending.SentMessage:
     send_request = sending.SendRequest(
         to=tuple(args["to"]),
         cc=tuple(args["cc"]),
+        bcc=tuple(args["bcc"]),
         subject=args["subject"],
         text=args["text"],
         attachments=attachments,
         in_reply_to=original,
         request_read_receipt=args["request_read_receipt"],
+        urgent=args["urgent"],
     )
     note(
-        recipients=len(send_request.to) + len(send_request.cc),
+        recipients=len(send_request.to) + len(send_request.cc) + len(send_request.bcc),
+        urgent=send_request.urgent,
         attachments=len(attachments),
         read_receipt_requested=send_request.request_read_receipt,
         in_reply_to=original.message.public_id if original else None,

@@ -45,12 +45,21 @@ class SendMessageSchema(Schema):
         load_default=list,
         validate=validate.Length(max=MAX_RECIPIENTS),
     )
+    bcc = fields.List(
+        _address_field(),
+        load_default=list,
+        validate=validate.Length(max=MAX_RECIPIENTS),
+        metadata={"description": "sent to, never shown to the other recipients"},
+    )
     subject = fields.String(required=True, validate=[validate.Length(max=900), _one_line])
     text = fields.String(load_default="", validate=_utf8)
     in_reply_to = fields.String(
         load_default=None, allow_none=True, validate=[validate.Length(min=1, max=32), _one_line]
     )
     request_read_receipt = fields.Boolean(load_default=False)
+    urgent = fields.Boolean(
+        load_default=False, metadata={"description": "Importance: high, X-Priority: 1"}
+    )
 
 
 # OpenAPI for the multipart variant (files cannot be described by a marshmallow field).
@@ -60,10 +69,12 @@ MULTIPART_BODY = {
     "properties": {
         "to": {"type": "array", "items": {"type": "string", "format": "email"}, "minItems": 1},
         "cc": {"type": "array", "items": {"type": "string", "format": "email"}},
+        "bcc": {"type": "array", "items": {"type": "string", "format": "email"}},
         "subject": {"type": "string", "maxLength": 900},
         "text": {"type": "string"},
         "in_reply_to": {"type": "string", "maxLength": 32},
         "request_read_receipt": {"type": "boolean"},
+        "urgent": {"type": "boolean"},
         "attachments": {"type": "array", "items": {"type": "string", "format": "binary"}},
     },
 }

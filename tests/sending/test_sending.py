@@ -248,3 +248,38 @@ def test_a_delegate_sends_from_the_organisational_mailbox(
     assert message["From"].addresses[0].addr_spec == secretariat.address
     [record] = audit_rows(sender_services, "message.send")
     assert record.mailbox == secretariat.mailbox_id
+
+
+def test_bcc_goes_in_the_envelope_and_only_in_the_senders_copy(
+    alice, bob, http, sender_services, dovecot
+) -> None:
+    carol = Doctor.create(http, sender_services, dovecot)
+    sent = alice.sent(to=[bob.address], bcc=[carol.address], subject="Avis confidentiel")
+
+    [relayed] = relayed_with(dovecot, sent["message_id"])
+    assert set(relayed.recipients) == {bob.address, carol.address}
+    assert b"\r\nBcc:" not in relayed.data and carol.address.encode() not in relayed.data
+    for recipient in (bob, carol):  # both received it; neither copy names carol
+        received = recipient.find("INBOX", sent["message_id"])
+        assert received is not None
+        assert received[0]["Bcc"] is None
+    own, _flags = alice.find("Sent", sent["message_id"])
+    assert own["Bcc"].addresses[0].addr_spec == carol.address
+
+
+def test_bcc_outside_the_trust_space_is_refused_and_nothing_is_sent(alice, bob, dovecot) -> None:
+    before = len(dovecot.relayed)
+    response = alice.send(to=[bob.address], bcc=["someone@gmail.com"])
+    assert response.status_code == 422, body(response)
+    assert body(response)["code"] == "recipient_outside_trust_space"
+    assert len(dovecot.relayed) == before
+
+
+def test_mail_sent_as_urgent_rings_as_urgent_at_the_recipients(alice, bob) -> None:
+    sent = alice.sent(to=[bob.address], subject="Kaliémie à 6,8", urgent=True)
+
+    message, _flags = bob.find("INBOX", sent["message_id"])
+    assert message["Importance"] == "high" and message["X-Priority"].startswith("1")
+    cached_id = bob.inbox_id(sent["message_id"])  # through bob's sync
+    [received] = [m for m in bob.listing() if m["id"] == cached_id]
+    assert received["urgent"] is True
