@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
@@ -33,9 +33,10 @@ from backend.mail.imap import (
 from backend.mail.sessions import imap_session
 from backend.mailboxes import change_log
 from backend.outgoing import compose as composer
-from backend.outgoing import mdn
+from backend.outgoing import forward, mdn
 from backend.outgoing.trust_space import TrustSpaceUnreadable, load_trust_space
 from backend.reading.messages import Located
+from backend.reading.server import fetch_raw
 from backend.storage.models import Folder, Mailbox, Message, utcnow
 from backend.store import cache as store
 
@@ -58,6 +59,8 @@ class SendRequest:
     bcc: tuple[str, ...] = ()  # in the SMTP envelope only, never in a recipient's headers
     attachments: tuple[composer.Attachment, ...] = ()
     in_reply_to: Located | None = None
+    reply_all: bool = False  # with in_reply_to: the original's other recipients in cc
+    forward_of: Located | None = None  # its text quoted, its attachments attached again
     request_read_receipt: bool = False
     urgent: bool = False
 
@@ -123,6 +126,15 @@ def _fetch_headers(client: MailSession, located: Located, names: list[str]) -> t
     return headers, {bytes(f) for f in data.get(b"FLAGS", ())}
 
 
+def _fetch_raw(client: MailSession, located: Located) -> bytes:
+    """The whole original, as the desktop reads it, for a forward."""
+    try:
+        client.select_folder(located.folder.name, readonly=True)
+        return fetch_raw(client, located.message.uid)
+    except (ProtocolError, OSError, ssl.SSLError) as exc:
+        raise errors.MailboxUnavailable("The mailbox server broke the session") from exc
+
+
 def _reply_to(client: MailSession, original: Located) -> composer.ReplyTo | None:
     headers, _flags = _fetch_headers(client, original, ["MESSAGE-ID", "REFERENCES"])
     message_id = (headers.get("message-id") or original.message.message_id_header or "").strip()
@@ -166,17 +178,27 @@ def send_message(
     *, db: Session, settings: Settings, mailbox: Mailbox, request: SendRequest
 ) -> SentMessage:
     """Check, compose, submit, then keep a \\Seen copy in Sent and mark the original answered."""
-    check_trust_space(settings, {"to": request.to, "cc": request.cc, "bcc": request.bcc})
     original = request.in_reply_to
+    if original is not None and request.reply_all:
+        request = replace(
+            request,
+            cc=forward.reply_all_cc(original.message, mailbox.address, request.to, request.cc),
+        )
+    check_trust_space(settings, {"to": request.to, "cc": request.cc, "bcc": request.bcc})
     with imap_session(mailbox, settings, unreachable=NOT_SENT) as client:
+        text, attachments = request.text, request.attachments
+        if request.forward_of is not None:
+            raw_original = _fetch_raw(client, request.forward_of)
+            text, carried = forward.forwarded(raw_original, request.text)
+            attachments = (*carried, *attachments)
         draft = composer.Draft(
             sender=mailbox.address,
             sender_name=mailbox.display_name,
             to=request.to,
             cc=request.cc,
             subject=request.subject,
-            text=request.text,
-            attachments=request.attachments,
+            text=text,
+            attachments=attachments,
             reply_to=_reply_to(client, original) if original is not None else None,
             request_read_receipt=request.request_read_receipt,
             urgent=request.urgent,

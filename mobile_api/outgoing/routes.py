@@ -88,6 +88,11 @@ def send_message(args: dict, mailbox_id: str) -> sending.SentMessage:
         original = reading.get_visible_message(db=db(), user=g.user, public_id=args["in_reply_to"])
         if original.mailbox.id != mailbox.id:
             raise errors.ValidationFailed({"in_reply_to": ["Reply from the original's mailbox."]})
+    forwarded = None
+    if args["forward_of"]:
+        forwarded = reading.get_visible_message(db=db(), user=g.user, public_id=args["forward_of"])
+        if forwarded.mailbox.id != mailbox.id:
+            raise errors.ValidationFailed({"forward_of": ["Forward from the original's mailbox."]})
     attachments = _attachments(sending.size_limit(mailbox, settings))
     send_request = sending.SendRequest(
         to=tuple(args["to"]),
@@ -97,6 +102,8 @@ def send_message(args: dict, mailbox_id: str) -> sending.SentMessage:
         text=args["text"],
         attachments=attachments,
         in_reply_to=original,
+        reply_all=args["reply_all"],
+        forward_of=forwarded,
         request_read_receipt=args["request_read_receipt"],
         urgent=args["urgent"],
     )
@@ -106,6 +113,7 @@ def send_message(args: dict, mailbox_id: str) -> sending.SentMessage:
         attachments=len(attachments),
         read_receipt_requested=send_request.request_read_receipt,
         in_reply_to=original.message.public_id if original else None,
+        forward_of=forwarded.message.public_id if forwarded else None,
     )
     result = _sent(
         lambda: sending.send_message(

@@ -56,6 +56,16 @@ class SendMessageSchema(Schema):
     in_reply_to = fields.String(
         load_default=None, allow_none=True, validate=[validate.Length(min=1, max=32), _one_line]
     )
+    reply_all = fields.Boolean(
+        load_default=False,
+        metadata={"description": "with in_reply_to: the original's other recipients in cc"},
+    )
+    forward_of = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=[validate.Length(min=1, max=32), _one_line],
+        metadata={"description": "a message id: its text quoted, its attachments kept"},
+    )
     request_read_receipt = fields.Boolean(load_default=False)
     urgent = fields.Boolean(
         load_default=False, metadata={"description": "Importance: high, X-Priority: 1"}
@@ -73,6 +83,8 @@ MULTIPART_BODY = {
         "subject": {"type": "string", "maxLength": 900},
         "text": {"type": "string"},
         "in_reply_to": {"type": "string", "maxLength": 32},
+        "reply_all": {"type": "boolean"},
+        "forward_of": {"type": "string", "maxLength": 32},
         "request_read_receipt": {"type": "boolean"},
         "urgent": {"type": "boolean"},
         "attachments": {"type": "array", "items": {"type": "string", "format": "binary"}},

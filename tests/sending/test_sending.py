@@ -283,3 +283,67 @@ def test_mail_sent_as_urgent_rings_as_urgent_at_the_recipients(alice, bob) -> No
     cached_id = bob.inbox_id(sent["message_id"])  # through bob's sync
     [received] = [m for m in bob.listing() if m["id"] == cached_id]
     assert received["urgent"] is True
+
+
+def test_a_forward_keeps_the_originals_attachments_and_quotes_its_text(
+    alice, bob, http, sender_services, dovecot
+) -> None:
+    carol = Doctor.create(http, sender_services, dovecot)
+    pdf = b"%PDF-1.7\n" + bytes(range(256)) * 20
+    response = bob.http.post(
+        f"/api/v1/mailboxes/{bob.mailbox_id}/messages",
+        data={
+            "to": [alice.address],
+            "subject": "Scanner thoracique",
+            "text": "Pas d'embolie.",
+            "attachments": [(io.BytesIO(pdf), "scanner.pdf", "application/pdf")],
+        },
+        headers=bob.headers,
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 202, body(response)
+    original_id = alice.inbox_id(body(response)["message_id"])
+
+    sent = alice.sent(
+        to=[carol.address],
+        subject="Tr: Scanner thoracique",
+        text="Pour avis.",
+        forward_of=original_id,
+    )
+
+    message, _flags = carol.find("INBOX", sent["message_id"])
+    assert message["Subject"] == "Tr: Scanner thoracique"
+    text = _text(message)
+    assert text.startswith("Pour avis.") and "Message transféré" in text
+    assert "Pas d'embolie." in text
+    [attachment] = list(message.iter_attachments())
+    assert attachment.get_filename() == "scanner.pdf"
+    assert attachment.get_content() == pdf
+
+
+def test_reply_all_writes_to_everyone_the_original_went_to_but_the_mailbox(
+    alice, bob, http, sender_services, dovecot
+) -> None:
+    carol = Doctor.create(http, sender_services, dovecot)
+    asked = bob.sent(to=[alice.address], cc=[carol.address], subject="RCP de jeudi")
+    original_id = alice.inbox_id(asked["message_id"])
+
+    sent = alice.sent(
+        to=[bob.address], subject="Re: RCP de jeudi", in_reply_to=original_id, reply_all=True
+    )
+
+    [relayed] = relayed_with(dovecot, sent["message_id"])
+    assert set(relayed.recipients) == {bob.address, carol.address}
+    message, _flags = carol.find("INBOX", sent["message_id"])
+    assert [a.addr_spec for a in message["To"].addresses] == [bob.address]
+    assert [a.addr_spec for a in message["Cc"].addresses] == [carol.address]
+    assert message["In-Reply-To"] == asked["message_id"]
+
+
+def test_a_forward_of_another_mailboxs_message_is_refused(alice, bob, dovecot) -> None:
+    asked = alice.sent(to=[bob.address])
+    theirs = bob.inbox_id(asked["message_id"])
+    before = len(dovecot.relayed)
+    response = alice.send(to=[bob.address], forward_of=theirs)
+    assert response.status_code == 404, body(response)  # not hers to see
+    assert len(dovecot.relayed) == before
