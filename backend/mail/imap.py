@@ -17,7 +17,7 @@ from pathlib import Path
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
-from imapclient.imapclient import DELETED, FLAGGED, SEEN, SENT, TRASH
+from imapclient.imapclient import DELETED, DRAFT, DRAFTS, FLAGGED, SEEN, SENT, TRASH
 from imapclient.response_parser import parse_fetch_response
 
 # What the rest of the gateway knows of imapclient: an open session, how it fails, and the
@@ -27,7 +27,7 @@ MailSession = IMAPClient
 ProtocolError = IMAPClientError  # the server said NO or BAD, or the exchange broke
 SessionAborted = IMAPClientAbortError  # the connection itself is gone
 SESSION_ERRORS = (IMAPClientError, OSError, ssl.SSLError)  # any way a session can fail
-__all__ = ["DELETED", "FLAGGED", "SEEN", "SENT", "TRASH"]
+__all__ = ["DELETED", "DRAFT", "DRAFTS", "FLAGGED", "SEEN", "SENT", "TRASH"]
 
 DEFAULT_TIMEOUT = 30.0
 

@@ -94,7 +94,8 @@ def compose(draft: Draft, *, message_id: str | None = None) -> EmailMessage:
     check_draft_headers(draft)
     message = EmailMessage(policy=policy.SMTP)
     message["From"] = _mailbox(draft.sender, draft.sender_name)
-    message["To"] = [_mailbox(a) for a in draft.to]
+    if draft.to:  # a draft may have none yet
+        message["To"] = [_mailbox(a) for a in draft.to]
     if draft.cc:
         message["Cc"] = [_mailbox(a) for a in draft.cc]
     message["Subject"] = draft.subject

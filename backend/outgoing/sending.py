@@ -9,45 +9,38 @@ client sees it) and cached. A refusal or an unreachable server is raised to the 
 from __future__ import annotations
 
 import logging
-import re
 import ssl
 from dataclasses import dataclass, replace
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend import errors
 from backend.config import Settings
 from backend.mail import smtp
 from backend.mail.endpoints import smtp_endpoint_for
-from backend.mail.envelope import HEADER_KEY, parse_fetch
 from backend.mail.imap import (
     SEEN,
-    SENT,
     MailSession,
     ProtocolError,
 )
 from backend.mail.sessions import imap_session
 from backend.mailboxes import change_log
+from backend.outgoing import appended, forward, mdn
 from backend.outgoing import compose as composer
-from backend.outgoing import forward, mdn
 from backend.outgoing.trust_space import TrustSpaceUnreadable, load_trust_space
 from backend.reading.messages import Located
 from backend.reading.server import fetch_raw
-from backend.storage.models import Folder, Mailbox, Message, utcnow
-from backend.store import cache as store
+from backend.storage.models import Mailbox
 
 log = logging.getLogger("estafette.outgoing")
 
 NOT_SENT = "The mailbox server cannot be reached right now; nothing was sent"
-DEFAULT_SENT = "Sent"
 ANSWERED = b"\\Answered"
 MDN_SENT = b"$MDNSent"  # RFC 3503: this message's MDN was already sent
 _header_parser = BytesHeaderParser(policy=policy.default)
-_APPENDUID = re.compile(rb"APPENDUID (\d+) (\d+)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -263,46 +256,14 @@ def _keep_sent_copy(
     The mail is already sent: a failure here is logged and reported as a missing copy,
     never turned into a send error (the user would send it twice).
     """
-    now = utcnow()
     try:
-        folder_name = client.find_special_folder(SENT) or DEFAULT_SENT
-        if not client.folder_exists(folder_name):
-            client.create_folder(folder_name)
-        reply = client.append(folder_name, raw, flags=(SEEN,), msg_time=now)
+        stored = appended.append_and_cache(
+            db, client, mailbox, raw, role="sent", flags=(SEEN,), has_attachments=has_attachments
+        )
     except (ProtocolError, OSError, ssl.SSLError) as exc:
         log.warning("sent copy not stored for mailbox %s: %s", mailbox.public_id, exc)
         return None
-    match = _APPENDUID.search(reply or b"")
-    if match is None:
-        return None  # no UIDPLUS (RFC 4315): the sync will find the copy itself
-    uidvalidity, uid = int(match.group(1)), int(match.group(2))
-    header_end = raw.find(b"\r\n\r\n")
-    envelope = parse_fetch(
-        uid,
-        {
-            HEADER_KEY: raw[: header_end + 4] if header_end >= 0 else raw,
-            b"FLAGS": (SEEN,),
-            b"RFC822.SIZE": len(raw),
-            b"INTERNALDATE": now,
-        },
-    )
-    envelope.has_attachments = has_attachments
-    position = store.folder_position(db=db, mailbox_id=mailbox.id, name=folder_name, role="sent")
-    folder = db.get(Folder, position.folder_id)
-    if folder.uidvalidity is None:
-        folder.uidvalidity = uidvalidity
-    elif folder.uidvalidity != uidvalidity:
-        return None  # the folder was recreated meanwhile: the next resync will list it
-    new_ids = store.store_new_messages(
-        db=db, mailbox_id=mailbox.id, folder_id=folder.id, envelopes=[envelope], announce=False
-    )
-    db.commit()
-    row_id = new_ids[0] if new_ids else None
-    if row_id is None:
-        row_id = db.scalar(
-            select(Message.id).where(Message.folder_id == folder.id, Message.uid == uid)
-        )
-    return db.scalar(select(Message.public_id).where(Message.id == row_id))
+    return stored.public_id if stored else None
 
 
 def _mark_answered(client: MailSession, original: Located) -> bool:

@@ -17,7 +17,7 @@ from flask_smorest import Blueprint
 
 from backend import errors
 from backend.mailboxes import registry
-from backend.outgoing import sending
+from backend.outgoing import drafts, sending
 from backend.outgoing.compose import Attachment
 from backend.reading import messages as reading
 from backend.reading.filenames import clean_filename
@@ -134,3 +134,58 @@ def send_read_receipt(message_id: str) -> dict:
     note(mailbox=located.mailbox.public_id)
     mdn_id = sending.send_read_receipt(settings=services().settings, located=located)
     return {"message_id": mdn_id}
+
+
+def _draft_request(args: dict) -> drafts.DraftRequest:
+    note(recipients=len(args["to"]) + len(args["cc"]) + len(args["bcc"]))
+    return drafts.DraftRequest(
+        to=tuple(args["to"]),
+        cc=tuple(args["cc"]),
+        bcc=tuple(args["bcc"]),
+        subject=args["subject"],
+        text=args["text"],
+    )
+
+
+@blp.post("/mailboxes/<mailbox_id>/drafts")
+@audited("draft.save", target_type="message", mailbox="mailbox_id")
+@blp.arguments(schemas.DraftSchema)
+@blp.response(201, schemas.SavedDraftSchema)
+@session_required
+def save_draft(args: dict, mailbox_id: str) -> drafts.SavedDraft:
+    """Keep a draft in the mailbox's Drafts folder, where the desktop client opens it."""
+    mailbox, _role = registry.get_visible_mailbox(db=db(), user=g.user, public_id=mailbox_id)
+    saved = drafts.save_draft(
+        db=db(), settings=services().settings, mailbox=mailbox, request=_draft_request(args)
+    )
+    note(target=saved.id)
+    return saved
+
+
+@blp.put("/drafts/<draft_id>")
+@audited("draft.save", target_type="message", target="draft_id")
+@blp.arguments(schemas.DraftSchema)
+@blp.response(200, schemas.SavedDraftSchema)
+@session_required
+def replace_draft(args: dict, draft_id: str) -> drafts.SavedDraft:
+    """Save a draft again: the new version replaces the old one on the server."""
+    located = reading.get_visible_message(db=db(), user=g.user, public_id=draft_id)
+    note(mailbox=located.mailbox.public_id)
+    return drafts.save_draft(
+        db=db(),
+        settings=services().settings,
+        mailbox=located.mailbox,
+        request=_draft_request(args),
+        replacing=located,
+    )
+
+
+@blp.delete("/drafts/<draft_id>")
+@audited("draft.discard", target_type="message", target="draft_id")
+@blp.response(204)
+@session_required
+def discard_draft(draft_id: str) -> None:
+    """Throw the draft away, on the server too."""
+    located = reading.get_visible_message(db=db(), user=g.user, public_id=draft_id)
+    note(mailbox=located.mailbox.public_id)
+    drafts.discard_draft(db=db(), settings=services().settings, located=located)

@@ -105,3 +105,28 @@ class SentMessageSchema(Schema):
 
 class ReadReceiptSchema(Schema):
     message_id = fields.String(required=True, metadata={"description": "The MDN's Message-ID"})
+
+
+class DraftSchema(Schema):
+    """A draft as far as it goes: every field may still be empty."""
+
+    to = fields.List(
+        _address_field(), load_default=list, validate=validate.Length(max=MAX_RECIPIENTS)
+    )
+    cc = fields.List(
+        _address_field(), load_default=list, validate=validate.Length(max=MAX_RECIPIENTS)
+    )
+    bcc = fields.List(
+        _address_field(), load_default=list, validate=validate.Length(max=MAX_RECIPIENTS)
+    )
+    subject = fields.String(load_default="", validate=[validate.Length(max=900), _one_line])
+    text = fields.String(load_default="", validate=_utf8)
+
+
+class SavedDraftSchema(Schema):
+    id = fields.String(
+        allow_none=True,
+        required=True,
+        metadata={"description": "the draft's id now (a new one after each save)"},
+    )
+    message_id = fields.String(required=True)
