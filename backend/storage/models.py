@@ -108,6 +108,10 @@ class User(Base):
     cps_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     _totp_secret: Mapped[bytes | None] = mapped_column("totp_secret", SealedColumn)
     totp_secret = SealedText("users.totp_secret")
+    # What goes under the mail the user sends (GET/PUT /me/signature): often a name, a
+    # phone number and an RPPS number, so sealed like the rest.
+    _signature: Mapped[bytes | None] = mapped_column("signature", SealedColumn)
+    signature = SealedText("users.signature")
     totp_active: Mapped[bool] = mapped_column(Boolean, default=False)
     totp_last_step: Mapped[int] = mapped_column(BigInteger, default=0)
     failed_otp_count: Mapped[int] = mapped_column(Integer, default=0)

@@ -99,7 +99,7 @@ def send_message(args: dict, mailbox_id: str) -> sending.SentMessage:
         cc=tuple(args["cc"]),
         bcc=tuple(args["bcc"]),
         subject=args["subject"],
-        text=args["text"],
+        text=_signed(args["text"]) if args["signature"] else args["text"],
         attachments=attachments,
         in_reply_to=original,
         reply_all=args["reply_all"],
@@ -189,3 +189,32 @@ def discard_draft(draft_id: str) -> None:
     located = reading.get_visible_message(db=db(), user=g.user, public_id=draft_id)
     note(mailbox=located.mailbox.public_id)
     drafts.discard_draft(db=db(), settings=services().settings, located=located)
+
+
+SIGNATURE_SEPARATOR = "\n\n-- \n"  # RFC 3676 §4.3: clients recognise and trim it in replies
+
+
+def _signed(text: str) -> str:
+    signature = g.user.signature
+    return f"{text.rstrip()}{SIGNATURE_SEPARATOR}{signature}" if signature else text
+
+
+@blp.get("/me/signature")
+@audited("user.signature_read", target_type="user")
+@blp.response(200, schemas.SignatureSchema)
+@session_required
+def get_signature() -> dict:
+    """What goes under the mail this user sends, from any device."""
+    return {"text": g.user.signature or ""}
+
+
+@blp.put("/me/signature")
+@audited("user.signature_change", target_type="user")
+@blp.arguments(schemas.SignatureSchema)
+@blp.response(200, schemas.SignatureSchema)
+@session_required
+def put_signature(args: dict) -> dict:
+    """Set it (empty: none). Added under each message sent, unless `signature: false`."""
+    g.user.signature = args["text"].strip() or None
+    db().commit()
+    return {"text": g.user.signature or ""}

@@ -67,6 +67,9 @@ class SendMessageSchema(Schema):
         metadata={"description": "a message id: its text quoted, its attachments kept"},
     )
     request_read_receipt = fields.Boolean(load_default=False)
+    signature = fields.Boolean(
+        load_default=True, metadata={"description": "add the user's signature (GET /me/signature)"}
+    )
     urgent = fields.Boolean(
         load_default=False, metadata={"description": "Importance: high, X-Priority: 1"}
     )
@@ -86,6 +89,7 @@ MULTIPART_BODY = {
         "reply_all": {"type": "boolean"},
         "forward_of": {"type": "string", "maxLength": 32},
         "request_read_receipt": {"type": "boolean"},
+        "signature": {"type": "boolean"},
         "urgent": {"type": "boolean"},
         "attachments": {"type": "array", "items": {"type": "string", "format": "binary"}},
     },
@@ -130,3 +134,11 @@ class SavedDraftSchema(Schema):
         metadata={"description": "the draft's id now (a new one after each save)"},
     )
     message_id = fields.String(required=True)
+
+
+class SignatureSchema(Schema):
+    text = fields.String(
+        required=True,
+        validate=[validate.Length(max=2000), _utf8],
+        metadata={"description": "plain text; empty for none"},
+    )

@@ -157,6 +157,10 @@ CALLS: dict[tuple[str, str], Call] = {
         lambda w: f"/api/v1/drafts/{w.created['draft']}",
         foreign=lambda w: f"/api/v1/drafts/{w.created['draft']}",
     ),
+    ("GET", "/api/v1/me/signature"): Call("doctor", lambda w: "/api/v1/me/signature"),
+    ("PUT", "/api/v1/me/signature"): Call(
+        "doctor", lambda w: "/api/v1/me/signature", lambda w: {"json": {"text": "Dr X"}}
+    ),
     ("GET", "/api/v1/sync"): Call("doctor", lambda w: "/api/v1/sync"),
     ("GET", "/api/v1/me/notifications"): Call("doctor", lambda w: "/api/v1/me/notifications"),
     ("PUT", "/api/v1/me/notifications"): Call(

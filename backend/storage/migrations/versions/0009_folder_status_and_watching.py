@@ -1,4 +1,4 @@
-"""folders keep the server's counts and whether they are watched; tombstones a digest
+"""folders keep counts and whether watched; tombstones a digest; users a signature
 
 Revision ID: 0009
 Revises: 0008
@@ -23,6 +23,8 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("messages", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("unseen", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("watched", sa.Boolean(), nullable=True))
+    with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("signature", sa.LargeBinary(), nullable=True))
     with op.batch_alter_table("message_tombstones", schema=None) as batch_op:
         batch_op.add_column(sa.Column("message_id_digest", sa.String(length=64), nullable=True))
         batch_op.create_index(
@@ -31,6 +33,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.drop_column("signature")
     with op.batch_alter_table("message_tombstones", schema=None) as batch_op:
         batch_op.drop_index("ix_message_tombstones_digest")
         batch_op.drop_column("message_id_digest")
