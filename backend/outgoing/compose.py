@@ -51,6 +51,7 @@ class Draft:
     reply_to: ReplyTo | None = None
     request_read_receipt: bool = False
     urgent: bool = False
+    html: str | None = None  # already sanitised; `text` is its plain-text alternative
     nil: str | None = None
     extra_headers: dict[str, str] = field(default_factory=dict)
 
@@ -116,6 +117,8 @@ def compose(draft: Draft, *, message_id: str | None = None) -> EmailMessage:
     for name, value in draft.extra_headers.items():
         message[name] = value
     message.set_content(draft.text)
+    if draft.html:  # multipart/alternative: plain text first, the richer part last (RFC 2046)
+        message.add_alternative(draft.html, subtype="html")
     for attachment in draft.attachments:
         maintype, _, subtype = attachment.content_type.partition("/")
         if maintype in ("message", "multipart") or not subtype:

@@ -56,6 +56,7 @@ class SendRequest:
     forward_of: Located | None = None  # its text quoted, its attachments attached again
     request_read_receipt: bool = False
     urgent: bool = False
+    html: str | None = None  # sanitised; `text` is its plain-text alternative
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,7 @@ def send_message(
             reply_to=_reply_to(client, original) if original is not None else None,
             request_read_receipt=request.request_read_receipt,
             urgent=request.urgent,
+            html=request.html,
             nil=settings.nil,
         )
         try:

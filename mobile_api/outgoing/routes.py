@@ -10,6 +10,7 @@ from __future__ import annotations
 import mimetypes
 import re
 from collections.abc import Callable
+from html import escape
 from typing import Any, ClassVar
 
 from flask import g, request
@@ -20,6 +21,7 @@ from backend.mailboxes import registry
 from backend.outgoing import drafts, sending
 from backend.outgoing.compose import Attachment
 from backend.reading import messages as reading
+from backend.reading import sanitize
 from backend.reading.filenames import clean_filename
 from mobile_api.auditing import audited, note
 from mobile_api.auth.tokens import session_required
@@ -94,12 +96,19 @@ def send_message(args: dict, mailbox_id: str) -> sending.SentMessage:
         if forwarded.mailbox.id != mailbox.id:
             raise errors.ValidationFailed({"forward_of": ["Forward from the original's mailbox."]})
     attachments = _attachments(sending.size_limit(mailbox, settings))
+    text, html = args["text"], args["html"]
+    if html:
+        if not sanitize.is_renderable(html):
+            raise errors.ValidationFailed({"html": ["Too large or too deeply nested to send."]})
+        html = sanitize.sanitize_html(html)
+        text = text or sanitize.html_to_text(html)
     send_request = sending.SendRequest(
         to=tuple(args["to"]),
         cc=tuple(args["cc"]),
         bcc=tuple(args["bcc"]),
         subject=args["subject"],
-        text=_signed(args["text"]) if args["signature"] else args["text"],
+        text=_signed(text) if args["signature"] else text,
+        html=_signed_html(html) if html and args["signature"] else html,
         attachments=attachments,
         in_reply_to=original,
         reply_all=args["reply_all"],
@@ -197,6 +206,14 @@ SIGNATURE_SEPARATOR = "\n\n-- \n"  # RFC 3676 §4.3: clients recognise and trim 
 def _signed(text: str) -> str:
     signature = g.user.signature
     return f"{text.rstrip()}{SIGNATURE_SEPARATOR}{signature}" if signature else text
+
+
+def _signed_html(html: str) -> str:
+    signature = g.user.signature
+    if not signature:
+        return html
+    lines = "<br>".join(escape(line) for line in signature.splitlines())
+    return f'{html}<div class="signature">-- <br>{lines}</div>'
 
 
 @blp.get("/me/signature")

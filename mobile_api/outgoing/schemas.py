@@ -53,6 +53,15 @@ class SendMessageSchema(Schema):
     )
     subject = fields.String(required=True, validate=[validate.Length(max=900), _one_line])
     text = fields.String(load_default="", validate=_utf8)
+    html = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=_utf8,
+        metadata={
+            "description": "rich text, sent with `text` as its plain alternative (derived "
+            "from it when empty); sanitised first: no script, form or remote content"
+        },
+    )
     in_reply_to = fields.String(
         load_default=None, allow_none=True, validate=[validate.Length(min=1, max=32), _one_line]
     )
@@ -85,6 +94,7 @@ MULTIPART_BODY = {
         "bcc": {"type": "array", "items": {"type": "string", "format": "email"}},
         "subject": {"type": "string", "maxLength": 900},
         "text": {"type": "string"},
+        "html": {"type": "string"},
         "in_reply_to": {"type": "string", "maxLength": 32},
         "reply_all": {"type": "boolean"},
         "forward_of": {"type": "string", "maxLength": 32},

@@ -347,3 +347,19 @@ def test_a_forward_of_another_mailboxs_message_is_refused(alice, bob, dovecot) -
     response = alice.send(to=[bob.address], forward_of=theirs)
     assert response.status_code == 404, body(response)  # not hers to see
     assert len(dovecot.relayed) == before
+
+
+def test_html_goes_sanitised_with_a_plain_text_alternative(alice, bob) -> None:
+    html = (
+        "<p>Voir <b>ci-dessous</b>.</p><script>alert(1)</script>"
+        '<img src="https://tracker.example/p.gif"><a href="https://ans.sante.fr">ANS</a>'
+    )
+    sent = alice.sent(to=[bob.address], subject="Mise en forme", text="", html=html)
+
+    message, _flags = bob.find("INBOX", sent["message_id"])
+    assert message.get_content_type() == "multipart/alternative"
+    plain = _text(message)
+    rich = message.get_body(("html",)).get_content()
+    assert "Voir ci-dessous." in plain and "<" not in plain
+    assert "<b>ci-dessous</b>" in rich
+    assert "script" not in rich and "tracker.example" not in rich
