@@ -9,6 +9,14 @@ FCM receives the push (the whole gateway). Prints one JSON line:
 
     {"mailboxes", "floor_p50_ms", "p50_ms", "p99_ms", "rss_per_mailbox_kb", "connect_s"}
 
+With `--folders N` (N > 1) each mailbox has N - 1 more folders besides INBOX, and each
+sample lands in one of its N folders at random, as server-side rules file mail: INBOX
+over LMTP (timed as above), another folder by IMAP APPEND, as Sieve's fileinto does. The
+line then adds `folder_p50_ms`/`folder_p99_ms` (APPEND to push, no floor: no bare client
+watches them), `folder_poll_s` (the period they must be pushed within) and
+`poll_commands_per_min`: what polling costs the server, counted from the folders the
+worker holds (per mailbox and period: DONE, LIST, one STATUS per other folder, IDLE).
+
 `rss_per_mailbox_kb` is the worker's RSS once every mailbox is in IDLE, minus the RSS of
 the same worker command idling with no mailbox, divided by N. `connect_s` runs from the
 worker's start until every mailbox's sync state is `ok`.
@@ -188,18 +196,75 @@ def setup_database(env: dict[str, str], accounts: list[tuple[int, str, str]], se
     engine.dispose()
 
 
-def count_in_sync(database_url: str) -> int:
+def count_in_sync(database_url: str, extra_folders: list[str]) -> int:
+    """Mailboxes in IDLE; with extra folders, only once their first folder poll is done."""
     from backend.storage.database import make_engine
-    from backend.storage.models import Mailbox
+    from backend.storage.models import Folder, Mailbox
 
     engine = make_engine(database_url)
     try:
         with engine.connect() as conn:
-            return conn.scalar(
-                select(func.count()).select_from(Mailbox).where(Mailbox.sync_state == "ok")
-            )
+            query = select(func.count()).select_from(Mailbox).where(Mailbox.sync_state == "ok")
+            if extra_folders:
+                polled = (
+                    select(Folder.mailbox_id)
+                    .where(Folder.name == extra_folders[-1], Folder.uidvalidity.is_not(None))
+                    .scalar_subquery()
+                )
+                query = query.where(Mailbox.id.in_(polled))
+            return conn.scalar(query)
     finally:
         engine.dispose()
+
+
+def count_other_folders(database_url: str) -> int:
+    from backend.storage.database import make_engine
+    from backend.storage.models import Folder
+
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return conn.scalar(select(func.count()).where(Folder.name != "INBOX"))
+    finally:
+        engine.dispose()
+
+
+def create_folders(server, accounts: list[tuple[int, str, str]], names: list[str]) -> None:
+    """Each mailbox's other folders, made as a desktop client makes them (IMAP CREATE)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def make(account: tuple[int, str, str]) -> None:
+        _index, address, password = account
+        with IMAPClient(
+            server.host, port=server.imaps_port, ssl_context=server.client_ssl_context()
+        ) as client:
+            client.login(address, password)
+            for name in names:
+                client.create_folder(name)
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(make, accounts))
+
+
+def filed(server, address: str, password: str, folder: str, raw: bytes) -> float:
+    """File a message into `folder` (IMAP APPEND, as Sieve's fileinto); when it was filed."""
+    with IMAPClient(
+        server.host, port=server.imaps_port, ssl_context=server.client_ssl_context()
+    ) as client:
+        client.login(address, password)
+        at = time.time()
+        client.append(folder, raw)
+    return at
+
+
+def wait_for_push(fcm, token: str, since: float, timeout: float) -> float | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for request in fcm.requests:
+            if request.token == token and request.received_at >= since:
+                return request.received_at
+        time.sleep(0.01)
+    return None
 
 
 def breakdown(database_url: str, timeline: list[tuple[float, float]]) -> str:
@@ -260,6 +325,8 @@ def main() -> None:
     parser.add_argument("--pool-size", type=int, default=32)
     parser.add_argument("--max-gap-ms", type=float, default=100.0)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--folders", type=int, default=1, help="folders per mailbox, INBOX too")
+    parser.add_argument("--folder-poll-seconds", type=int, default=60)
     parser.add_argument("--keep", action="store_true", help="Keep the work directory (logs).")
     args = parser.parse_args()
     n = args.mailboxes
@@ -293,7 +360,11 @@ def main() -> None:
             "ESTAFETTE_CA_BUNDLE": str(server.ca_cert_path),
             "ESTAFETTE_FCM_CREDENTIALS": str(fcm.write_service_account(work / "fcm.json")),
             "ESTAFETTE_FCM_ENDPOINT": fcm.base_url,
+            "ESTAFETTE_FOLDER_POLL_SECONDS": str(args.folder_poll_seconds),
         }
+        extra_folders = [f"Dossier {k}" for k in range(1, args.folders)]
+        if extra_folders:
+            create_folders(server, accounts, extra_folders)
         setup_database(env, accounts, server)
         flask = Flask(env, work)
         baseline = idle_baseline_rss(flask, work, str(server.ca_cert_path))
@@ -301,7 +372,7 @@ def main() -> None:
 
         started = time.monotonic()
         worker = flask.start("sync", "sync", "--pool-size", str(args.pool_size))
-        while (in_sync := count_in_sync(env["ESTAFETTE_DATABASE_URL"])) < n:
+        while (in_sync := count_in_sync(env["ESTAFETTE_DATABASE_URL"], extra_folders)) < n:
             if worker.poll() is not None or time.monotonic() - started > 600:
                 raise RuntimeError(f"only {in_sync}/{n} mailboxes connected; see {work}/sync.log")
             time.sleep(0.2)
@@ -317,9 +388,19 @@ def main() -> None:
         gateway_ms: list[float] = []
         timeline: list[tuple[float, float]] = []  # (floor saw EXISTS, FCM got the push)
         seen_requests = 0
+        folder_ms: list[float] = []
         for sample in range(args.samples):
-            index, address, _password = rng.choice(watched)
+            index, address, password = rng.choice(watched)
             token = f"bench-{index}"
+            folder = rng.choice(["INBOX", *extra_folders])
+            if folder != "INBOX":
+                at = filed(server, address, password, folder, message(f"bench {sample}", address))
+                pushed = wait_for_push(fcm, token, at, timeout=2 * args.folder_poll_seconds + 5)
+                if pushed is None:
+                    log(f"sample {sample}: no push for {folder}")
+                else:
+                    folder_ms.append((pushed - at) * 1000)
+                continue
             sent = time.time()
             server.deliver(address, message(f"bench {sample}", address))
             deadline = time.monotonic() + SAMPLE_TIMEOUT
@@ -357,6 +438,17 @@ def main() -> None:
             "rss_per_mailbox_kb": round((worker_rss - baseline) / n, 1),
             "connect_s": round(connect_s, 1),
         }
+        if extra_folders:
+            others = count_other_folders(env["ESTAFETTE_DATABASE_URL"])
+            per_minute = 60 / args.folder_poll_seconds
+            result.update(
+                folders=args.folders,
+                folder_samples=len(folder_ms),
+                folder_p50_ms=round(statistics.median(folder_ms), 1) if folder_ms else None,
+                folder_p99_ms=round(percentile(folder_ms, 0.99), 1) if folder_ms else None,
+                folder_poll_s=args.folder_poll_seconds,
+                poll_commands_per_min=round((3 * n + others) * per_minute),
+            )
         print(json.dumps(result), flush=True)
     finally:
         if floor is not None:
