@@ -202,6 +202,17 @@ def dovecot_app(make_app: Callable[..., Flask], dovecot) -> Flask:
 
 
 @pytest.fixture
+def dovecot_services(dovecot_app: Flask) -> Any:
+    return dovecot_app.extensions["estafette"]
+
+
+@pytest.fixture
+def http(dovecot_app: Flask) -> Any:
+    """The app's test client, for the specifications that reach the session Dovecot."""
+    return dovecot_app.test_client()
+
+
+@pytest.fixture
 def client(app):
     return app.test_client()
 

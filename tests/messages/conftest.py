@@ -1,4 +1,4 @@
-"""Fixtures for the message specifications: an app that trusts the test Dovecot's CA."""
+"""Fixtures for the message specifications: a signed-in doctor with a Dovecot mailbox."""
 
 from __future__ import annotations
 
@@ -10,21 +10,6 @@ from tests.messages.support import Inbox
 
 
 @pytest.fixture
-def reader_app(dovecot_app):
-    return dovecot_app
-
-
-@pytest.fixture
-def reader_services(reader_app):
-    return reader_app.extensions["estafette"]
-
-
-@pytest.fixture
-def http(reader_app):
-    return reader_app.test_client()
-
-
-@pytest.fixture
-def inbox(http, reader_services, dovecot) -> Iterator[Inbox]:
+def inbox(http, dovecot_services, dovecot) -> Iterator[Inbox]:
     """A signed-in doctor with a PER mailbox on Dovecot."""
-    yield Inbox.create(http, reader_services, dovecot)
+    yield Inbox.create(http, dovecot_services, dovecot)

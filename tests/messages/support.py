@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from imapclient import IMAPClient
 from sqlalchemy import select
@@ -34,20 +34,24 @@ class Inbox:
     @classmethod
     def create(cls, http: Any, services: Any, dovecot: Any, *, kind: str = "PER") -> Inbox:
         username = create_user(services)
-        address, password, mailbox_id = create_dovecot_mailbox(
-            services, dovecot, owner=username, kind=kind
-        )
+        mailbox = create_dovecot_mailbox(services, dovecot, owner=username, kind=kind)
+        return cls.signed_in(http, services, dovecot, username, *mailbox)
+
+    @classmethod
+    def signed_in(
+        cls,
+        http: Any,
+        services: Any,
+        dovecot: Any,
+        username: str,
+        address: str,
+        password: str,
+        mailbox_id: str,
+    ) -> Self:
+        """The user signed in (TOTP enrolled) with their mailbox, as the app would be."""
         tokens = Authenticator().sign_in(http, username)
-        return cls(
-            http,
-            services,
-            dovecot,
-            username,
-            address,
-            password,
-            mailbox_id,
-            bearer(tokens["access_token"]),
-        )
+        headers = bearer(tokens["access_token"])
+        return cls(http, services, dovecot, username, address, password, mailbox_id, headers)
 
     def deliver(self, raw: bytes) -> str:
         """Deliver over LMTP, bring the cache level (as the sync worker would), return the id."""

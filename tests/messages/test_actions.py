@@ -47,21 +47,21 @@ def _delete(inbox: Inbox, message_id: str):
 
 
 def test_marking_seen_stores_seen_on_the_server_then_in_the_cache(
-    inbox: Inbox, reader_services
+    inbox: Inbox, dovecot_services
 ) -> None:
     message_id = inbox.deliver(samples.plain_letter(to=inbox.address))
-    before = _cached(reader_services, message_id).change_seq
+    before = _cached(dovecot_services, message_id).change_seq
 
     response = _patch(inbox, message_id, seen=True)
 
     assert response.status_code == 200
     assert body(response)["seen"] is True
     assert _server_flags(inbox) == [{b"\\Seen"}]
-    assert _cached(reader_services, message_id).change_seq > before
-    assert _outbox(reader_services, inbox.mailbox_id, "mail.read") == 1
+    assert _cached(dovecot_services, message_id).change_seq > before
+    assert _outbox(dovecot_services, inbox.mailbox_id, "mail.read") == 1
 
 
-def test_flags_go_both_ways_on_the_server(inbox: Inbox, reader_services) -> None:
+def test_flags_go_both_ways_on_the_server(inbox: Inbox, dovecot_services) -> None:
     message_id = inbox.deliver(samples.plain_letter(to=inbox.address))
 
     assert _patch(inbox, message_id, seen=True, flagged=True).status_code == 200
@@ -70,16 +70,16 @@ def test_flags_go_both_ways_on_the_server(inbox: Inbox, reader_services) -> None
 
     assert (envelope["seen"], envelope["flagged"]) == (False, False)
     assert _server_flags(inbox) == [set()]
-    assert _outbox(reader_services, inbox.mailbox_id, "mail.read") == 1  # only unread → read
+    assert _outbox(dovecot_services, inbox.mailbox_id, "mail.read") == 1  # only unread → read
 
 
-def test_flagging_alone_does_not_clear_notifications(inbox: Inbox, reader_services) -> None:
+def test_flagging_alone_does_not_clear_notifications(inbox: Inbox, dovecot_services) -> None:
     message_id = inbox.deliver(samples.urgent(to=inbox.address))
 
     assert body(_patch(inbox, message_id, flagged=True))["flagged"] is True
 
     assert _server_flags(inbox) == [{b"\\Flagged"}]
-    assert _outbox(reader_services, inbox.mailbox_id, "mail.read") == 0
+    assert _outbox(dovecot_services, inbox.mailbox_id, "mail.read") == 0
 
 
 def test_a_flag_body_that_is_not_boolean_is_a_validation_error(inbox: Inbox) -> None:
@@ -91,7 +91,7 @@ def test_a_flag_body_that_is_not_boolean_is_a_validation_error(inbox: Inbox) -> 
     assert body(response)["code"] == "validation_error"
 
 
-def test_delete_moves_the_message_to_trash_on_the_server(inbox: Inbox, reader_services) -> None:
+def test_delete_moves_the_message_to_trash_on_the_server(inbox: Inbox, dovecot_services) -> None:
     message_id = inbox.deliver(samples.plain_letter(to=inbox.address))
 
     response = _delete(inbox, message_id)
@@ -99,10 +99,10 @@ def test_delete_moves_the_message_to_trash_on_the_server(inbox: Inbox, reader_se
     assert response.status_code == 204
     assert _server_flags(inbox, "INBOX") == []
     assert len(_server_flags(inbox, "Trash")) == 1
-    assert _cached(reader_services, message_id) is None
-    with reader_services.sessions() as db:
+    assert _cached(dovecot_services, message_id) is None
+    with dovecot_services.sessions() as db:
         assert db.scalar(select(MessageTombstone).where(MessageTombstone.public_id == message_id))
-    assert _outbox(reader_services, inbox.mailbox_id, "mail.read") == 1  # it was unread
+    assert _outbox(dovecot_services, inbox.mailbox_id, "mail.read") == 1  # it was unread
     assert inbox.get(message_id).status_code == 404
 
 
@@ -113,13 +113,13 @@ def _move(inbox: Inbox, message_id: str, folder: str):
 
 
 def test_a_move_files_the_message_on_the_server_and_it_stays_the_same_message(
-    inbox: Inbox, reader_services
+    inbox: Inbox, dovecot_services
 ) -> None:
     message_id = inbox.deliver(samples.plain_letter(to=inbox.address))
     with inbox.desktop() as desktop:
         desktop.create_folder("Archives")
     inbox.sync_folders()
-    announced = _outbox(reader_services, inbox.mailbox_id, "mail.new")
+    announced = _outbox(dovecot_services, inbox.mailbox_id, "mail.new")
 
     response = _move(inbox, message_id, "Archives")
 
@@ -132,11 +132,11 @@ def test_a_move_files_the_message_on_the_server_and_it_stays_the_same_message(
     assert inbox.read(message_id)["folder"] == "Archives"
     inbox.sync_folders()
     inbox.sync()
-    assert _cached(reader_services, message_id) is not None
-    assert _outbox(reader_services, inbox.mailbox_id, "mail.new") == announced
+    assert _cached(dovecot_services, message_id) is not None
+    assert _outbox(dovecot_services, inbox.mailbox_id, "mail.new") == announced
 
 
-def test_a_move_to_junk_takes_the_message_out_of_the_phone(inbox: Inbox, reader_services) -> None:
+def test_a_move_to_junk_takes_the_message_out_of_the_phone(inbox: Inbox, dovecot_services) -> None:
     message_id = inbox.deliver(samples.plain_letter(to=inbox.address))
     with inbox.desktop() as desktop:
         desktop.create_folder("Junk")
@@ -144,7 +144,7 @@ def test_a_move_to_junk_takes_the_message_out_of_the_phone(inbox: Inbox, reader_
 
     assert _move(inbox, message_id, "Junk").status_code == 204
     assert len(_server_flags(inbox, "Junk")) == 1
-    assert _cached(reader_services, message_id) is None
+    assert _cached(dovecot_services, message_id) is None
     assert inbox.get(message_id).status_code == 404
 
 
@@ -184,10 +184,10 @@ def test_without_move_the_server_gets_copy_deleted_and_uid_expunge(inbox: Inbox)
 
 
 def test_another_users_message_is_not_found_for_every_call(
-    http, reader_services, dovecot, inbox: Inbox
+    http, dovecot_services, dovecot, inbox: Inbox
 ) -> None:
     message_id = inbox.deliver(samples.xdm_discharge_letter(to=inbox.address))
-    intruder = Inbox.create(http, reader_services, dovecot)
+    intruder = Inbox.create(http, dovecot_services, dovecot)
 
     calls = [
         intruder.get(message_id),
@@ -204,12 +204,12 @@ def test_another_users_message_is_not_found_for_every_call(
 
 
 def test_a_delegate_reads_and_flags_a_message_of_the_org_mailbox(
-    http, reader_services, dovecot
+    http, dovecot_services, dovecot
 ) -> None:
-    secretariat = Inbox.create(http, reader_services, dovecot, kind="ORG")
+    secretariat = Inbox.create(http, dovecot_services, dovecot, kind="ORG")
     message_id = secretariat.deliver(samples.mdn_requested(to=secretariat.address))
-    nurse = Inbox.create(http, reader_services, dovecot)
-    with session_scope(reader_services.sessions) as db:
+    nurse = Inbox.create(http, dovecot_services, dovecot)
+    with session_scope(dovecot_services.sessions) as db:
         from backend.accounts import users
 
         mailbox = registry.find_mailbox(db=db, address=secretariat.address)
@@ -226,7 +226,7 @@ def test_a_delegate_reads_and_flags_a_message_of_the_org_mailbox(
 
 
 def test_every_action_is_audited_by_id_and_never_with_content(
-    inbox: Inbox, reader_services, caplog: pytest.LogCaptureFixture
+    inbox: Inbox, dovecot_services, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     canary = "CANARY" + os.urandom(6).hex()
@@ -239,7 +239,7 @@ def test_every_action_is_audited_by_id_and_never_with_content(
 
     actions = {
         row.action: row
-        for row in audit_rows(reader_services)
+        for row in audit_rows(dovecot_services)
         if row.target_type == "message" and row.target == message_id
     }
     assert set(actions) == {"message.read", "message.download", "message.flags", "message.delete"}
@@ -247,40 +247,40 @@ def test_every_action_is_audited_by_id_and_never_with_content(
         assert row.mailbox == inbox.mailbox_id
         assert row.device is not None and row.actor.startswith("usr_")
         assert row.outcome == "ok"
-    trail = audit_text(reader_services)
+    trail = audit_text(dovecot_services)
     assert canary not in trail
     assert canary.lower() not in trail.lower()
     assert canary not in caplog.text  # nor in the logs
 
 
 def test_a_read_that_fails_on_the_server_is_audited_as_failed_with_its_code(
-    inbox: Inbox, reader_services
+    inbox: Inbox, dovecot_services
 ) -> None:
     from sqlalchemy import update
 
     message_id = inbox.deliver(samples.plain_letter(to=inbox.address))
-    with reader_services.sessions.begin() as db:
+    with dovecot_services.sessions.begin() as db:
         db.execute(update(Mailbox).where(Mailbox.public_id == inbox.mailbox_id).values(imap_port=1))
 
     assert _patch(inbox, message_id, seen=True).status_code == 503
 
-    [row] = audit_rows(reader_services, "message.flags")
+    [row] = audit_rows(dovecot_services, "message.flags")
     assert (row.outcome, json.loads(row.details)["code"]) == ("failed", "mailbox_unavailable")
-    assert _cached(reader_services, message_id).seen is False  # cache not ahead of IMAP
+    assert _cached(dovecot_services, message_id).seen is False  # cache not ahead of IMAP
 
 
 @pytest.mark.parametrize("flags", [{}, {"seen": False}])
 def test_a_patch_that_changes_nothing_returns_the_envelope_unchanged(
-    inbox: Inbox, reader_services, flags: dict
+    inbox: Inbox, dovecot_services, flags: dict
 ) -> None:
     message_id = inbox.deliver(samples.plain_letter(to=inbox.address))
-    before = _cached(reader_services, message_id).change_seq
+    before = _cached(dovecot_services, message_id).change_seq
 
     response = _patch(inbox, message_id, **flags)
 
     assert response.status_code == 200
     assert body(response)["seen"] is False
-    assert _cached(reader_services, message_id).change_seq == before
+    assert _cached(dovecot_services, message_id).change_seq == before
 
 
 def test_flag_changes_and_deletes_made_here_reach_the_other_devices_through_sync(

@@ -145,10 +145,10 @@ def test_a_part_that_does_not_exist_is_not_found(inbox: Inbox, part: str) -> Non
 
 
 def test_a_download_while_the_server_is_down_is_503_not_a_cut_stream(
-    inbox: Inbox, reader_services
+    inbox: Inbox, dovecot_services
 ) -> None:
     message_id = inbox.deliver(samples.xdm_discharge_letter(to=inbox.address))
-    with reader_services.sessions.begin() as db:
+    with dovecot_services.sessions.begin() as db:
         db.execute(update(Mailbox).where(Mailbox.public_id == inbox.mailbox_id).values(imap_port=1))
 
     response = inbox.download(message_id, "2")
@@ -158,12 +158,12 @@ def test_a_download_while_the_server_is_down_is_503_not_a_cut_stream(
 
 
 def test_a_message_read_once_reopens_from_the_encrypted_cache(
-    inbox: Inbox, reader_services
+    inbox: Inbox, dovecot_services
 ) -> None:
     canary = "CANARY" + os.urandom(6).hex()
     message_id = inbox.deliver(samples.canary_message(canary, to=inbox.address))
     first = inbox.read(message_id)
-    with reader_services.sessions.begin() as db:
+    with dovecot_services.sessions.begin() as db:
         db.execute(update(Mailbox).where(Mailbox.public_id == inbox.mailbox_id).values(imap_port=1))
 
     again = inbox.read(message_id)
@@ -171,7 +171,7 @@ def test_a_message_read_once_reopens_from_the_encrypted_cache(
 
     assert again["text"] == first["text"]
     assert attachment.status_code == 200 and attachment.data.startswith(b"%PDF")
-    cache_dir = reader_services.settings.var_dir / "body-cache"
+    cache_dir = dovecot_services.settings.var_dir / "body-cache"
     stored = b"".join(path.read_bytes() for path in cache_dir.iterdir())
     assert stored and canary.encode() not in stored
 

@@ -43,48 +43,48 @@ def _filed(inbox: Inbox, folder: str) -> None:
 
 
 def test_the_owner_watches_junk_and_its_mail_is_synced_without_ringing(
-    inbox: Inbox, reader_services
+    inbox: Inbox, dovecot_services
 ) -> None:
     _filed(inbox, "Junk")
-    assert _cached_in(reader_services, "Junk") == 0
+    assert _cached_in(dovecot_services, "Junk") == 0
 
     response = _watch(inbox, "Junk", True)
 
     assert response.status_code == 200, body(response)
     assert {f["name"]: f["watched"] for f in body(response)}["Junk"] is True
     inbox.sync_folders()
-    assert _cached_in(reader_services, "Junk") == 1
-    with reader_services.sessions() as db:  # what was there before is imported silently
+    assert _cached_in(dovecot_services, "Junk") == 1
+    with dovecot_services.sessions() as db:  # what was there before is imported silently
         assert db.scalar(select(func.count(OutboxEvent.id))) == 0
 
 
 def test_an_unwatched_folder_leaves_the_phone_and_returns_to_the_default(
-    inbox: Inbox, reader_services
+    inbox: Inbox, dovecot_services
 ) -> None:
     _filed(inbox, "Archives")
-    assert _cached_in(reader_services, "Archives") == 1
+    assert _cached_in(dovecot_services, "Archives") == 1
 
     assert _watch(inbox, "Archives", False).status_code == 200
-    assert _cached_in(reader_services, "Archives") == 0
-    with reader_services.sessions() as db:  # /sync tells the other devices
+    assert _cached_in(dovecot_services, "Archives") == 0
+    with dovecot_services.sessions() as db:  # /sync tells the other devices
         assert db.scalar(select(func.count(MessageTombstone.id))) == 1
     inbox.sync_folders()
-    assert _cached_in(reader_services, "Archives") == 0
+    assert _cached_in(dovecot_services, "Archives") == 0
 
     back = _watch(inbox, "Archives", None)
     assert {f["name"]: f["watched"] for f in body(back)}["Archives"] is True
     inbox.sync_folders()
-    assert _cached_in(reader_services, "Archives") == 1
+    assert _cached_in(dovecot_services, "Archives") == 1
 
 
 def test_a_delegate_files_mail_but_cannot_change_the_folder_settings(
-    http, reader_services, dovecot
+    http, dovecot_services, dovecot
 ) -> None:
-    secretariat = Inbox.create(http, reader_services, dovecot, kind="ORG")
+    secretariat = Inbox.create(http, dovecot_services, dovecot, kind="ORG")
     message_id = secretariat.deliver(samples.plain_letter(to=secretariat.address))
     _filed(secretariat, "Archives")
-    nurse = Inbox.create(http, reader_services, dovecot)
-    with session_scope(reader_services.sessions) as db:
+    nurse = Inbox.create(http, dovecot_services, dovecot)
+    with session_scope(dovecot_services.sessions) as db:
         mailbox = registry.find_mailbox(db=db, address=secretariat.address)
         user = users.find_user(db=db, username=nurse.username)
         registry.grant(db=db, mailbox=mailbox, user=user, role="delegate")
@@ -97,7 +97,7 @@ def test_a_delegate_files_mail_but_cannot_change_the_folder_settings(
 
     assert moved.status_code == 200, body(moved)
     assert refused.status_code == 403 and body(refused)["code"] == "forbidden"
-    assert _cached_in(reader_services, "Archives") == 2  # nothing changed
+    assert _cached_in(dovecot_services, "Archives") == 2  # nothing changed
     assert _watch(secretariat, "Archives", False).status_code == 200
 
 

@@ -55,7 +55,7 @@ def test_html_nested_a_few_levels_is_still_rendered(inbox: Inbox) -> None:
 
 
 def test_an_xdm_mime_type_with_a_line_break_is_served_as_bytes_and_audited_truly(
-    inbox: Inbox, reader_services
+    inbox: Inbox, dovecot_services
 ) -> None:
     message_id = inbox.deliver(corpus.xdm_with_mime_type("text/xml&#13;&#10;X-Evil: 1"))
 
@@ -67,11 +67,11 @@ def test_an_xdm_mime_type_with_a_line_break_is_served_as_bytes_and_audited_truly
     assert response.mimetype == "application/octet-stream"
     assert "X-Evil" not in response.headers
     assert response.data == b"<ClinicalDocument/>"
-    assert [r.outcome for r in _download_rows(reader_services, message_id)] == ["ok"]
+    assert [r.outcome for r in _download_rows(dovecot_services, message_id)] == ["ok"]
 
 
 def test_an_xdm_member_larger_than_declared_is_refused_before_the_first_byte(
-    inbox: Inbox, reader_services
+    inbox: Inbox, dovecot_services
 ) -> None:
     message_id = inbox.deliver(corpus.xdm_under_declared())
 
@@ -80,5 +80,5 @@ def test_an_xdm_member_larger_than_declared_is_refused_before_the_first_byte(
     assert response.status_code == 422
     assert body(response)["code"] == "archive_rejected"
     assert response.content_type == "application/problem+json"
-    [record] = _download_rows(reader_services, message_id)
+    [record] = _download_rows(dovecot_services, message_id)
     assert (record.outcome, json.loads(record.details)["code"]) == ("failed", "archive_rejected")

@@ -143,10 +143,10 @@ def test_nested_multiparts_give_text_html_and_attachments_with_imap_part_numbers
 
 
 def test_a_server_that_cannot_be_reached_gives_503_mailbox_unavailable(
-    inbox: Inbox, reader_services
+    inbox: Inbox, dovecot_services
 ) -> None:
     message_id = inbox.deliver(samples.plain_letter(to=inbox.address))
-    with reader_services.sessions.begin() as db:
+    with dovecot_services.sessions.begin() as db:
         db.execute(update(Mailbox).where(Mailbox.public_id == inbox.mailbox_id).values(imap_port=1))
 
     response = inbox.get(message_id)

@@ -1,4 +1,4 @@
-"""Fixtures for sending: an app that trusts the test Dovecot's CA, and doctors who send."""
+"""Fixtures for sending: doctors who send through the test Dovecot's submission."""
 
 from __future__ import annotations
 
@@ -8,30 +8,15 @@ from tests.sending.support import Doctor
 
 
 @pytest.fixture
-def sender_app(dovecot_app):
-    return dovecot_app
-
-
-@pytest.fixture
-def sender_services(sender_app):
-    return sender_app.extensions["estafette"]
-
-
-@pytest.fixture
-def http(sender_app):
-    return sender_app.test_client()
-
-
-@pytest.fixture
-def alice(http, sender_services, dovecot) -> Doctor:
+def alice(http, dovecot_services, dovecot) -> Doctor:
     """A signed-in doctor whose mailbox sends through Dovecot's submission (STARTTLS, 587)."""
-    return Doctor.create(http, sender_services, dovecot)
+    return Doctor.create(http, dovecot_services, dovecot)
 
 
 @pytest.fixture
-def bob(http, sender_services, dovecot) -> Doctor:
+def bob(http, dovecot_services, dovecot) -> Doctor:
     """A second doctor, on the same operator: what alice sends really lands in his INBOX."""
-    return Doctor.create(http, sender_services, dovecot)
+    return Doctor.create(http, dovecot_services, dovecot)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from backend.storage.database import session_scope
 from backend.storage.models import Mailbox, Message
 from tests.factories import create_user, unique
 from tests.messages.support import Inbox
-from tests.support import Authenticator, bearer, body
+from tests.support import body
 
 
 def register_mailbox(
@@ -72,20 +72,8 @@ class Doctor(Inbox):
     @classmethod
     def create(cls, http: Any, services: Any, dovecot: Any, **mailbox: Any) -> Doctor:
         username = create_user(services)
-        address, password, mailbox_id = register_mailbox(
-            services, dovecot, owner=username, **mailbox
-        )
-        tokens = Authenticator().sign_in(http, username)
-        return cls(
-            http,
-            services,
-            dovecot,
-            username,
-            address,
-            password,
-            mailbox_id,
-            bearer(tokens["access_token"]),
-        )
+        registered = register_mailbox(services, dovecot, owner=username, **mailbox)
+        return cls.signed_in(http, services, dovecot, username, *registered)
 
     # -- the API --------------------------------------------------------------------
 

@@ -110,9 +110,9 @@ def test_an_attachment_name_keeps_no_hidden_or_line_breaking_characters(alice, b
 
 
 def test_a_display_name_that_decodes_to_a_line_break_is_refused(
-    alice, bob, dovecot, sender_services
+    alice, bob, dovecot, dovecot_services
 ) -> None:
-    with sender_services.sessions.begin() as db:
+    with dovecot_services.sessions.begin() as db:
         db.execute(
             update(Mailbox)
             .where(Mailbox.public_id == alice.mailbox_id)

@@ -229,10 +229,10 @@ def test_nothing_of_the_content_reaches_the_audit_trail_or_the_logs(alice, bob, 
 
 
 def test_a_delegate_sends_from_the_organisational_mailbox(
-    http, sender_services, dovecot, alice, bob
+    http, dovecot_services, dovecot, alice, bob
 ) -> None:
-    secretariat = Doctor.create(http, sender_services, dovecot, kind="ORG")
-    with session_scope(sender_services.sessions) as db:
+    secretariat = Doctor.create(http, dovecot_services, dovecot, kind="ORG")
+    with session_scope(dovecot_services.sessions) as db:
         mailbox = registry.find_mailbox(db=db, address=secretariat.address)
         user = users.find_user(db=db, username=bob.username)
         registry.grant(db=db, mailbox=mailbox, user=user, role="delegate")
@@ -246,14 +246,14 @@ def test_a_delegate_sends_from_the_organisational_mailbox(
     assert response.status_code == 202, body(response)
     message, _flags = alice.find("INBOX", body(response)["message_id"])
     assert message["From"].addresses[0].addr_spec == secretariat.address
-    [record] = audit_rows(sender_services, "message.send")
+    [record] = audit_rows(dovecot_services, "message.send")
     assert record.mailbox == secretariat.mailbox_id
 
 
 def test_bcc_goes_in_the_envelope_and_only_in_the_senders_copy(
-    alice, bob, http, sender_services, dovecot
+    alice, bob, http, dovecot_services, dovecot
 ) -> None:
-    carol = Doctor.create(http, sender_services, dovecot)
+    carol = Doctor.create(http, dovecot_services, dovecot)
     sent = alice.sent(to=[bob.address], bcc=[carol.address], subject="Avis confidentiel")
 
     [relayed] = relayed_with(dovecot, sent["message_id"])
@@ -286,9 +286,9 @@ def test_mail_sent_as_urgent_rings_as_urgent_at_the_recipients(alice, bob) -> No
 
 
 def test_a_forward_keeps_the_originals_attachments_and_quotes_its_text(
-    alice, bob, http, sender_services, dovecot
+    alice, bob, http, dovecot_services, dovecot
 ) -> None:
-    carol = Doctor.create(http, sender_services, dovecot)
+    carol = Doctor.create(http, dovecot_services, dovecot)
     pdf = b"%PDF-1.7\n" + bytes(range(256)) * 20
     response = bob.http.post(
         f"/api/v1/mailboxes/{bob.mailbox_id}/messages",
@@ -322,9 +322,9 @@ def test_a_forward_keeps_the_originals_attachments_and_quotes_its_text(
 
 
 def test_reply_all_writes_to_everyone_the_original_went_to_but_the_mailbox(
-    alice, bob, http, sender_services, dovecot
+    alice, bob, http, dovecot_services, dovecot
 ) -> None:
-    carol = Doctor.create(http, sender_services, dovecot)
+    carol = Doctor.create(http, dovecot_services, dovecot)
     asked = bob.sent(to=[alice.address], cc=[carol.address], subject="RCP de jeudi")
     original_id = alice.inbox_id(asked["message_id"])
 

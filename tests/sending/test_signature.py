@@ -34,15 +34,15 @@ def test_the_signature_goes_under_each_message_unless_left_out(alice, bob) -> No
 
 
 def test_the_signature_is_sealed_at_rest_and_never_in_the_audit_trail(
-    alice, sender_services
+    alice, dovecot_services
 ) -> None:
     _set(alice, SIGNATURE)
-    with sender_services.engine.connect() as conn:
+    with dovecot_services.engine.connect() as conn:
         stored = conn.execute(
             text("SELECT signature FROM users WHERE signature IS NOT NULL")
         ).scalar()
     assert b"poste 4521" not in bytes(stored)
-    assert "4521" not in audit_text(sender_services)
+    assert "4521" not in audit_text(dovecot_services)
 
 
 def test_an_empty_signature_removes_it(alice, bob) -> None:

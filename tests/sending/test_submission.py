@@ -19,16 +19,16 @@ from tests.sending.support import Doctor
 from tests.support import body
 
 
-def test_implicit_tls_submission_delivers(http, sender_services, dovecot, bob) -> None:
-    carol = Doctor.create(http, sender_services, dovecot, smtp_security="tls")
+def test_implicit_tls_submission_delivers(http, dovecot_services, dovecot, bob) -> None:
+    carol = Doctor.create(http, dovecot_services, dovecot, smtp_security="tls")
 
     sent = carol.sent(to=[bob.address])
 
     assert bob.find("INBOX", sent["message_id"]) is not None
 
 
-def test_master_user_submission_sends_as_the_mailbox(http, sender_services, dovecot, bob) -> None:
-    secretariat = Doctor.create(http, sender_services, dovecot, smtp_auth="master")
+def test_master_user_submission_sends_as_the_mailbox(http, dovecot_services, dovecot, bob) -> None:
+    secretariat = Doctor.create(http, dovecot_services, dovecot, smtp_auth="master")
 
     sent = secretariat.sent(to=[bob.address])
 
@@ -37,12 +37,12 @@ def test_master_user_submission_sends_as_the_mailbox(http, sender_services, dove
 
 
 def test_an_app_mailbox_submits_with_its_p12_certificate_and_sasl_external(
-    http, sender_services, dovecot, bob
+    http, dovecot_services, dovecot, bob
 ) -> None:
     address = f"{unique('lgc.')}@chu-test.mssante.fr"
     p12 = dovecot.ca.issue_client_cert(f"CN={address},O=Clinique des Tests").to_pkcs12(b"p12-pass")
     app = Doctor.create(
-        http, sender_services, dovecot, kind="APP", address=address, p12=(p12, "p12-pass")
+        http, dovecot_services, dovecot, kind="APP", address=address, p12=(p12, "p12-pass")
     )
 
     sent = app.sent(to=[bob.address])
@@ -87,10 +87,10 @@ def rogue_tls_server(tmp_path: Path, dovecot) -> Iterator[int]:
 
 
 def test_an_untrusted_smtp_certificate_is_an_error_and_nothing_is_sent(
-    http, sender_services, dovecot, bob, rogue_tls_server
+    http, dovecot_services, dovecot, bob, rogue_tls_server
 ) -> None:
     mallory = Doctor.create(
-        http, sender_services, dovecot, smtp_security="tls", smtp_port=rogue_tls_server
+        http, dovecot_services, dovecot, smtp_security="tls", smtp_port=rogue_tls_server
     )
 
     response = mallory.send(to=[bob.address], subject="jamais")
@@ -99,24 +99,24 @@ def test_an_untrusted_smtp_certificate_is_an_error_and_nothing_is_sent(
     assert body(response)["code"] == "send_failed"
     assert bob.folder_messages("INBOX") == []
     assert mallory.folder_messages("Sent") == []
-    [record] = audit_rows(sender_services, "message.send")
+    [record] = audit_rows(dovecot_services, "message.send")
     assert record.outcome == "failed"
 
 
 def test_an_unreachable_smtp_server_is_reported_not_lost(
-    http, sender_services, dovecot, bob, caplog
+    http, dovecot_services, dovecot, bob, caplog
 ) -> None:
     with socket.socket() as probe:
         probe.bind((dovecot.host, 0))
         closed_port = probe.getsockname()[1]
-    doctor = Doctor.create(http, sender_services, dovecot, smtp_port=closed_port)
+    doctor = Doctor.create(http, dovecot_services, dovecot, smtp_port=closed_port)
 
     response = doctor.send(to=[bob.address])
 
     assert response.status_code == 503
     assert body(response)["code"] == "mailbox_unavailable"
     assert doctor.folder_messages("Sent") == []
-    [record] = audit_rows(sender_services, "message.send")
+    [record] = audit_rows(dovecot_services, "message.send")
     assert record.outcome == "failed"
     assert '"code":"mailbox_unavailable"' in record.details
     assert "send failed" in caplog.text
@@ -124,10 +124,10 @@ def test_an_unreachable_smtp_server_is_reported_not_lost(
 
 
 def test_refused_smtp_credentials_are_a_send_failure_and_nothing_is_kept(
-    http, sender_services, dovecot, bob
+    http, dovecot_services, dovecot, bob
 ) -> None:
-    doctor = Doctor.create(http, sender_services, dovecot)
-    with sender_services.sessions() as db:
+    doctor = Doctor.create(http, dovecot_services, dovecot)
+    with dovecot_services.sessions() as db:
         mailbox = db.scalar(select(Mailbox).where(Mailbox.public_id == doctor.mailbox_id))
         mailbox.smtp_secret = "not-the-password"
         db.commit()
