@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-SYSTEM_PACKAGES := dovecot-imapd dovecot-lmtpd dovecot-submissiond nginx-light
+SYSTEM_PACKAGES := dovecot-imapd dovecot-lmtpd dovecot-submissiond dovecot-sieve nginx-light
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 HOST ?= 127.0.0.1
 PORT ?= 8080
@@ -24,7 +24,7 @@ PIP_COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(TOOLS)/bin/pip-compile --qui
 # Debian packages: Dovecot for the demo and the tests, nginx to check its config.
 system-deps:
 	@if ! command -v /usr/sbin/dovecot >/dev/null || ! command -v /usr/sbin/nginx >/dev/null \
-	   || ! dpkg -s dovecot-lmtpd dovecot-submissiond >/dev/null 2>&1; then \
+	   || ! dpkg -s dovecot-lmtpd dovecot-submissiond dovecot-sieve >/dev/null 2>&1; then \
 	  echo "Installing $(SYSTEM_PACKAGES) (Debian)"; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \

@@ -17,6 +17,9 @@ from backend.storage.models import Folder, Message
 
 ROLES = ("inbox", "sent", "drafts", "trash", "junk", "archive")
 UNWATCHED_BY_DEFAULT = frozenset({"junk", "trash"})
+# A folder's import baseline before its first sync when it appeared after the mailbox's
+# first folder poll: everything in it came since, and is announced (backend/sync/catch_up).
+BORN_NEW = 0
 
 
 @dataclass(frozen=True)
@@ -49,11 +52,16 @@ def record_folders(*, db: Session, mailbox_id: int, remote: list[RemoteFolder]) 
         change_log.bury(db, Message.folder_id.in_(gone))
         db.execute(delete(Message).where(Message.folder_id.in_(gone)))
         db.execute(delete(Folder).where(Folder.id.in_(gone)))
+    # Polled before (some folder holds a STATUS): a folder new now was made since, by the
+    # desktop or by a rule filing mail into it; its mail is new mail, and rings.
+    polled_before = any(f.messages is not None for f in known.values())
     changed: list[str] = []
     for status in remote:
         folder = known.get(status.name)
         if folder is None:
             folder = Folder(mailbox_id=mailbox_id, name=status.name, last_uid=0)
+            if polled_before:
+                folder.import_baseline_uid = BORN_NEW
             db.add(folder)
         folder.role = status.role
         folder.messages, folder.unseen = status.messages, status.unseen

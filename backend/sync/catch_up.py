@@ -48,6 +48,7 @@ from backend.storage.models import Folder, Message
 from backend.storage.outage import is_database_outage
 from backend.store import cache as store
 from backend.store import receipts as stored_receipts
+from backend.store.folders import BORN_NEW
 from backend.sync import patients, receipts
 
 log = logging.getLogger("estafette.sync")
@@ -122,7 +123,10 @@ def catch_up(
             result.resynced = True
         if first_sync or result.resynced:
             # Imported silently, even across a crash: the phone knew this mail, or it is old.
-            baseline = _uidnext(client, status)
+            # But a folder born since the last folder poll (a rule's fileinto :create made
+            # it for the mail it holds) is all new mail (backend/store/folders.py).
+            born_new = first_sync and position.import_baseline_uid == BORN_NEW
+            baseline = 1 if born_new else _uidnext(client, status)
             store.reset_folder(
                 db=db, folder_id=position.folder_id, uidvalidity=uidvalidity, baseline_uid=baseline
             )

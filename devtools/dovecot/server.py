@@ -47,6 +47,8 @@ from devtools.pki import CertificateAuthority, IssuedCertificate, make_ca
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "infra" / "dovecot"
 DEFAULT_BINARY = "/usr/sbin/dovecot"
 INSTALL_HINT = "apt-get install dovecot-imapd dovecot-lmtpd dovecot-submissiond"
+SIEVE_PACKAGE = "dovecot-sieve"
+SIEVE_PLUGIN = Path("/usr/lib/dovecot/modules/lib90_sieve_plugin.so")
 # Which package brings which helper (Debian layout: /usr/lib/dovecot/<name>).
 REQUIRED_HELPERS = {"imap": "dovecot-imapd", "imap-login": "dovecot-imapd", "lmtp": "dovecot-lmtpd"}
 SUBMISSION_HELPERS = {
@@ -389,6 +391,25 @@ class DovecotServer(DovecotUsers):
     def home(self, username: str) -> Path:
         return self.mail_root / username.lower()
 
+    @property
+    def sieve_enabled(self) -> bool:
+        """Pigeonhole's Sieve plugin is installed (Debian: dovecot-sieve)."""
+        return SIEVE_PLUGIN.exists()
+
+    def set_sieve(self, username: str, script: str) -> None:
+        """The user's server-side rules, run at each LMTP delivery (fileinto files mail).
+
+        Compiled by Dovecot at the next delivery; a script that does not compile
+        delivers to INBOX, as Pigeonhole does, and says why in the Dovecot log."""
+        if not self.sieve_enabled:
+            raise DovecotError(f"Sieve is not installed: apt-get install {SIEVE_PACKAGE}")
+        home = self.home(username)
+        path = home / ".dovecot.sieve"
+        path.write_text(script)
+        stat = home.stat()
+        if os.geteuid() == 0:
+            os.chown(path, stat.st_uid, stat.st_gid)
+
     def client_ssl_context(self, client_cert: IssuedCertificate | None = None) -> ssl.SSLContext:
         """A TLS context that trusts only the harness CA (and presents a cert if given)."""
         context = ssl.create_default_context(cafile=str(self.ca_cert_path))
@@ -611,6 +632,7 @@ class DovecotServer(DovecotUsers):
             "oauth2_conf_file": self.conf_dir / "oauth2.conf.ext",
             "introspection_url": self.oauth2_introspection_url or "",
             "username_attribute": self.oauth2_username_attribute,
+            "lmtp_plugins": "sieve" if self.sieve_enabled else "",
         }
 
     def _write_config(self) -> None:

@@ -99,16 +99,19 @@ def test_folders_are_listed_with_their_roles_and_junk_and_trash_are_not_watched(
     assert _cached_in(doctor["services"], doctor["id"], "Junk") == 0
 
 
-def test_mail_filed_into_a_subfolder_is_cached_and_pushed_within_a_poll(doctor) -> None:
-    services = doctor["services"]
-    with desktop_client(dovecot_of(doctor), doctor["address"], doctor["password"]) as desktop:
-        desktop.create_folder("Résultats")
-    wait_until(lambda: "Résultats" in _folders(doctor), timeout=4 * POLL_SECONDS, what="the folder")
+def test_mail_a_sieve_rule_files_into_a_subfolder_is_cached_and_pushed_within_a_poll(
+    doctor,
+) -> None:
+    """The on-call doctor's lab results, filed by a server-side rule, still ring."""
+    services, dovecot = doctor["services"], dovecot_of(doctor)
+    dovecot.set_sieve(
+        doctor["address"],
+        'require ["fileinto", "mailbox"];\n'
+        'if header :contains "subject" "Kaliémie" { fileinto :create "Résultats"; stop; }\n',
+    )
     before = outbox_count(services, doctor["id"])
 
-    # A server-side rule's filing: the message lands in the folder, never in INBOX.
-    with desktop_client(dovecot_of(doctor), doctor["address"], doctor["password"]) as desktop:
-        desktop.append("Résultats", mail("Kaliémie"))
+    dovecot.deliver(doctor["address"], mail("Kaliémie"))  # over LMTP, through the rule
     wait_until(
         lambda: outbox_count(services, doctor["id"]) == before + 1,
         timeout=3 * POLL_SECONDS,
@@ -128,6 +131,7 @@ def test_mail_filed_into_a_subfolder_is_cached_and_pushed_within_a_poll(doctor) 
         "unread": 1,
         "total": 1,
     }
+    assert _cached_in(services, doctor["id"], "INBOX") == 1  # only "déjà là": it was filed
     with services.sessions() as db:  # announced once, as INBOX mail is
         assert db.scalar(select(func.count(OutboxEvent.id))) == before + 1
 
@@ -159,7 +163,7 @@ def test_folders_renamed_and_deleted_on_the_desktop_follow_at_the_next_poll(doct
     services = doctor["services"]
     with desktop_client(dovecot_of(doctor), doctor["address"], doctor["password"]) as desktop:
         desktop.create_folder("Cardiologie")
-        desktop.append("Cardiologie", mail("ECG"))
+        desktop.append("Cardiologie", _with_message_id(mail("ECG")))
     wait_until(
         lambda: _cached_in(services, doctor["id"], "Cardiologie") == 1,
         timeout=4 * POLL_SECONDS,
