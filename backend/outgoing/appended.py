@@ -8,7 +8,6 @@ it without waiting for a sync. Without UIDPLUS the sync finds it at its next pas
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -21,13 +20,6 @@ from backend.store import cache as store
 _ATTRIBUTE = {"sent": SENT, "drafts": DRAFTS}
 DEFAULT_NAMES = {"sent": "Sent", "drafts": "Drafts"}
 _APPENDUID = re.compile(rb"APPENDUID (\d+) (\d+)", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class Stored:
-    folder: str
-    uid: int
-    public_id: str | None
 
 
 def folder_for(client: MailSession, role: str) -> str:
@@ -47,9 +39,10 @@ def append_and_cache(
     role: str,
     flags: tuple[bytes, ...],
     has_attachments: bool,
-) -> Stored | None:
-    """APPEND `raw` to the role's folder, then cache it; None when the server gives no
-    APPENDUID (the sync will find it). Raises the session's errors: the caller decides."""
+) -> str | None:
+    """APPEND `raw` to the role's folder, then cache it; its public id, or None when it is
+    not cached yet (no APPENDUID, or the folder was recreated meanwhile: the sync will
+    find it). Raises the session's errors: the caller decides."""
     now = utcnow()
     folder_name = folder_for(client, role)
     reply = client.append(folder_name, raw, flags=flags, msg_time=now)
@@ -73,7 +66,7 @@ def append_and_cache(
     if folder.uidvalidity is None:
         folder.uidvalidity = uidvalidity
     elif folder.uidvalidity != uidvalidity:
-        return Stored(folder_name, uid, None)  # recreated meanwhile: the resync lists it
+        return None
     new_ids = store.store_new_messages(
         db=db, mailbox_id=mailbox.id, folder_id=folder.id, envelopes=[envelope], announce=False
     )
@@ -83,6 +76,4 @@ def append_and_cache(
         row_id = db.scalar(
             select(Message.id).where(Message.folder_id == folder.id, Message.uid == uid)
         )
-    return Stored(
-        folder_name, uid, db.scalar(select(Message.public_id).where(Message.id == row_id))
-    )
+    return db.scalar(select(Message.public_id).where(Message.id == row_id))

@@ -15,13 +15,14 @@ from sqlalchemy.orm import Session
 
 from backend import errors
 from backend.config import Settings
-from backend.mail.imap import DELETED, DRAFT, SEEN, MailSession, ProtocolError
+from backend.mail.imap import DRAFT, SEEN, MailSession, ProtocolError
 from backend.mail.sessions import imap_session
 from backend.outgoing import appended
 from backend.outgoing import compose as composer
 from backend.reading.messages import Located
 from backend.storage.models import Mailbox
 from backend.store import cache as store
+from backend.store.actions import expunge_uid
 
 NOT_SAVED = "The mailbox server cannot be reached right now; the draft was not saved"
 
@@ -65,7 +66,7 @@ def save_draft(
     raw = composer.sender_copy(message, request.bcc)  # the desktop shows its Bcc too
     with imap_session(mailbox, settings, unreachable=NOT_SAVED) as client:
         try:
-            stored = appended.append_and_cache(
+            draft_id = appended.append_and_cache(
                 db, client, mailbox, raw, role="drafts", flags=(DRAFT, SEEN), has_attachments=False
             )
             if replacing is not None:
@@ -75,7 +76,7 @@ def save_draft(
     if replacing is not None:
         store.remove_messages(db=db, message_ids=[replacing.message.id])
         db.commit()
-    return SavedDraft(stored.public_id if stored else None, str(message["Message-ID"]))
+    return SavedDraft(draft_id, str(message["Message-ID"]))
 
 
 def discard_draft(*, db: Session, settings: Settings, located: Located) -> None:
@@ -93,6 +94,4 @@ def discard_draft(*, db: Session, settings: Settings, located: Located) -> None:
 
 def _expunge(client: MailSession, located: Located) -> None:
     client.select_folder(located.folder.name)
-    client.add_flags([located.message.uid], [DELETED], silent=True)
-    if client.has_capability("UIDPLUS"):
-        client.uid_expunge([located.message.uid])
+    expunge_uid(client, located.message.uid)

@@ -14,15 +14,6 @@ from email.message import EmailMessage
 from backend.outgoing.compose import Attachment
 from backend.storage.models import Message
 
-FORWARD_PREFIX = "Tr: "  # as French desktop clients write it
-
-
-def forward_subject(subject: str | None) -> str:
-    subject = (subject or "").strip()
-    if subject.lower().startswith(("tr:", "fwd:", "tr :")):
-        return subject
-    return f"{FORWARD_PREFIX}{subject}"
-
 
 def forwarded(raw: bytes, text: str) -> tuple[str, tuple[Attachment, ...]]:
     """The new message's text (the user's, then the original quoted) and the original's

@@ -259,13 +259,12 @@ def _keep_sent_copy(
     never turned into a send error (the user would send it twice).
     """
     try:
-        stored = appended.append_and_cache(
+        return appended.append_and_cache(
             db, client, mailbox, raw, role="sent", flags=(SEEN,), has_attachments=has_attachments
         )
     except (ProtocolError, OSError, ssl.SSLError) as exc:
         log.warning("sent copy not stored for mailbox %s: %s", mailbox.public_id, exc)
         return None
-    return stored.public_id if stored else None
 
 
 def _mark_answered(client: MailSession, original: Located) -> bool:

@@ -73,19 +73,24 @@ def trash_folder(client: MailSession) -> str:
     return client.find_special_folder(TRASH) or DEFAULT_TRASH
 
 
-def move_uid(client: MailSession, uid: int, target: str) -> None:
-    """MOVE (RFC 6851) when offered, else COPY + \\Deleted + UID EXPUNGE (RFC 4315).
+def expunge_uid(client: MailSession, uid: int) -> None:
+    """\\Deleted, then UID EXPUNGE (RFC 4315) of that message alone, in the selected folder.
 
-    Without UIDPLUS the original is only marked \\Deleted: a plain EXPUNGE would also
+    Without UIDPLUS the message is only marked \\Deleted: a plain EXPUNGE would also
     remove messages someone else marked for deletion.
     """
+    client.add_flags([uid], [DELETED], silent=True)
+    if client.has_capability("UIDPLUS"):
+        client.uid_expunge([uid])
+
+
+def move_uid(client: MailSession, uid: int, target: str) -> None:
+    """MOVE (RFC 6851) when offered, else COPY, then the original expunged (`expunge_uid`)."""
     if client.has_capability("MOVE"):
         client.move([uid], target)
         return
     client.copy([uid], target)
-    client.add_flags([uid], [DELETED], silent=True)
-    if client.has_capability("UIDPLUS"):
-        client.uid_expunge([uid])
+    expunge_uid(client, uid)
 
 
 def move_to_trash(*, db: Session, located: Located, settings: Settings) -> None:
@@ -95,9 +100,7 @@ def move_to_trash(*, db: Session, located: Located, settings: Settings) -> None:
         _require_uid(client, message.uid)
         trash = trash_folder(client)
         if located.folder.name == trash:
-            client.add_flags([message.uid], [DELETED], silent=True)
-            if client.has_capability("UIDPLUS"):
-                client.uid_expunge([message.uid])
+            expunge_uid(client, message.uid)
         else:
             move_uid(client, message.uid, trash)
     # Leaves a tombstone for /sync and, if it was unread, the clear-on-read push.
