@@ -83,7 +83,7 @@ def next_change_seq(db: Session, mailbox_id: int) -> int:
     return current_change_seq(db, mailbox) + 1
 
 
-def bury(db: Session, which: ColumnElement[bool]) -> int:
+def _bury(db: Session, which: ColumnElement[bool]) -> int:
     """Leave a tombstone for each cached message matching `which`, before it is deleted."""
     rows = db.execute(
         select(Message.mailbox_id, Message.public_id, Message.message_id_digest).where(which)
@@ -216,6 +216,13 @@ def mailbox_changes(
         )
     result.upto = upto
     return result
+
+
+def forget(db: Session, which: ColumnElement[bool]) -> int:
+    """Delete the cached messages matching `which`, each leaving its tombstone first."""
+    buried = _bury(db, which)
+    db.execute(delete(Message).where(which))
+    return buried
 
 
 def moved_here(db: Session, mailbox_id: int, digest: str | None) -> str | None:

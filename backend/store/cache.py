@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from backend.mail.envelope import Envelope
@@ -57,8 +57,7 @@ def reset_folder(
     `baseline_uid` (UIDNEXT now) commits with UIDVALIDITY, before any batch: an import
     that resumes after a crash still knows which mail was there before it began.
     """
-    change_log.bury(db, Message.folder_id == folder_id)
-    db.execute(delete(Message).where(Message.folder_id == folder_id))
+    change_log.forget(db, Message.folder_id == folder_id)
     db.execute(
         update(Folder)
         .where(Folder.id == folder_id)
@@ -171,8 +170,7 @@ def remove_messages(*, db: Session, message_ids: list[int]) -> int:
                 .distinct()
             )
         )
-        change_log.bury(db, Message.id.in_(chunk))
-        db.execute(delete(Message).where(Message.id.in_(chunk)))
+        change_log.forget(db, Message.id.in_(chunk))
     for mailbox_id in sorted(cleared):
         outbox.announce_read(db, mailbox_id=mailbox_id)  # one carries the new count
     return len(message_ids)

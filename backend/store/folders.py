@@ -49,8 +49,7 @@ def record_folders(*, db: Session, mailbox_id: int, remote: list[RemoteFolder]) 
     listed = {folder.name for folder in remote}
     gone = [folder.id for name, folder in known.items() if name not in listed]
     if gone:
-        change_log.bury(db, Message.folder_id.in_(gone))
-        db.execute(delete(Message).where(Message.folder_id.in_(gone)))
+        change_log.forget(db, Message.folder_id.in_(gone))
         db.execute(delete(Folder).where(Folder.id.in_(gone)))
     # Polled before (some folder holds a STATUS): a folder new now was made since, by the
     # desktop or by a rule filing mail into it; its mail is new mail, and rings.
@@ -88,8 +87,7 @@ def set_watched(*, db: Session, folder: Folder, watched: bool | None) -> None:
     was = is_watched(folder)
     folder.watched = watched
     if was and not is_watched(folder):
-        change_log.bury(db, Message.folder_id == folder.id)
-        db.execute(delete(Message).where(Message.folder_id == folder.id))
+        change_log.forget(db, Message.folder_id == folder.id)
         db.execute(
             update(Folder)
             .where(Folder.id == folder.id)
