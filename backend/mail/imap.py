@@ -197,6 +197,18 @@ def take_change_notices(client: IMAPClient) -> set[bytes]:
     return {kind.encode() for kind in CHANGE_NOTICES if pending.pop(kind, None)}
 
 
+def change_kinds(responses: list[tuple]) -> set[bytes]:
+    """The kinds of change among parsed responses (`idle_check`, `idle_done`): imapclient
+    gives `(3, b"EXISTS")` but `(b"VANISHED", 5)`, so the kind is either of the first two."""
+    kinds = {kind.encode() for kind in CHANGE_NOTICES}
+    return {
+        item
+        for response in responses
+        for item in response[:2]
+        if isinstance(item, bytes) and item in kinds
+    }
+
+
 def fetch_changes_since(
     client: IMAPClient, last_uid: int, modseq: int
 ) -> tuple[dict[int, dict], list[int]]:

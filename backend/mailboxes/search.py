@@ -98,8 +98,8 @@ def _filtered(mailbox: Mailbox, folder_name: str, criteria: Criteria) -> Select[
         (Message.has_attachments, criteria.has_attachments),
         (Message.urgent, criteria.urgent),
     ):
-        if value is not None:
-            query = query.where(column.is_(value))
+        if value is not None:  # `= value`, not `IS value`: only the former uses an index
+            query = query.where(column == value)
     if criteria.uids is not None:
         query = query.where(Message.uid.in_(sorted(criteria.uids)))
     return query

@@ -112,9 +112,8 @@ def beat(*, db: Session, worker: str, capacity: int, lease_seconds: int) -> list
         db.scalars(
             select(SyncWorkerBeat.capacity).where(
                 SyncWorkerBeat.seen_at >= now - timedelta(seconds=lease_seconds),
-                ~_gone(
-                    db, SyncWorkerBeat.worker_id, worker
-                ),  # a killed worker's share is free at once
+                # A killed worker's share is free at once.
+                ~_gone(db, SyncWorkerBeat.worker_id, worker),
             )
         )
     )

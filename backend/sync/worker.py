@@ -39,6 +39,7 @@ from backend.mail.imap import (
     ImapUnavailable,
     MailSession,
     ProtocolError,
+    change_kinds,
     connect,
     input_waiting,
     read_idle_responses,
@@ -65,7 +66,6 @@ BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 300.0
 STATE_FLUSH_SECONDS = 0.2
 DB_PROBE_SECONDS = 1.0  # while the database is down: how often the heartbeat tries it
-_CHANGES = (b"EXISTS", b"EXPUNGE", b"FETCH", b"VANISHED")  # as idle_done() parses them
 
 
 def backoff_delay(failures: int) -> float:
@@ -450,8 +450,7 @@ class SyncWorker:
             return  # "* OK Still here": the server's keepalive, nothing to sync
         _text, late = session.client.idle_done()  # news that came while we said DONE
         kinds = news | {word for line in changes for word in line.split()[1:3]}
-        # Parsed: (3, b"EXPUNGE") but (b"VANISHED", 5).
-        kinds |= {item for r in late for item in r[:2] if isinstance(item, bytes)}
+        kinds |= change_kinds(late)
         # The folder stays selected: no re-SELECT, and only the searches the news call for.
         self._catch_up_selected(
             session, flags=b"FETCH" in kinds, expunges=bool(kinds & {b"EXPUNGE", b"VANISHED"})
@@ -497,7 +496,7 @@ class SyncWorker:
         _text, late = session.client.idle_done()
         now = time.monotonic()
         renew = now >= session.caught_up_at + IDLE_RENEW_SECONDS
-        if not renew and any(item in _CHANGES for r in late for item in r[:2]):
+        if not renew and change_kinds(late):
             # News that came as we said DONE will not be told again; INBOX is still
             # selected: its changes first, so a message moved out of it is known to have
             # left before another folder finds it (a move, not new mail).

@@ -2,6 +2,7 @@
 
 from marshmallow import Schema, fields, validate
 
+from backend.store.folders import ROLES as FOLDER_ROLES
 from mobile_api.pagination import PageArgsSchema
 
 
@@ -25,7 +26,7 @@ class FolderSchema(Schema):
     name = fields.String(required=True, metadata={"description": "the server's folder name"})
     role = fields.String(
         allow_none=True,
-        validate=validate.OneOf(["inbox", "sent", "drafts", "trash", "junk", "archive"]),
+        validate=validate.OneOf(FOLDER_ROLES),
         metadata={"description": "RFC 6154 special use; null for a personal folder"},
     )
     watched = fields.Boolean(
