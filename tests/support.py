@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -11,6 +12,13 @@ import pyotp
 T = TypeVar("T")
 
 DEFAULT_PASSWORD = "correct horse battery staple"
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on now, for a process a test starts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def wait_until(

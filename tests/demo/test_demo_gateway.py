@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,17 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import Authenticator, bearer, body, wait_until
+from tests.support import Authenticator, bearer, body, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -45,7 +38,7 @@ def demo(tmp_path: Path) -> Iterator[tuple[httpx.Client, dict]]:
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert upgrade.returncode == 0, upgrade.stderr
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path / "run.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(

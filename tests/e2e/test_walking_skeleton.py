@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -20,17 +19,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import Authenticator, bearer, wait_until
+from tests.support import Authenticator, bearer, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Gateway:
@@ -114,7 +107,7 @@ def test_a_delivered_message_is_pushed_without_content_and_listed_for_the_owner(
     )
     gateway.cli("mailboxes", "grant", address, "alice", "--role", "owner")
 
-    port = _free_port()
+    port = free_port()
     server = gateway.serve(port, tmp_path / "serve.log")
     try:
         http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)

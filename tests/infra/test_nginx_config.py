@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.support import free_port
+
 SITE = Path(__file__).resolve().parents[2] / "infra" / "nginx" / "estafette.conf"
 CPS_LOCATION = ("=", "/api/v1/auth/cps")
 CPS_HEADERS = {
@@ -197,12 +199,6 @@ def _nginx_binary() -> str:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _has_ipv6() -> bool:
     try:
         with socket.socket(socket.AF_INET6) as s:
@@ -221,7 +217,7 @@ def _listen_on_loopback(site: str) -> str:
         indent, address, rest = match.groups()
         v6 = address.startswith("[")
         port = address.rsplit(":", 1)[-1] if (v6 or ":" in address) else address
-        new = ports.setdefault(port, _free_port())
+        new = ports.setdefault(port, free_port())
         if v6:
             return f"{indent}listen [::1]:{new}{rest};" if ipv6 else ""
         return f"{indent}listen 127.0.0.1:{new}{rest};"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import httpx
 import pytest
 
 from backend.logs import configure_logging
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CANARY = "CANARY-Dupont-Jeanne-1957"
@@ -27,16 +27,10 @@ RECORD = re.compile(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def gunicorn_log(base_env: dict[str, str], tmp_path: Path):
     """The api as deployed (infra/gunicorn.conf.py), its stderr in a file."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         **base_env,
