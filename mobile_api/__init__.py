@@ -25,6 +25,7 @@ from backend.storage.encryption import set_data_key
 from mobile_api import errors
 from mobile_api.context import Services, init_request_scope
 from mobile_api.json_bodies import init_json_checks
+from mobile_api.operation_ids import OperationIds
 
 API_VERSION = "1.0.0"
 
@@ -119,7 +120,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from mobile_api.limits import init_limiter
 
     init_limiter(app, settings, engine)
-    api = ProblemApi(app)
+    api = ProblemApi(app, spec_kwargs={"extra_plugins": [OperationIds()]})
     errors.register_error_handlers(app)
     init_json_checks(app)
     app.after_request(_no_store)

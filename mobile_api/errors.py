@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, json, request
+from flask_smorest import Blueprint
 from marshmallow import INCLUDE, Schema, fields
 from sqlalchemy.exc import DataError, DBAPIError
 from werkzeug.exceptions import HTTPException
@@ -186,6 +188,21 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(DataError, _bad_value)
     app.register_error_handler(DataKeyError, _sealed_value_rejected)
     app.register_error_handler(Exception, _unexpected)
+
+
+def documented_problems(
+    blueprint: Blueprint, answers: dict[int, str]
+) -> Callable[[Callable], Callable]:
+    """Document the problem+json answers a call may give (OpenAPI, schemathesis)."""
+
+    def decorate(view: Callable) -> Callable:
+        for status, description in answers.items():
+            view = blueprint.alt_response(
+                status, schema=ProblemSchema, content_type=PROBLEM_JSON, description=description
+            )(view)
+        return view
+
+    return decorate
 
 
 class ProblemSchema(Schema):

@@ -15,10 +15,13 @@ from backend.store.folders import set_watched
 from mobile_api.auditing import audited, note
 from mobile_api.auth.tokens import session_required
 from mobile_api.context import db, services
+from mobile_api.errors import documented_problems
 from mobile_api.mailboxes import schemas
 from mobile_api.pagination import decode_cursor, encode_cursor
 
 blp = Blueprint("mailboxes", __name__, url_prefix="/api/v1", description="Mailboxes")
+
+_NOT_YOURS = "`not_found`: no such mailbox, or not one of yours (never 403)."
 
 
 @blp.get("/mailboxes")
@@ -51,6 +54,7 @@ def list_mailboxes() -> list[dict]:
 @blp.get("/mailboxes/<mailbox_id>/folders")
 @audited("mailbox.folders", target_type="mailbox", target="mailbox_id", mailbox="mailbox_id")
 @blp.response(200, schemas.FolderSchema(many=True))
+@documented_problems(blp, {404: _NOT_YOURS})
 @session_required
 def list_folders(mailbox_id: str) -> list[dict]:
     """The mailbox's folders as its server lists them, with their roles and counts.
@@ -66,6 +70,14 @@ def list_folders(mailbox_id: str) -> list[dict]:
 @audited("mailbox.folders_change", target_type="mailbox", target="mailbox_id", mailbox="mailbox_id")
 @blp.arguments(schemas.FolderWatchSchema)
 @blp.response(200, schemas.FolderSchema(many=True))
+@documented_problems(
+    blp,
+    {
+        403: "`forbidden`: only the mailbox's owner (or an admin) changes its folders.",
+        404: _NOT_YOURS,
+        422: "`validation_error`, also for a folder the mailbox does not have.",
+    },
+)
 @session_required
 def watch_folder(change: dict, mailbox_id: str) -> list[dict]:
     """Watch a folder (sync it, push its new mail) or stop: the mailbox's owner only.
@@ -89,6 +101,14 @@ def watch_folder(change: dict, mailbox_id: str) -> list[dict]:
 @audited("mailbox.list", target_type="mailbox", target="mailbox_id", mailbox="mailbox_id")
 @blp.arguments(schemas.MessageListArgsSchema, location="query")
 @blp.response(200, schemas.MessagePageSchema)
+@documented_problems(
+    blp,
+    {
+        400: "`search_unsupported`: a criterion with no words, or a search the server refused.",
+        404: _NOT_YOURS + " Also a `text` search in a folder the mailbox does not have.",
+        503: "`mailbox_unavailable`: a `text` search needs the mail server; retry later.",
+    },
+)
 @session_required
 def list_messages(args: dict, mailbox_id: str) -> dict:
     """One page of envelopes, newest first; `next` continues, null at the end.

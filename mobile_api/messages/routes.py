@@ -26,7 +26,7 @@ from backend.store import actions
 from mobile_api.auditing import audited, note
 from mobile_api.auth.tokens import session_required
 from mobile_api.context import db, services
-from mobile_api.errors import PROBLEM_JSON, ProblemSchema
+from mobile_api.errors import documented_problems
 from mobile_api.messages import schemas
 
 blp = Blueprint("messages", __name__, url_prefix="/api/v1", description="Messages")
@@ -39,19 +39,7 @@ _PROBLEMS = {
 
 
 def _problems(*statuses: int) -> Callable[[Callable], Callable]:
-    """Document the problem+json answers a call may give (OpenAPI, schemathesis)."""
-
-    def decorate(view: Callable) -> Callable:
-        for status in statuses:
-            view = blp.alt_response(
-                status,
-                schema=ProblemSchema,
-                content_type=PROBLEM_JSON,
-                description=_PROBLEMS[status],
-            )(view)
-        return view
-
-    return decorate
+    return documented_problems(blp, {status: _PROBLEMS[status] for status in statuses})
 
 
 # A part is `2`, `2.1` or `2/xdm/1`: anything else stays out of the audit record.

@@ -26,6 +26,7 @@ from backend.reading.filenames import clean_filename
 from mobile_api.auditing import audited, note
 from mobile_api.auth.tokens import session_required
 from mobile_api.context import db, services
+from mobile_api.errors import documented_problems
 from mobile_api.outgoing import schemas
 
 _CONTENT_TYPE = re.compile(
@@ -145,6 +146,13 @@ def send_read_receipt(message_id: str) -> dict:
     return {"message_id": mdn_id}
 
 
+_DRAFT_PROBLEMS = {
+    404: "`not_found`: no such draft (or mailbox), or not one of yours.",
+    422: "`validation_error` or `unsafe_header`: nothing was saved.",
+    503: "`mailbox_unavailable`: the mail server cannot be reached; the draft was not saved.",
+}
+
+
 def _draft_request(args: dict) -> drafts.DraftRequest:
     note(recipients=len(args["to"]) + len(args["cc"]) + len(args["bcc"]))
     return drafts.DraftRequest(
@@ -160,6 +168,7 @@ def _draft_request(args: dict) -> drafts.DraftRequest:
 @audited("draft.save", target_type="message", mailbox="mailbox_id")
 @blp.arguments(schemas.DraftSchema)
 @blp.response(201, schemas.SavedDraftSchema)
+@documented_problems(blp, _DRAFT_PROBLEMS)
 @session_required
 def save_draft(args: dict, mailbox_id: str) -> drafts.SavedDraft:
     """Keep a draft in the mailbox's Drafts folder, where the desktop client opens it."""
@@ -175,6 +184,7 @@ def save_draft(args: dict, mailbox_id: str) -> drafts.SavedDraft:
 @audited("draft.save", target_type="message", target="draft_id")
 @blp.arguments(schemas.DraftSchema)
 @blp.response(200, schemas.SavedDraftSchema)
+@documented_problems(blp, _DRAFT_PROBLEMS)
 @session_required
 def replace_draft(args: dict, draft_id: str) -> drafts.SavedDraft:
     """Save a draft again: the new version replaces the old one on the server."""
@@ -192,6 +202,7 @@ def replace_draft(args: dict, draft_id: str) -> drafts.SavedDraft:
 @blp.delete("/drafts/<draft_id>")
 @audited("draft.discard", target_type="message", target="draft_id")
 @blp.response(204)
+@documented_problems(blp, {s: _DRAFT_PROBLEMS[s] for s in (404, 503)})
 @session_required
 def discard_draft(draft_id: str) -> None:
     """Throw the draft away, on the server too."""
