@@ -135,6 +135,9 @@ def pick_loopback_host() -> str:
     return "127.0.0.2"
 
 
+PORT_ATTEMPTS = 3  # starts with freshly chosen ports, should one be taken meanwhile
+
+
 def _free_ports(host: str, count: int) -> list[int]:
     """Ask the kernel for distinct free ports (all held open until all are known)."""
     sockets = [socket.socket() for _ in range(count)]
@@ -437,23 +440,34 @@ class DovecotServer(DovecotUsers):
         if self.running:
             return
         self._check_installation()
-        self._prepare_filesystem()
-        self._write_tls_files()
-        if self._ports is None:
-            ports = _free_ports(self._host, 6)
-            self._ports = _Ports(*ports)
-        if self.submission_enabled:
-            self._start_relay()
-        self._write_config()
         if self._identity.is_root:
             _raise_inotify_limit()
         _raise_fd_limit(4 * self.max_connections + 1024)
-        self._spawn()
-        try:
-            self._wait_until_ready()
-        except BaseException:
-            self.stop()
-            raise
+        # Free ports are only free when asked: another process may take one before Dovecot
+        # (or the relay) binds it. Ports of our own choosing are then chosen again; ports
+        # kept from an earlier start (a restart keeps its clients' addresses) never are.
+        chosen_here = self._ports is None
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            self._prepare_filesystem()
+            self._write_tls_files()
+            if self._ports is None:
+                self._ports = _Ports(*_free_ports(self._host, 6))
+            try:
+                if self.submission_enabled:
+                    self._start_relay()
+                self._write_config()
+                self._spawn()
+                self._wait_until_ready()
+                break
+            except DovecotError as exc:
+                self.stop()
+                taken = "Address already in use" in str(exc)
+                if not (chosen_here and taken) or attempt == PORT_ATTEMPTS:
+                    raise
+                self._ports = None
+            except BaseException:
+                self.stop()
+                raise
         self._owner_pid = os.getpid()
         _running_servers.add(self)
 

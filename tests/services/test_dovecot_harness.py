@@ -357,6 +357,38 @@ def test_start_failure_reports_dovecot_log(server: DovecotServer) -> None:
     assert not server.running
 
 
+@pytest.mark.dovecot
+def test_a_fresh_port_taken_before_dovecot_binds_it_is_chosen_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process may take a port between our asking and Dovecot's bind: a first
+    start then chooses its ports again (a restart keeps them: the test above)."""
+    import devtools.dovecot.server as server_module
+
+    real_free_ports = server_module._free_ports
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        asked: list[list[int]] = []
+
+        def first_one_taken(host: str, count: int) -> list[int]:
+            ports = real_free_ports(host, count)
+            if not asked:
+                ports[1] = taken  # IMAPS, as if someone bound it in between
+            asked.append(ports)
+            return ports
+
+        monkeypatch.setattr(server_module, "_free_ports", first_one_taken)
+        instance = DovecotServer(tmp_path / "dovecot", host="127.0.0.1")
+        try:
+            instance.start()
+            assert instance.running and instance.imaps_port != taken
+            assert len(asked) == 2
+        finally:
+            instance.stop()
+
+
 def test_missing_binary_error_names_packages(tmp_path: Path) -> None:
     instance = DovecotServer(tmp_path / "dovecot", binary=tmp_path / "no-dovecot")
     with pytest.raises(DovecotError, match="apt-get install dovecot-imapd dovecot-lmtpd"):
