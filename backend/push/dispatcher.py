@@ -244,7 +244,8 @@ class Dispatcher:
                     self._settle(plan)  # nothing (more) on the wire for this plan
                 if stop is not None and stop.is_set():
                     break
-                plan = self._next_plan() if self._breaker.allowance() != 0 else None
+                busy = frozenset(plan.attempts)  # its last chunk may still be on the wire
+                plan = self._next_plan(busy) if self._breaker.allowance() != 0 else None
         finally:
             # What FCM accepted is recorded, even on the way out.
             if sending is not None:
@@ -256,13 +257,14 @@ class Dispatcher:
                 self._update_queue_depth(db, force=True)  # exact while the dispatcher idles
         return handled
 
-    def _next_plan(self) -> _Plan | None:
-        """Claim a batch of due events and plan it; None when nothing is due."""
+    def _next_plan(self, busy: frozenset[int] = frozenset()) -> _Plan | None:
+        """Claim a batch of due events (none of `busy`, still ours on the wire) and plan it;
+        None when nothing is due."""
         self._housekeeping()
         if self._postgres:
             liveness.hold(self._engine, self.name)  # before a claim can name us
         with session_scope(self._sessions) as db:
-            events = queries.claim(db, self._batch, self._lease, self._clock(), self.name)
+            events = queries.claim(db, self._batch, self._lease, self._clock(), self.name, busy)
             return self._plan(db, events) if events else None
 
     def _renew_lease(self, plan: _Plan) -> None:

@@ -125,19 +125,28 @@ def update_device_states(
             )
 
 
-def claim(db: Session, limit: int, lease: timedelta, now: datetime, name: str) -> list[Row]:
+def claim(
+    db: Session,
+    limit: int,
+    lease: timedelta,
+    now: datetime,
+    name: str,
+    busy: frozenset[int] = frozenset(),
+) -> list[Row]:
     """Take up to `limit` due events and lease them to `name`, in one statement.
 
     `FOR UPDATE SKIP LOCKED` lets dispatchers claim side by side on PostgreSQL; on SQLite
     the single UPDATE takes the write lock at once, so two claims never interleave. On
-    PostgreSQL an event whose claimer's session ended is due at once, lease or not.
+    PostgreSQL an event whose claimer's session ended is due at once, lease or not, even
+    the claimer's own after a database restart cut its session; but never the events in
+    `busy`, the ones this dispatcher has on the wire: taking them again would send twice.
     """
     due_now = OutboxEvent.available_at <= now
     if db.get_bind().dialect.name == "postgresql":
-        due_now = or_(due_now, liveness.orphaned(OutboxEvent.claimed_by, asking=name))
+        due_now = or_(due_now, liveness.orphaned(OutboxEvent.claimed_by))
     due = (
         select(OutboxEvent.id)
-        .where(OutboxEvent.done_at.is_(None), due_now)
+        .where(OutboxEvent.done_at.is_(None), due_now, OutboxEvent.id.not_in(busy))
         .order_by(OutboxEvent.available_at, OutboxEvent.id)
         .limit(limit)
         .with_for_update(skip_locked=True)

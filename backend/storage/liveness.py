@@ -127,14 +127,9 @@ def let_go(engine: Engine, holder: str) -> None:
         liveness.close()
 
 
-def orphaned(holder: ColumnElement[str | None], *, asking: str) -> ColumnElement[bool]:
-    """SQL (PostgreSQL only): `holder` names a process whose session has ended.
-
-    Never the process `asking`: it is alive, since it runs the query. Its own session may
-    have been cut a moment ago (a database restart) and not yet replaced (`CHECK_SECONDS`);
-    taking its own claims for orphans then would start them twice, side by side.
-    """
-    return holder.is_not(None) & (holder != asking) & func.hashtext(holder).not_in(_LIVE_HOLDERS)
+def orphaned(holder: ColumnElement[str | None]) -> ColumnElement[bool]:
+    """SQL (PostgreSQL only): `holder` names a process whose session has ended."""
+    return holder.is_not(None) & func.hashtext(holder).not_in(_LIVE_HOLDERS)
 
 
 def _let_go_of_engine(engine: Engine) -> None:

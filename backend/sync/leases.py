@@ -41,7 +41,7 @@ def claim(*, db: Session, worker: str, lease_seconds: int, limit: int) -> list[M
     free = or_(
         Mailbox.lease_owner.is_(None),
         Mailbox.lease_expires_at < now,
-        _gone(db, Mailbox.lease_owner, worker),
+        _gone(db, Mailbox.lease_owner),
     )
     candidates = list(
         db.scalars(
@@ -112,8 +112,7 @@ def beat(*, db: Session, worker: str, capacity: int, lease_seconds: int) -> list
         db.scalars(
             select(SyncWorkerBeat.capacity).where(
                 SyncWorkerBeat.seen_at >= now - timedelta(seconds=lease_seconds),
-                # A killed worker's share is free at once.
-                ~_gone(db, SyncWorkerBeat.worker_id, worker),
+                ~_gone(db, SyncWorkerBeat.worker_id),  # a killed worker's share is free at once
             )
         )
     )
@@ -145,11 +144,11 @@ def _hold(db: Session, worker: str) -> None:
     liveness.hold(_engine(db), worker)
 
 
-def _gone(db: Session, owner: ColumnElement[str | None], worker: str) -> ColumnElement[bool]:
-    """`owner` is a worker, not `worker` itself, whose database session ended (PostgreSQL)."""
+def _gone(db: Session, owner: ColumnElement[str | None]) -> ColumnElement[bool]:
+    """`owner` is a worker whose database session ended (PostgreSQL; never on SQLite)."""
     if db.get_bind().dialect.name != "postgresql":
         return false()
-    return liveness.orphaned(owner, asking=worker)
+    return liveness.orphaned(owner)
 
 
 def _engine(db: Session) -> Engine:
