@@ -236,6 +236,16 @@ def dovecot(tmp_path_factory: pytest.TempPathFactory):
         yield server
 
 
+@pytest.fixture(scope="session")
+def dovecot_without_notify(tmp_path_factory: pytest.TempPathFactory):
+    """An operator's server without NOTIFY (RFC 5465): its mailbox list index is off."""
+    from devtools.dovecot import DovecotServer
+
+    root = tmp_path_factory.mktemp("dovecot-no-notify")
+    with running_dovecot(DovecotServer(root, max_connections=50, notify=False)) as server:
+        yield server
+
+
 @contextlib.contextmanager
 def running_dovecot(server: Any) -> Iterator[Any]:
     """Start a harness Dovecot for a fixture, failing it with the reason if it cannot start."""

@@ -89,7 +89,8 @@ def store_new_messages(
 
     Only UIDs from `announce_from_uid` up are announced: below is the mail that was
     already there when the folder's import began. A message moved here from another
-    folder keeps its public id and is not announced again (`change_log.moved_here`).
+    folder keeps its public id and is not announced again (`change_log.moved_here`), nor is
+    a twin of one the mailbox holds elsewhere, outside INBOX (`_has_twin`).
 
     MDN/DSN reports attached to their original are appended to `attached`, for the caller
     to audit once this transaction has committed (receipts.audit_received).
@@ -104,6 +105,7 @@ def store_new_messages(
         )
     )
     seq = _next_change_seq(db, mailbox_id)
+    into_inbox = db.get(Folder, folder_id).role == "inbox"
     new_ids: list[int] = []
     for env in envelopes:
         if env.uid in known:
@@ -143,7 +145,13 @@ def store_new_messages(
         db.add(message)
         db.flush()
         new_ids.append(message.id)
-        if moved_from is None and announce and env.uid >= announce_from_uid and not env.seen:
+        if (
+            moved_from is None
+            and announce
+            and env.uid >= announce_from_uid
+            and not env.seen
+            and (into_inbox or not _has_twin(db, mailbox_id, message))
+        ):
             outbox.announce_new(db, mailbox_id=mailbox_id, message_id=message.id, urgent=env.urgent)
     values: dict = {
         "last_uid": max(max(e.uid for e in envelopes), db.get(Folder, folder_id).last_uid)
@@ -152,6 +160,26 @@ def store_new_messages(
         values["highest_modseq"] = highest_modseq
     db.execute(update(Folder).where(Folder.id == folder_id).values(**values))
     return new_ids
+
+
+def _has_twin(db: Session, mailbox_id: int, message: Message) -> bool:
+    """Whether the mailbox already holds this message in another folder: a copy filed
+    by a rule (Sieve `fileinto :copy`), or a move whose expunge we have not seen yet. The
+    phone was told of it once; a folder other than INBOX does not ring it again."""
+    if message.message_id_digest is None:
+        return False
+    return (
+        db.scalar(
+            select(Message.id)
+            .where(
+                Message.mailbox_id == mailbox_id,
+                Message.message_id_digest == message.message_id_digest,
+                Message.id != message.id,
+            )
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def remove_messages(*, db: Session, message_ids: list[int]) -> int:

@@ -45,6 +45,13 @@ from backend.mail.imap import (
     read_idle_responses,
     take_change_notices,
 )
+from backend.mail.watching import (
+    OVERFLOW,
+    folder_news_in_lines,
+    folder_news_in_responses,
+    take_folder_notices,
+    watch_every_folder,
+)
 from backend.metrics import SYNC_CONNECTED as CONNECTED
 from backend.metrics import SYNC_IDLE_EVENTS as IDLE_EVENTS
 from backend.metrics import SYNC_IDLE_RENEWALS as IDLE_RENEWALS
@@ -90,10 +97,12 @@ class MailboxSession:
     condstore: bool = False
     qresync: bool = False
     generation: int = field(default=0)
+    notify: bool = False  # NOTIFY (RFC 5465) tells at once of mail in the other folders
     caught_up_at: float = 0.0  # INBOX's last full catch-up (a fresh SELECT)
-    folders_due: float = 0.0  # when the other folders are polled next
+    folders_due: float = 0.0  # when the other folders are listed next
     # Changes announced in answer to our last commands, after the catch-up had passed them.
     news: set[bytes] = field(default_factory=set)
+    folder_news: bool = False  # likewise, for the other folders (a NOTIFY STATUS)
 
 
 class SyncWorker:
@@ -307,7 +316,7 @@ class SyncWorker:
         heapq.heappush(self._timers, (due, session.mailbox_id, session.generation))
         # imaplib or TLS may already hold responses the kernel will never signal again, and
         # news that came before IDLE will not come again in it.
-        if session.news or input_waiting(session.client):
+        if session.news or session.folder_news or input_waiting(session.client):
             self._on_readable(session)
 
     def _unregister(self, session: MailboxSession) -> None:
@@ -432,6 +441,7 @@ class SyncWorker:
         )
         session.client = client
         session.condstore, session.qresync = enable_change_tracking(client)
+        session.notify = watch_every_folder(client)
         self._select_and_catch_up(session)
         session.folders_due = 0.0  # INBOX first; the other folders at the first timer
         self._record_state(session.mailbox_id, "ok")
@@ -445,16 +455,31 @@ class SyncWorker:
         # Raises on BYE and EOF; nothing decodable yet means a partial TLS record.
         lines = read_idle_responses(session.client)
         changes = [line for line in lines if not line.startswith(b"* OK")]
+        overflow = any(OVERFLOW in line for line in lines)
         news, session.news = session.news, set()
-        if not changes and not news:
+        folder_news, session.folder_news = session.folder_news, False
+        if not changes and not news and not folder_news and not overflow:
             return  # "* OK Still here": the server's keepalive, nothing to sync
         _text, late = session.client.idle_done()  # news that came while we said DONE
         kinds = news | {word for line in changes for word in line.split()[1:3]}
         kinds |= change_kinds(late)
-        # The folder stays selected: no re-SELECT, and only the searches the news call for.
-        self._catch_up_selected(
-            session, flags=b"FETCH" in kinds, expunges=bool(kinds & {b"EXPUNGE", b"VANISHED"})
+        folder_news = (
+            folder_news
+            or overflow
+            or folder_news_in_lines(changes)
+            or folder_news_in_responses(late)
         )
+        # INBOX first, still selected (no re-SELECT, only the searches the news call for):
+        # a message moved out of it is then gone before another folder finds it.
+        self._catch_up_selected(
+            session,
+            flags=b"FETCH" in kinds,
+            expunges=bool(kinds & {b"EXPUNGE", b"VANISHED"}) or folder_news,
+        )
+        if overflow:  # RFC 5465 §5.8: notifications stopped until NOTIFY is set again
+            session.notify = watch_every_folder(session.client)
+        if folder_news and self._poll_folders(session):
+            self._select_and_catch_up(session)  # another folder was selected
         self._start_idle(session)
         SYNC_LAG.observe(time.monotonic() - started)
 
@@ -502,7 +527,8 @@ class SyncWorker:
             # left before another folder finds it (a move, not new mail).
             self._catch_up_selected(session)
         reselect = renew
-        if now >= session.folders_due and self._poll_folders(session):
+        due = now >= session.folders_due or folder_news_in_responses(late)
+        if due and self._poll_folders(session):
             reselect = True  # another folder was selected
         if reselect:
             self._select_and_catch_up(session)
@@ -511,6 +537,8 @@ class SyncWorker:
             IDLE_RENEWALS.inc()
 
     def _poll_folders(self, session: MailboxSession) -> list[str]:
+        """List the folders, catch up the changed ones; when any was, INBOX is no longer
+        selected. Also with NOTIFY: folders made, renamed or deleted are found here."""
         session.folders_due = time.monotonic() + self._settings.folder_poll_seconds
         return poll_folders(
             session.client,
@@ -522,6 +550,7 @@ class SyncWorker:
 
     def _start_idle(self, session: MailboxSession) -> None:
         session.news = take_change_notices(session.client)
+        session.folder_news = take_folder_notices(session.client)
         session.client.idle()
 
     def _close(self, session: MailboxSession) -> None:

@@ -234,6 +234,8 @@ class DovecotServer(DovecotUsers):
     `host=None` picks 127.0.0.2 when possible (see pick_loopback_host).
     The relay sink behind submission advertises DSN (RFC 3461) when `relay_dsn`, and
     answers 550 to RCPT for the addresses in `relay_refuses`; both may change while running.
+    `notify=False` turns the mailbox list index off, and with it NOTIFY (RFC 5465), as on
+    an operator's server without it.
     """
 
     def __init__(
@@ -249,6 +251,7 @@ class DovecotServer(DovecotUsers):
         oauth2_username_attribute: str = "username",
         submission: bool | None = None,
         relay_dsn: bool = False,
+        notify: bool = True,
         max_connections_per_user: int = 50,
         idle_check_interval: int = 2,
         start_timeout: float = 30.0,
@@ -270,6 +273,7 @@ class DovecotServer(DovecotUsers):
         self._host = host or pick_loopback_host()
         self._submission = submission
         self.relay_dsn = relay_dsn
+        self.notify = notify
         self.relay_refuses: set[str] = set()
         self._identity = _identity()
         self._users: dict[str, _User] = {}
@@ -647,6 +651,7 @@ class DovecotServer(DovecotUsers):
             "introspection_url": self.oauth2_introspection_url or "",
             "username_attribute": self.oauth2_username_attribute,
             "lmtp_plugins": "sieve" if self.sieve_enabled else "",
+            "mailbox_list_index": "yes" if self.notify else "no",
         }
 
     def _write_config(self) -> None:

@@ -1,8 +1,10 @@
 """Every watched folder, not only INBOX: listed with roles and counts, synced, and pushed.
 
-A message filed into a subfolder on the server (as a Sieve rule files a lab result) is
-cached and announced within one folder poll; folders made, renamed and removed on the
-desktop show in `GET /mailboxes/{id}/folders` at the next poll.
+Each test runs on both watches. On a server with NOTIFY (RFC 5465) a message filed into a
+subfolder (as a Sieve rule files a lab result) is announced with no poll at all: the
+folder poll is set to an hour there. On a server without it (Dovecot with its mailbox
+list index off), within one poll. Folders made, renamed and removed on the desktop show
+in `GET /mailboxes/{id}/folders` at the next poll on both.
 """
 
 from __future__ import annotations
@@ -20,21 +22,38 @@ from tests.support import Authenticator, bearer, body, wait_until
 from tests.sync.support import RunningWorker, desktop_client, mail, outbox_count, sync_state
 
 POLL_SECONDS = 5  # the setting's minimum: a test waits at most a few polls
+NO_POLL_SECONDS = 3600  # on the NOTIFY path: only a notification can be in time
+
+
+@pytest.fixture(params=["notify", "poll"])
+def watch(request) -> str:
+    return request.param
 
 
 @pytest.fixture
-def polling_app(make_app, dovecot):
+def folder_server(watch, dovecot, dovecot_without_notify):
+    return dovecot if watch == "notify" else dovecot_without_notify
+
+
+@pytest.fixture
+def poll_seconds(watch) -> int:
+    return NO_POLL_SECONDS if watch == "notify" else POLL_SECONDS
+
+
+@pytest.fixture
+def polling_app(make_app, folder_server, poll_seconds):
     return make_app(
-        ESTAFETTE_CA_BUNDLE=str(dovecot.ca_cert_path),
-        ESTAFETTE_FOLDER_POLL_SECONDS=str(POLL_SECONDS),
+        ESTAFETTE_CA_BUNDLE=str(folder_server.ca_cert_path),
+        ESTAFETTE_FOLDER_POLL_SECONDS=str(poll_seconds),
     )
 
 
 @pytest.fixture
-def doctor(polling_app, dovecot) -> Iterator[dict[str, Any]]:
+def doctor(polling_app, folder_server) -> Iterator[dict[str, Any]]:
     """A signed-in doctor whose Dovecot mailbox a running sync worker holds."""
     services = polling_app.extensions["estafette"]
     username = create_user(services)
+    dovecot = folder_server
     address, password, public_id = create_dovecot_mailbox(
         services, dovecot, owner=username, already_there=[_with_message_id(mail("déjà là"))]
     )
@@ -73,6 +92,11 @@ def _cached_in(services: Any, public_id: str, folder_name: str) -> int:
             .join(Mailbox, Mailbox.id == Message.mailbox_id)
             .where(Mailbox.public_id == public_id, Folder.name == folder_name)
         )
+
+
+def test_each_watch_runs_against_the_server_it_claims(doctor, watch) -> None:
+    with desktop_client(dovecot_of(doctor), doctor["address"], doctor["password"]) as desktop:
+        assert (b"NOTIFY" in desktop.capabilities()) == (watch == "notify")
 
 
 def test_folders_are_listed_with_their_roles_and_junk_and_trash_are_not_watched(doctor) -> None:
@@ -138,14 +162,13 @@ def test_mail_a_sieve_rule_files_into_a_subfolder_is_cached_and_pushed_within_a_
 
 def test_a_desktop_move_is_the_same_message_in_its_new_folder_and_rings_no_more(doctor) -> None:
     services = doctor["services"]
-    with desktop_client(dovecot_of(doctor), doctor["address"], doctor["password"]) as desktop:
-        desktop.create_folder("Archives")
-    wait_until(lambda: "Archives" in _folders(doctor), timeout=4 * POLL_SECONDS, what="folder")
     inbox = doctor["http"].get(f"/api/v1/mailboxes/{doctor['id']}/messages", headers=doctor["auth"])
     [message] = body(inbox)["items"]  # "déjà là", unread
     before = outbox_count(services, doctor["id"])
 
     with desktop_client(dovecot_of(doctor), doctor["address"], doctor["password"]) as desktop:
+        desktop.create_folder("Archives")
+        desktop.select_folder("INBOX")
         desktop.move(desktop.search(["ALL"]), "Archives")
     wait_until(
         lambda: _cached_in(services, doctor["id"], "Archives") == 1,
@@ -159,6 +182,7 @@ def test_a_desktop_move_is_the_same_message_in_its_new_folder_and_rings_no_more(
     assert outbox_count(services, doctor["id"]) == before  # no second mail.new
 
 
+@pytest.mark.parametrize("poll_seconds", [POLL_SECONDS])  # on both watches
 def test_folders_renamed_and_deleted_on_the_desktop_follow_at_the_next_poll(doctor) -> None:
     services = doctor["services"]
     with desktop_client(dovecot_of(doctor), doctor["address"], doctor["password"]) as desktop:
@@ -172,6 +196,7 @@ def test_folders_renamed_and_deleted_on_the_desktop_follow_at_the_next_poll(doct
     before = outbox_count(services, doctor["id"])
     with desktop_client(dovecot_of(doctor), doctor["address"], doctor["password"]) as desktop:
         desktop.rename_folder("Cardiologie", "Cardio")
+        before = outbox_count(services, doctor["id"])
     wait_until(
         lambda: "Cardio" in (found := _folders(doctor)) and "Cardiologie" not in found,
         timeout=4 * POLL_SECONDS,
@@ -192,3 +217,32 @@ def test_folders_renamed_and_deleted_on_the_desktop_follow_at_the_next_poll(doct
 
 def dovecot_of(doctor: dict[str, Any]) -> Any:
     return doctor["dovecot"]
+
+
+@pytest.mark.parametrize("watch", ["notify"])
+def test_mail_filed_after_a_desktop_rename_still_rings_at_once_every_time(doctor) -> None:
+    """A rename of a folder the desktop had open must not deafen the NOTIFY watch: mail
+    filed into other folders afterwards rings with no poll to fall back on."""
+    services, dovecot = doctor["services"], dovecot_of(doctor)
+    dovecot.set_sieve(
+        doctor["address"],
+        'require ["fileinto", "mailbox", "variables"];\n'
+        'if header :matches "subject" "Résultat *" { fileinto :create "${1}"; stop; }\n',
+    )
+    with desktop_client(dovecot, doctor["address"], doctor["password"]) as desktop:
+        desktop.create_folder("Cardiologie")
+        desktop.append("Cardiologie", _with_message_id(mail("ECG")))
+        wait_until(lambda: _cached_in(services, doctor["id"], "Cardiologie") == 1, what="ECG")
+        desktop.select_folder("Cardiologie")  # the secretary reads it on her desktop
+        desktop.search(["ALL"])
+        desktop.unselect_folder()
+        desktop.rename_folder("Cardiologie", "Cardio")
+        before = outbox_count(services, doctor["id"])
+        for announced, folder in enumerate(("Biologie", "Imagerie", "Biologie"), start=1):
+            dovecot.deliver(doctor["address"], _with_message_id(mail(f"Résultat {folder}")))
+            wait_until(
+                lambda n=announced: outbox_count(services, doctor["id"]) == before + n,
+                what=f"mail filed into {folder} to be announced, with no poll to fall back on",
+            )
+    assert _cached_in(services, doctor["id"], "Biologie") == 2
+    assert _cached_in(services, doctor["id"], "Imagerie") == 1
