@@ -12,10 +12,13 @@ FCM receives the push (the whole gateway). Prints one JSON line:
 With `--folders N` (N > 1) each mailbox has N - 1 more folders besides INBOX, and each
 sample lands in one of its N folders at random, as server-side rules file mail: INBOX
 over LMTP (timed as above), another folder by IMAP APPEND, as Sieve's fileinto does. The
-line then adds `folder_p50_ms`/`folder_p99_ms` (APPEND to push, no floor: no bare client
-watches them), `folder_poll_s` (the period they must be pushed within) and
-`poll_commands_per_min`: what polling costs the server, counted from the folders the
-worker holds (per mailbox and period: DONE, LIST, one STATUS per other folder, IDLE).
+server offers NOTIFY (RFC 5465) unless `--no-notify` (its mailbox list index off), and
+the line says which `watch` ran. It then adds `folder_p50_ms`/`folder_p99_ms` (APPEND to
+push), `folder_floor_p50_ms`/`folder_floor_p99_ms` (APPEND until a bare NOTIFY client
+sees the folder's STATUS: Dovecot's own notice delay; none without NOTIFY),
+`folder_poll_s` (the listing period: the bound without NOTIFY) and
+`poll_commands_per_min`: what the periodic listing costs the server (per mailbox and
+period: DONE, one LIST-STATUS, IDLE; without LIST-STATUS, one STATUS per folder more).
 
 `rss_per_mailbox_kb` is the worker's RSS once every mailbox is in IDLE, minus the RSS of
 the same worker command idling with no mailbox, divided by N. `connect_s` runs from the
@@ -119,14 +122,19 @@ class Flask:
 class FloorClients:
     """Bare imapclient sessions in IDLE, one selector thread: when did each see EXISTS."""
 
-    def __init__(self, server, accounts: list[tuple[int, str, str]]) -> None:
+    def __init__(self, server, accounts: list[tuple[int, str, str]], *, notify: bool) -> None:
+        from backend.mail.watching import watch_every_folder
+
         self.seen: dict[int, list[float]] = {index: [] for index, _a, _p in accounts}
+        self.statuses: dict[tuple[int, str], list[float]] = {}
         self._selector = selectors.DefaultSelector()
         self._clients: list[IMAPClient] = []
         context = server.client_ssl_context()
         for index, address, password in accounts:
             client = IMAPClient(server.host, port=server.imaps_port, ssl_context=context)
             client.login(address, password)
+            if notify and not watch_every_folder(client):
+                raise RuntimeError("the server refused NOTIFY")
             client.select_folder("INBOX")
             client.idle()
             self._clients.append(client)
@@ -143,9 +151,17 @@ class FloorClients:
                 now = time.time()
                 if any(len(r) > 1 and r[1] == b"EXISTS" for r in responses):
                     self.seen[index].append(now)
+                for response in responses:
+                    if len(response) > 1 and response[0] == b"STATUS":
+                        name = response[1]
+                        name = name.decode() if isinstance(name, bytes) else str(name)
+                        self.statuses.setdefault((index, name), []).append(now)
 
     def first_after(self, index: int, since: float) -> float | None:
         return next((t for t in self.seen[index] if t >= since), None)
+
+    def first_status_after(self, index: int, folder: str, since: float) -> float | None:
+        return next((t for t in self.statuses.get((index, folder), []) if t >= since), None)
 
     def close(self) -> None:
         self._stop.set()
@@ -257,6 +273,15 @@ def filed(server, address: str, password: str, folder: str, raw: bytes) -> float
     return at
 
 
+def capabilities(server, account: tuple[int, str, str]) -> tuple[bytes, ...]:
+    _index, address, password = account
+    with IMAPClient(
+        server.host, port=server.imaps_port, ssl_context=server.client_ssl_context()
+    ) as client:
+        client.login(address, password)
+        return client.capabilities()
+
+
 def wait_for_push(fcm, token: str, since: float, timeout: float) -> float | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -327,6 +352,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--folders", type=int, default=1, help="folders per mailbox, INBOX too")
     parser.add_argument("--folder-poll-seconds", type=int, default=60)
+    parser.add_argument(
+        "--no-notify", action="store_true", help="a server without NOTIFY: folders polled"
+    )
     parser.add_argument("--keep", action="store_true", help="Keep the work directory (logs).")
     args = parser.parse_args()
     n = args.mailboxes
@@ -341,7 +369,10 @@ def main() -> None:
     admin.execute(f'CREATE DATABASE "{db_name}"')
     floor_count = min(n, args.floor_clients)
     server = DovecotServer(
-        work / "dovecot", max_connections=n + floor_count + 100, idle_check_interval=30
+        work / "dovecot",
+        max_connections=n + floor_count + 100,
+        idle_check_interval=30,
+        notify=not args.no_notify,
     )
     fcm = FakeFcm().start()
     flask: Flask | None = None
@@ -379,8 +410,9 @@ def main() -> None:
         connect_s = time.monotonic() - started
         log(f"{n} mailboxes in IDLE after {connect_s:.1f}s; worker RSS {rss_kb(worker.pid)} kB")
 
+        list_status = b"LIST-STATUS" in capabilities(server, accounts[0])
         watched = rng.sample(accounts, floor_count)
-        floor = FloorClients(server, watched)
+        floor = FloorClients(server, watched, notify=bool(extra_folders) and not args.no_notify)
         time.sleep(1.0)  # let the worker's RSS settle after its connection burst
         worker_rss = rss_kb(worker.pid)
 
@@ -389,6 +421,7 @@ def main() -> None:
         timeline: list[tuple[float, float]] = []  # (floor saw EXISTS, FCM got the push)
         seen_requests = 0
         folder_ms: list[float] = []
+        folder_floor_ms: list[float] = []
         for sample in range(args.samples):
             index, address, password = rng.choice(watched)
             token = f"bench-{index}"
@@ -400,6 +433,8 @@ def main() -> None:
                     log(f"sample {sample}: no push for {folder}")
                 else:
                     folder_ms.append((pushed - at) * 1000)
+                    if (seen := floor.first_status_after(index, folder, at)) is not None:
+                        folder_floor_ms.append((seen - at) * 1000)
                 continue
             sent = time.time()
             server.deliver(address, message(f"bench {sample}", address))
@@ -439,15 +474,24 @@ def main() -> None:
             "connect_s": round(connect_s, 1),
         }
         if extra_folders:
-            others = count_other_folders(env["ESTAFETTE_DATABASE_URL"])
             per_minute = 60 / args.folder_poll_seconds
+            per_listing = 3.0  # DONE, LIST-STATUS, IDLE
+            if not list_status:  # and one STATUS per other folder
+                per_listing += count_other_folders(env["ESTAFETTE_DATABASE_URL"]) / n
+
+            def p(values: list[float], fraction: float) -> float | None:
+                return round(percentile(values, fraction), 1) if values else None
+
             result.update(
+                watch="poll" if args.no_notify else "notify",
                 folders=args.folders,
                 folder_samples=len(folder_ms),
-                folder_p50_ms=round(statistics.median(folder_ms), 1) if folder_ms else None,
-                folder_p99_ms=round(percentile(folder_ms, 0.99), 1) if folder_ms else None,
+                folder_floor_p50_ms=p(folder_floor_ms, 0.5),
+                folder_floor_p99_ms=p(folder_floor_ms, 0.99),
+                folder_p50_ms=p(folder_ms, 0.5),
+                folder_p99_ms=p(folder_ms, 0.99),
                 folder_poll_s=args.folder_poll_seconds,
-                poll_commands_per_min=round((3 * n + others) * per_minute),
+                poll_commands_per_min=round(per_listing * n * per_minute),
             )
         print(json.dumps(result), flush=True)
     finally:

@@ -64,10 +64,27 @@ def record_folders(*, db: Session, mailbox_id: int, remote: list[RemoteFolder]) 
             db.add(folder)
         folder.role = status.role
         folder.messages, folder.unseen = status.messages, status.unseen
-        if status.role != "inbox" and is_watched(folder) and _changed(folder, status):
+        if status.role == "inbox" or not is_watched(folder):
+            continue
+        if _empty_at_first_sight(folder, status):
+            # Nothing to import: its position is its STATUS, and no SELECT is needed.
+            born_new = folder.import_baseline_uid == BORN_NEW
+            folder.uidvalidity, folder.highest_modseq = status.uidvalidity, status.highest_modseq
+            folder.last_uid = status.uidnext - 1
+            folder.import_baseline_uid = BORN_NEW if born_new else status.uidnext
+        elif _changed(folder, status):
             changed.append(status.name)
     db.flush()
     return changed
+
+
+def _empty_at_first_sight(folder: Folder, status: RemoteFolder) -> bool:
+    return (
+        folder.uidvalidity is None
+        and status.messages == 0
+        and status.uidvalidity is not None
+        and status.uidnext is not None
+    )
 
 
 def _changed(folder: Folder, status: RemoteFolder) -> bool:
