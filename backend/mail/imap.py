@@ -17,7 +17,16 @@ from pathlib import Path
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
-from imapclient.imapclient import DELETED, DRAFT, DRAFTS, FLAGGED, SEEN, SENT, TRASH
+from imapclient.imapclient import (
+    DELETED,
+    DRAFT,
+    DRAFTS,
+    FLAGGED,
+    SEEN,
+    SENT,
+    TRASH,
+    _normalise_search_criteria,
+)
 from imapclient.response_parser import parse_fetch_response
 
 # What the rest of the gateway knows of imapclient: an open session, how it fails, and the
@@ -244,10 +253,36 @@ def vanished_uids(responses: list[bytes], *, up_to: int) -> list[int]:
     uids: set[int] = set()
     for data in responses:
         text = data.decode("ascii") if isinstance(data, bytes) else str(data)
-        for part in filter(None, text.removeprefix("(EARLIER)").strip().split(",")):
-            low, _, high = part.partition(":")
-            first, last = sorted((int(low), int(high or low)))
-            uids.update(range(first, min(last, up_to) + 1))
+        uids.update(_uid_set(text.removeprefix("(EARLIER)").strip(), up_to=up_to))
+    return sorted(uids)
+
+
+def _uid_set(text: str, *, up_to: int | None = None) -> set[int]:
+    """`41,43:45` as UIDs (RFC 3501 sequence-set, no `*`), none above `up_to`."""
+    uids: set[int] = set()
+    for part in filter(None, text.split(",")):
+        low, _, high = part.partition(":")
+        first, last = sorted((int(low), int(high or low)))
+        uids.update(range(first, (last if up_to is None else min(last, up_to)) + 1))
+    return uids
+
+
+def search_uids(client: IMAPClient, criteria: list[str], charset: str | None = None) -> list[int]:
+    """UID SEARCH; with ESEARCH (RFC 4731) where offered, whose answer names ranges
+    (`ALL 1:4000`), not each UID: a search that matches most of a folder stays small."""
+    if b"ESEARCH" not in client.capabilities():
+        return list(client.search(criteria, charset=charset))
+    args = [b"RETURN", b"(ALL)"]
+    if charset:
+        args += [b"CHARSET", charset.encode("ascii")]
+    args += _normalise_search_criteria(criteria, charset)
+    answers = client._raw_command_untagged(b"SEARCH", args, response_name="ESEARCH")
+    uids: set[int] = set()
+    for data in answers:  # (TAG "A5") UID ALL 1:3,5 — or no ALL when nothing matched
+        words = (data.decode("ascii") if isinstance(data, bytes) else str(data)).split()
+        for at, word in enumerate(words[:-1]):
+            if word.upper() == "ALL":
+                uids |= _uid_set(words[at + 1])
     return sorted(uids)
 
 

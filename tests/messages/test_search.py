@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from backend.mail.imap import search_uids
 from backend.mailboxes import search
 from tests.messages.support import Inbox
 from tests.support import body
@@ -124,6 +125,23 @@ def test_full_text_search_reaches_the_bodies_through_the_server(filled: Inbox) -
     # Not in any subject or address: only the server's body search finds it.
     assert _api(filled, q="kinésithérapie") == set()
     assert _api(filled, text="kinésithérapie") == {"Lettre de sortie"}
+
+
+@pytest.mark.parametrize(
+    "criteria",
+    [["TEXT", "rendu"], ["TEXT", "kinésithérapie"], ["ALL"], ["TEXT", "introuvable-xyz"]],
+)
+def test_an_esearch_answer_names_the_same_uids_as_a_plain_search(
+    filled: Inbox, criteria: list[str]
+) -> None:
+    """ESEARCH (RFC 4731) answers in ranges (`ALL 1:4`); the UIDs must be the same."""
+    with filled.desktop() as desktop:
+        assert b"ESEARCH" in desktop.capabilities()
+        desktop.select_folder("INBOX", readonly=True)
+        plain = sorted(desktop.search(criteria, charset="UTF-8"))
+        assert search_uids(desktop, criteria, charset="UTF-8") == plain
+    if criteria == ["ALL"]:
+        assert len(plain) >= 4
 
 
 def test_flag_criteria_match_the_servers_flags(filled: Inbox) -> None:
