@@ -7,6 +7,7 @@ same message twice.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 from backend.mail.envelope import Envelope
 from backend.mailboxes import change_log
 from backend.push import outbox
+from backend.storage.encryption import lookup_digest
 from backend.storage.models import Folder, Mailbox, Message, utcnow
 from backend.store import receipts
 
@@ -114,7 +116,7 @@ def store_new_messages(
             if attached is not None:
                 attached.append(receipt)
             continue  # an MDN/DSN: shown on its original message, not as new mail
-        digest = receipts.message_id_digest(env.message_id)
+        digest = _identity_digest(env)
         moved_from = change_log.moved_here(db, mailbox_id, digest)
         # A moved message keeps its public id, which its sealed values are bound to: first.
         identity = {"public_id": moved_from} if moved_from is not None else {}
@@ -160,6 +162,19 @@ def store_new_messages(
         values["highest_modseq"] = highest_modseq
     db.execute(update(Folder).where(Folder.id == folder_id).values(**values))
     return new_ids
+
+
+def _identity_digest(env: Envelope) -> str | None:
+    """What recognises the same message in another folder (a move, a copy): its
+    Message-ID, or, for the rare message without one, its date, sender, subject and size
+    together. Either is a keyed digest: the values stay encrypted."""
+    digest = receipts.message_id_digest(env.message_id)
+    if digest is not None or env.malformed:
+        return digest
+    fingerprint = json.dumps(
+        [env.date.isoformat(), env.sender, env.subject, env.size], sort_keys=True, default=str
+    )
+    return lookup_digest(fingerprint, "message-fingerprint")
 
 
 def _has_twin(db: Session, mailbox_id: int, message: Message) -> bool:

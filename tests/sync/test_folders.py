@@ -182,6 +182,35 @@ def test_a_desktop_move_is_the_same_message_in_its_new_folder_and_rings_no_more(
     assert outbox_count(services, doctor["id"]) == before  # no second mail.new
 
 
+def test_a_message_without_message_id_moved_on_the_desktop_is_still_one_message(doctor) -> None:
+    """No Message-ID (RFC 5322 makes it optional): date, sender, subject and size together
+    recognise the message in its new folder."""
+    services = doctor["services"]
+    before = outbox_count(services, doctor["id"])
+    raw = mail("Sans identifiant")
+    assert b"Message-ID" not in raw
+    dovecot_of(doctor).deliver(doctor["address"], raw)
+    wait_until(lambda: outbox_count(services, doctor["id"]) == before + 1, what="the push")
+    listing = doctor["http"].get(
+        f"/api/v1/mailboxes/{doctor['id']}/messages", headers=doctor["auth"]
+    )
+    [message] = [m for m in body(listing)["items"] if m["subject"] == "Sans identifiant"]
+
+    with desktop_client(dovecot_of(doctor), doctor["address"], doctor["password"]) as desktop:
+        desktop.create_folder("Archives")
+        desktop.select_folder("INBOX")
+        desktop.move(desktop.search(["SUBJECT", "Sans identifiant"]), "Archives")
+    wait_until(
+        lambda: _cached_in(services, doctor["id"], "Archives") == 1,
+        timeout=4 * POLL_SECONDS,
+        what="the move to reach the cache",
+    )
+    moved = doctor["http"].get(f"/api/v1/messages/{message['id']}", headers=doctor["auth"])
+    assert moved.status_code == 200, body(moved)
+    assert body(moved)["folder"] == "Archives"
+    assert outbox_count(services, doctor["id"]) == before + 1  # no second mail.new
+
+
 @pytest.mark.parametrize("poll_seconds", [POLL_SECONDS])  # on both watches
 def test_folders_renamed_and_deleted_on_the_desktop_follow_at_the_next_poll(doctor) -> None:
     services = doctor["services"]
