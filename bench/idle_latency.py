@@ -353,6 +353,12 @@ def main() -> None:
     parser.add_argument("--folders", type=int, default=1, help="folders per mailbox, INBOX too")
     parser.add_argument("--folder-poll-seconds", type=int, default=60)
     parser.add_argument(
+        "--folder-share",
+        type=float,
+        default=None,
+        help="share of samples filed outside INBOX (default: (N-1)/N, folders picked evenly)",
+    )
+    parser.add_argument(
         "--no-notify", action="store_true", help="a server without NOTIFY: folders polled"
     )
     parser.add_argument("--keep", action="store_true", help="Keep the work directory (logs).")
@@ -425,7 +431,10 @@ def main() -> None:
         for sample in range(args.samples):
             index, address, password = rng.choice(watched)
             token = f"bench-{index}"
-            folder = rng.choice(["INBOX", *extra_folders])
+            if args.folder_share is None or not extra_folders:
+                folder = rng.choice(["INBOX", *extra_folders])
+            else:  # fewer folder samples: without NOTIFY each waits up to a poll period
+                folder = rng.choice(extra_folders) if rng.random() < args.folder_share else "INBOX"
             if folder != "INBOX":
                 at = filed(server, address, password, folder, message(f"bench {sample}", address))
                 pushed = wait_for_push(fcm, token, at, timeout=2 * args.folder_poll_seconds + 5)
