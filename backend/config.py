@@ -23,6 +23,16 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VAR_DIR = PROJECT_ROOT / "var"
 
 
+# The browsers' push services. A subscription names the URL the gateway will POST to; any
+# other origin would let a user aim the dispatcher at the hospital's own network.
+DEFAULT_WEB_PUSH_ORIGINS = (
+    "https://fcm.googleapis.com",  # Chrome, Edge on Android
+    "https://updates.push.services.mozilla.com",  # Firefox
+    "https://web.push.apple.com",  # Safari
+    "https://*.notify.windows.com",  # Edge on Windows
+)
+
+
 class ConfigError(Exception):
     """A configuration value is missing or malformed; the message says which and why."""
 
@@ -38,6 +48,11 @@ class Settings:
     redis_url: str | None = None
     fcm_credentials: Path | None = None
     fcm_endpoint: str | None = None
+    # Web Push (RFC 8030) for the web client: the VAPID key (RFC 8292) that signs for us,
+    # our contact for the push services, and the push services we agree to post to.
+    vapid_private_key: Path | None = None
+    vapid_subject: str | None = None
+    web_push_origins: tuple[str, ...] = DEFAULT_WEB_PUSH_ORIGINS
     ca_bundle: Path | None = None  # None: the system store, named on purpose ("system")
     trust_space: Path | None = None
     trusted_proxies: tuple[str, ...] = ()
@@ -109,6 +124,27 @@ def _decode_data_key(raw: str) -> bytes:
             "print(base64.urlsafe_b64encode(os.urandom(32)).decode())'"
         )
     return key
+
+
+def _vapid_subject(values: dict[str, str]) -> str | None:
+    """RFC 8292 §2.1: a `mailto:` or `https:` URI where the push service can reach us."""
+    subject = (values.get("ESTAFETTE_VAPID_SUBJECT") or "").strip() or None
+    if subject is not None and not subject.startswith(("mailto:", "https://")):
+        raise ConfigError("ESTAFETTE_VAPID_SUBJECT must be a mailto: or https:// URI")
+    return subject
+
+
+def _web_push_origins(values: dict[str, str]) -> tuple[str, ...]:
+    raw = values.get("ESTAFETTE_WEB_PUSH_ORIGINS")
+    if not raw:
+        return DEFAULT_WEB_PUSH_ORIGINS
+    origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    for origin in origins:
+        if not origin.startswith(("https://", "http://127.", "http://localhost")):
+            raise ConfigError(
+                f"ESTAFETTE_WEB_PUSH_ORIGINS: {origin!r} must be https (http on loopback only)"
+            )
+    return origins
 
 
 def _existing_file(values: dict[str, str], name: str) -> Path | None:
@@ -278,6 +314,9 @@ def load_settings(
         redis_url=redis_url,
         fcm_credentials=_existing_file(values, "ESTAFETTE_FCM_CREDENTIALS"),
         fcm_endpoint=endpoint,
+        vapid_private_key=_existing_file(values, "ESTAFETTE_VAPID_PRIVATE_KEY"),
+        vapid_subject=_vapid_subject(values),
+        web_push_origins=_web_push_origins(values),
         ca_bundle=_ca_bundle(values),
         trust_space=_existing_file(values, "ESTAFETTE_TRUST_SPACE"),
         trusted_proxies=proxies,

@@ -163,6 +163,27 @@ class SearchUnsupported(EstafetteError):
     title = "This search cannot be done"
 
 
+class WebPushUnavailable(EstafetteError):
+    """The gateway has no VAPID key (ESTAFETTE_VAPID_PRIVATE_KEY/SUBJECT): use FCM."""
+
+    code = "web_push_unavailable"
+    title = "Web Push is not configured on this gateway"
+
+
+class PushServiceNotAllowed(ValidationFailed):
+    """A subscription's endpoint is not at an allowed push service (a request forgery
+    against the hospital's network would start there)."""
+
+    code = "push_service_not_allowed"
+    title = "This push service is not allowed"
+
+    def __init__(self) -> None:
+        super().__init__(
+            {"endpoint": ["Not a push service this gateway posts to."]},
+            detail="The endpoint is not at one of ESTAFETTE_WEB_PUSH_ORIGINS",
+        )
+
+
 class CannotCalculateChanges(EstafetteError):
     """The client's sync state is too old: it must fetch a full snapshot."""
 

@@ -517,10 +517,10 @@ def sync_command(pool_size: int, max_mailboxes: int) -> None:
 def push_command() -> None:
     """Run a push dispatcher: drain the outbox into FCM."""
     from backend.push.dispatcher import Dispatcher
-    from backend.push.fcm import create_sender
+    from backend.push.routing import create_senders
 
     services = _services()
-    sender = create_sender(services.settings.fcm_credentials, services.settings.fcm_endpoint)
+    sender = create_senders(services.settings)
     try:
         Dispatcher(
             services.sessions,

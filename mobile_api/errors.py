@@ -46,6 +46,8 @@ _STATUS_BY_ERROR: dict[type[errors.EstafetteError], int] = {
     errors.RecipientOutsideTrustSpace: 422,
     errors.PayloadTooLarge: 413,
     errors.MailboxUnavailable: 503,
+    errors.WebPushUnavailable: 503,
+    errors.PushServiceNotAllowed: 422,
     errors.CannotCalculateChanges: 400,
     errors.SearchUnsupported: 400,
     errors.SendFailed: 502,

@@ -30,11 +30,11 @@ class _Background:
 
     def start(self) -> None:
         from backend.push.dispatcher import Dispatcher
-        from backend.push.fcm import create_sender
+        from backend.push.routing import create_senders
         from backend.sync.process import run_sync
 
         settings = self._services.settings
-        self._sender = create_sender(settings.fcm_credentials, settings.fcm_endpoint)
+        self._sender = create_senders(settings)
         dispatcher = Dispatcher(
             self._services.sessions,
             self._sender,

@@ -341,6 +341,7 @@ class Dispatcher:
             for recipient in recipients.get(event.mailbox_id, ()):
                 if (event.id, recipient.device_id) in served:
                     continue
+                web = payloads.is_web_push(recipient.token)
                 if stale:
                     plan.expired.append((event.id, recipient.device_id))
                     continue
@@ -355,10 +356,10 @@ class Dispatcher:
                     if event.message_id in shown and _usable_key(recipient.push_key):
                         sealed = previews.seal(recipient.push_key, mailbox, shown[event.message_id])
                     message = payloads.new_mail(
-                        recipient.token, mailbox, count, sealed, urgent=event.urgent
+                        recipient.token, mailbox, count, sealed, urgent=event.urgent, web=web
                     )
                 else:
-                    message = payloads.mail_read(recipient.token, mailbox, count)
+                    message = payloads.mail_read(recipient.token, mailbox, count, web=web)
                 plan.targets.append(_Target(event.id, recipient.device_id, message))
         return plan
 

@@ -229,10 +229,12 @@ def _is_transient(exc: exceptions.FirebaseError) -> bool:
 
 
 def _retry_after(response: httpx.Response | None) -> float | None:
+    return None if response is None else retry_after_seconds(response.headers.get("Retry-After"))
+
+
+def retry_after_seconds(header: str | None) -> float | None:
     """Seconds from a Retry-After header, delay-seconds or HTTP-date (RFC 9110 §10.2.3)."""
-    if response is None:
-        return None
-    value = response.headers.get("Retry-After", "").strip()
+    value = (header or "").strip()
     if not value:
         return None
     if value.isdigit():

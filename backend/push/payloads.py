@@ -9,6 +9,10 @@ over the authenticated API.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
+
 from firebase_admin import messaging
 
 PAYLOAD_VERSION = "1"
@@ -27,6 +31,7 @@ def new_mail(
     sealed: dict[str, str] | None = None,
     *,
     urgent: bool = False,
+    web: bool = False,
 ) -> messaging.Message:
     """A visible "new secure message" push for one device, collapsed per mailbox.
 
@@ -41,6 +46,8 @@ def new_mail(
         data.update(enc=sealed["enc"], kid=sealed["kid"])
     if urgent:
         data["urgent"] = "1"
+    if web:
+        return _for_browser(data, token, mailbox_id, urgency="high")
     message = messaging.Message(
         data=data,
         android=messaging.AndroidConfig(priority="high", collapse_key=mailbox_id, ttl=TTL_SECONDS),
@@ -59,7 +66,7 @@ def new_mail(
     return _addressed(message, token)
 
 
-def mail_read(token: str, mailbox_id: str, unread: int) -> messaging.Message:
+def mail_read(token: str, mailbox_id: str, unread: int, *, web: bool = False) -> messaging.Message:
     """A silent push that clears what was read elsewhere and updates the badge.
 
     Same opaque fields as `new_mail` (API.md). On iOS it is a background push
@@ -67,6 +74,8 @@ def mail_read(token: str, mailbox_id: str, unread: int) -> messaging.Message:
     normal-priority data message. The shared collapse key lets it replace a `mail.new`
     still waiting for an offline device.
     """
+    if web:
+        return _for_browser(_data(MAIL_READ, mailbox_id, unread), token, mailbox_id, "normal")
     message = messaging.Message(
         data=_data(MAIL_READ, mailbox_id, unread),
         android=messaging.AndroidConfig(
@@ -82,6 +91,31 @@ def mail_read(token: str, mailbox_id: str, unread: int) -> messaging.Message:
         ),
     )
     return _addressed(message, token)
+
+
+def is_web_push(token: str) -> bool:
+    """A browser's Web Push subscription (stored as JSON by `PUT /devices/{id}/web-push`),
+    not an FCM registration token (which the Firebase web SDK also gives browsers)."""
+    return token.startswith("{")
+
+
+def _for_browser(
+    data: dict[str, str], subscription: str, mailbox_id: str, urgency: str
+) -> messaging.Message:
+    """The same data block for a browser's push service (`backend.push.webpush`): it is
+    encrypted for the browser; only these headers are seen on the way. `Topic` (RFC 8030
+    §5.4: at most 32 base64url characters) is the mailbox, as FCM's collapse key."""
+    topic = mailbox_id
+    if len(topic) > 32 or not re.fullmatch(r"[A-Za-z0-9_-]+", topic):
+        digest = hashlib.sha256(mailbox_id.encode()).digest()
+        topic = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()[:32]
+    message = messaging.Message(
+        data=data,
+        webpush=messaging.WebpushConfig(
+            headers={"Urgency": urgency, "Topic": topic, "TTL": str(TTL_SECONDS)}
+        ),
+    )
+    return _addressed(message, subscription)
 
 
 def _addressed(message: messaging.Message, token: str) -> messaging.Message:

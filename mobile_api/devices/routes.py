@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
+
 from flask import g
 from flask_smorest import Blueprint
 
+from backend import errors
 from backend.accounts import devices as device_service
+from backend.push import webpush
 from mobile_api.auditing import audited
 from mobile_api.auth.tokens import session_required
-from mobile_api.context import db
+from mobile_api.context import db, services
 from mobile_api.devices import schemas
+from mobile_api.errors import documented_problems
 
 blp = Blueprint("devices", __name__, url_prefix="/api/v1/devices", description="Devices")
 
@@ -33,6 +38,54 @@ def put_push_token(body: dict, device_id: str) -> object:
     device = device_service.get_device(db=db(), public_id=device_id, user=g.user)
     device_service.set_push_token(
         db=db(), device=device, push_token=body["push_token"], platform=body["platform"]
+    )
+    db().commit()
+    return device
+
+
+@blp.get("/web-push-key")
+@audited("device.web_push_key", target_type="device")
+@blp.response(200, schemas.WebPushKeySchema)
+@documented_problems(blp, {503: "`web_push_unavailable`: no VAPID key; use FCM."})
+@session_required
+def get_web_push_key() -> dict:
+    """The key a browser subscribes with (`applicationServerKey`), before `PUT web-push`."""
+    settings = services().settings
+    if not (settings.vapid_private_key and settings.vapid_subject):
+        raise errors.WebPushUnavailable()
+    return {"public_key": webpush.public_key(settings.vapid_private_key)}
+
+
+@blp.put("/<device_id>/web-push")
+@audited("device.web_push", target_type="device", target="device_id")
+@blp.arguments(schemas.WebPushSubscriptionSchema)
+@blp.response(200, schemas.DeviceSchema)
+@documented_problems(
+    blp,
+    {
+        422: "`validation_error`, or `push_service_not_allowed`: the endpoint is not at a "
+        "push service this gateway posts to (ESTAFETTE_WEB_PUSH_ORIGINS).",
+        503: "`web_push_unavailable`: no VAPID key on this gateway; use FCM.",
+    },
+)
+@session_required
+def put_web_push(body: dict, device_id: str) -> object:
+    """Register a browser's Web Push subscription (RFC 8030) for one of the user's devices.
+
+    Pushes then go to its push service, encrypted for the browser (RFC 8291) and signed
+    with the gateway's VAPID key: the same content-free data as an FCM push."""
+    device = device_service.get_device(db=db(), public_id=device_id, user=g.user)
+    settings = services().settings
+    if not (settings.vapid_private_key and settings.vapid_subject):
+        raise errors.WebPushUnavailable()
+    if not webpush.origin_allowed(body["endpoint"], settings.web_push_origins):
+        raise errors.PushServiceNotAllowed()
+    subscription = {"endpoint": body["endpoint"], "keys": body["keys"]}
+    device_service.set_push_token(
+        db=db(),
+        device=device,
+        push_token=json.dumps(subscription, sort_keys=True, separators=(",", ":")),
+        platform="web",
     )
     db().commit()
     return device

@@ -120,6 +120,10 @@ def _remember(key: str) -> Callable[[World, Any], None]:
 
 
 UNKNOWN = "zzz_not_an_id_of_ours"
+WEB_PUSH_SUBSCRIPTION = {
+    "endpoint": "https://updates.push.services.mozilla.com/wpush/v2/abc",
+    "keys": {"p256dh": "B" + "A" * 86, "auth": "A" * 22},
+}
 
 # In walking order: what later calls need is created first, deletions come last.
 CALLS: dict[tuple[str, str], Call] = {
@@ -174,6 +178,15 @@ CALLS: dict[tuple[str, str], Call] = {
         lambda w: f"/api/v1/devices/{w.doctor.device_id}/push-token",
         lambda w: {"json": {"push_token": "fcm-token", "platform": "android"}},
         foreign=lambda w: f"/api/v1/devices/{w.doctor.device_id}/push-token",
+    ),
+    ("GET", "/api/v1/devices/web-push-key"): Call(
+        "doctor", lambda w: "/api/v1/devices/web-push-key"
+    ),
+    ("PUT", "/api/v1/devices/{device_id}/web-push"): Call(
+        "doctor",
+        lambda w: f"/api/v1/devices/{w.doctor.device_id}/web-push",
+        lambda w: {"json": WEB_PUSH_SUBSCRIPTION},
+        foreign=lambda w: f"/api/v1/devices/{w.doctor.device_id}/web-push",
     ),
     ("GET", "/api/v1/messages/{message_id}"): Call(
         "doctor",
