@@ -23,6 +23,7 @@ from sqlalchemy import (
     create_engine,
     event,
     make_url,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
@@ -144,12 +145,25 @@ def alembic_config(url: str) -> AlembicConfig:
     return config
 
 
+# pg_advisory_xact_lock key of `db upgrade`: "ESTAFETT" as a big-endian int64.
+MIGRATION_LOCK_KEY = int.from_bytes(b"ESTAFETT", "big") - 2**63
+
+
 def upgrade_schema(engine: Engine) -> None:
-    """Apply every pending migration (`flask --app mobile_api db upgrade`)."""
+    """Apply every pending migration (`flask --app mobile_api db upgrade`).
+
+    The migration transaction first takes a lock (PostgreSQL: an advisory lock; SQLite:
+    its write lock): two hosts that start together upgrade one after the other, and the
+    second finds nothing left to do."""
     from alembic import command
 
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            lock = text("SELECT pg_advisory_xact_lock(:key)")
+            connection.execute(lock, {"key": MIGRATION_LOCK_KEY})
+        elif connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock, held to commit
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 

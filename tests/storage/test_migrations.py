@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -12,7 +14,12 @@ from alembic import command
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from backend.storage.database import alembic_config, make_engine, require_current_schema
+from backend.storage.database import (
+    alembic_config,
+    make_engine,
+    require_current_schema,
+    upgrade_schema,
+)
 from tests.conftest import POSTGRES_ADMIN_URL
 
 
@@ -39,6 +46,26 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
     finally:
         with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_two_hosts_upgrading_at_once_upgrade_one_after_the_other(empty_database_url: str) -> None:
+    """Two api hosts start together on an empty database: neither trips on the other's
+    half-made tables (PostgreSQL: an advisory lock; SQLite: its one writer)."""
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for done in [pool.submit(_upgrade, empty_database_url) for _ in range(2)]:
+            done.result()
+    engine = make_engine(empty_database_url)
+    require_current_schema(engine)
+    engine.dispose()
+
+
+def _upgrade(url: str) -> None:
+    """One host's `db upgrade`, in a process of its own."""
+    engine = make_engine(url)
+    try:
+        upgrade_schema(engine)
+    finally:
+        engine.dispose()
 
 
 def test_a_database_with_rows_at_0001_upgrades_in_place_and_downgrades(
