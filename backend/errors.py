@@ -139,6 +139,13 @@ class Conflict(EstafetteError):
     title = "Conflicts with the current state"
 
 
+class NoPushToken(Conflict):
+    """The device has registered no push token or subscription yet: nothing to test."""
+
+    code = "no_push_token"
+    title = "This device has no push token"
+
+
 class RecipientOutsideTrustSpace(EstafetteError):
     code = "recipient_outside_trust_space"
     title = "Recipient outside the MSSanté trust space"

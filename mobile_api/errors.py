@@ -47,6 +47,7 @@ _STATUS_BY_ERROR: dict[type[errors.EstafetteError], int] = {
     errors.PayloadTooLarge: 413,
     errors.MailboxUnavailable: 503,
     errors.WebPushUnavailable: 503,
+    errors.NoPushToken: 409,
     errors.PushServiceNotAllowed: 422,
     errors.CannotCalculateChanges: 400,
     errors.SearchUnsupported: 400,

@@ -30,6 +30,7 @@ LOGIN_PER_IP = "30 per minute; 300 per hour"
 LOGIN_PER_ACCOUNT_AND_IP = "10 per minute; 100 per hour"
 LOGIN_PER_ACCOUNT = "300 per hour; 1000 per day"
 OTP_PER_ACCOUNT = "10 per minute"
+TEST_PUSH_PER_USER = "5 per minute; 30 per hour"  # each costs a provider request
 
 
 def _ip() -> str:

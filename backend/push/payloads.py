@@ -18,7 +18,10 @@ from firebase_admin import messaging
 PAYLOAD_VERSION = "1"
 NEW_MAIL = "mail.new"
 MAIL_READ = "mail.read"
+TEST = "test"
 TTL_SECONDS = 86400
+TEST_TTL_SECONDS = 60  # a test that arrives an hour late answers nothing
+TEST_LOC_KEY = "TEST_PUSH"
 # The app's localised "new secure message" text: the alert carries a key, not words.
 ALERT_LOC_KEY = "NEW_SECURE_MESSAGE"
 _APNS_COLLAPSE_ID_MAX = 64  # bytes, Apple's limit on apns-collapse-id
@@ -93,6 +96,25 @@ def mail_read(token: str, mailbox_id: str, unread: int, *, web: bool = False) ->
     return _addressed(message, token)
 
 
+def test(token: str) -> messaging.Message:
+    """The push a user asks for to check that notifications reach a device: a type and the
+    payload version, nothing else; visible, so the user sees it arrive."""
+    data = {"v": PAYLOAD_VERSION, "type": TEST}
+    if is_web_push(token):
+        return _for_browser(data, token, TEST, urgency="high", ttl=TEST_TTL_SECONDS)
+    message = messaging.Message(
+        data=data,
+        android=messaging.AndroidConfig(priority="high", ttl=TEST_TTL_SECONDS),
+        apns=messaging.APNSConfig(
+            headers={"apns-priority": "10"},
+            payload=messaging.APNSPayload(
+                aps=messaging.Aps(alert=messaging.ApsAlert(loc_key=TEST_LOC_KEY))
+            ),
+        ),
+    )
+    return _addressed(message, token)
+
+
 def is_web_push(token: str) -> bool:
     """A browser's Web Push subscription (stored as JSON by `PUT /devices/{id}/web-push`),
     not an FCM registration token (which the Firebase web SDK also gives browsers)."""
@@ -100,7 +122,7 @@ def is_web_push(token: str) -> bool:
 
 
 def _for_browser(
-    data: dict[str, str], subscription: str, mailbox_id: str, urgency: str
+    data: dict[str, str], subscription: str, mailbox_id: str, urgency: str, ttl: int = TTL_SECONDS
 ) -> messaging.Message:
     """The same data block for a browser's push service (`backend.push.webpush`): it is
     encrypted for the browser; only these headers are seen on the way. `Topic` (RFC 8030
@@ -112,7 +134,7 @@ def _for_browser(
     message = messaging.Message(
         data=data,
         webpush=messaging.WebpushConfig(
-            headers={"Urgency": urgency, "Topic": topic, "TTL": str(TTL_SECONDS)}
+            headers={"Urgency": urgency, "Topic": topic, "TTL": str(ttl)}
         ),
     )
     return _addressed(message, subscription)

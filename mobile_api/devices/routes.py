@@ -9,12 +9,13 @@ from flask_smorest import Blueprint
 
 from backend import errors
 from backend.accounts import devices as device_service
-from backend.push import webpush
-from mobile_api.auditing import audited
+from backend.push import probe, webpush
+from mobile_api.auditing import audited, note
 from mobile_api.auth.tokens import session_required
 from mobile_api.context import db, services
 from mobile_api.devices import schemas
 from mobile_api.errors import documented_problems
+from mobile_api.limits import TEST_PUSH_PER_USER, account_from_token, limiter
 
 blp = Blueprint("devices", __name__, url_prefix="/api/v1/devices", description="Devices")
 
@@ -89,6 +90,33 @@ def put_web_push(body: dict, device_id: str) -> object:
     )
     db().commit()
     return device
+
+
+@blp.post("/<device_id>/test-push")
+@audited("device.test_push", target_type="device", target="device_id")
+@blp.response(200, schemas.TestPushSchema)
+@documented_problems(
+    blp,
+    {
+        404: "`not_found`: not a device of yours.",
+        409: "`no_push_token`: the device has registered no token or subscription yet.",
+        429: "`rate_limited`: a few tests a minute are enough.",
+    },
+)
+@session_required
+@limiter.limit(TEST_PUSH_PER_USER, key_func=account_from_token)  # once the user is known
+def test_push(device_id: str) -> dict:
+    """Send a content-free `test` push to one of your devices now, and say how it ended.
+
+    Its data is `{"v": "1", "type": "test"}` only. Unlike mail pushes it does not go
+    through the outbox: the answer is the provider's."""
+    device = device_service.get_device(db=db(), public_id=device_id, user=g.user)
+    if not device.push_token:
+        raise errors.NoPushToken()
+    status, outcome = probe.send_test_push(db=db(), settings=services().settings, device=device)
+    note(outcome=status)
+    db().commit()
+    return {"status": status, "code": outcome.code}
 
 
 @blp.delete("/<device_id>")

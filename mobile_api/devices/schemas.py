@@ -69,3 +69,19 @@ class WebPushKeySchema(Schema):
             "uncompressed P-256 point, base64url."
         },
     )
+
+
+class TestPushSchema(Schema):
+    status = fields.String(
+        required=True,
+        validate=validate.OneOf(("ok", "retrying", "pruned", "failed")),
+        metadata={
+            "description": "As `last_push_status`: `ok` (the provider accepted it), "
+            "`retrying` (the provider is unreachable or busy), `pruned` (the token is "
+            "gone: register again), `failed` (the provider refused the push itself)."
+        },
+    )
+    code = fields.String(
+        allow_none=True,
+        metadata={"description": "The provider's error code, when not `ok`."},
+    )

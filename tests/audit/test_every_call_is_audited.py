@@ -188,6 +188,11 @@ CALLS: dict[tuple[str, str], Call] = {
         lambda w: {"json": WEB_PUSH_SUBSCRIPTION},
         foreign=lambda w: f"/api/v1/devices/{w.doctor.device_id}/web-push",
     ),
+    ("POST", "/api/v1/devices/{device_id}/test-push"): Call(
+        "doctor",
+        lambda w: f"/api/v1/devices/{w.doctor.device_id}/test-push",
+        foreign=lambda w: f"/api/v1/devices/{w.doctor.device_id}/test-push",
+    ),
     ("GET", "/api/v1/messages/{message_id}"): Call(
         "doctor",
         lambda w: f"/api/v1/messages/{w.message_id}",
