@@ -81,6 +81,9 @@ class Settings:
     card_ca_bundle: Path | None = None
     card_policies: tuple[str, ...] = ()
     crl_urls: tuple[str, ...] = ()
+    # /metrics and /healthz of the sync and push processes (backend/metrics_endpoint.py).
+    metrics_port: int | None = None
+    metrics_address: str = "127.0.0.1"
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -124,6 +127,15 @@ def _decode_data_key(raw: str) -> bytes:
             "print(base64.urlsafe_b64encode(os.urandom(32)).decode())'"
         )
     return key
+
+
+def _metrics_port(values: dict[str, str]) -> int | None:
+    if not values.get("ESTAFETTE_METRICS_PORT"):
+        return None
+    port = _positive_int(values, "ESTAFETTE_METRICS_PORT", 0)
+    if port > 65535:
+        raise ConfigError("ESTAFETTE_METRICS_PORT must be a TCP port (1-65535)")
+    return port
 
 
 def _vapid_subject(values: dict[str, str]) -> str | None:
@@ -314,6 +326,8 @@ def load_settings(
         redis_url=redis_url,
         fcm_credentials=_existing_file(values, "ESTAFETTE_FCM_CREDENTIALS"),
         fcm_endpoint=endpoint,
+        metrics_port=_metrics_port(values),
+        metrics_address=values.get("ESTAFETTE_METRICS_ADDRESS") or "127.0.0.1",
         vapid_private_key=_existing_file(values, "ESTAFETTE_VAPID_PRIVATE_KEY"),
         vapid_subject=_vapid_subject(values),
         web_push_origins=_web_push_origins(values),

@@ -500,13 +500,16 @@ def _stop_on_signals() -> threading.Event:
 @needs_current_schema
 def sync_command(pool_size: int, max_mailboxes: int) -> None:
     """Run a sync worker: IMAP IDLE on the mailboxes it leases."""
+    from backend.metrics_endpoint import serve_metrics
     from backend.sync.process import run_sync
 
     services = _services()
+    stop = _stop_on_signals()
+    serve_metrics(services.settings, healthy=lambda: not stop.is_set())
     run_sync(
         services.sessions,
         services.settings,
-        _stop_on_signals(),
+        stop,
         pool_size=pool_size,
         max_mailboxes=max_mailboxes,
     )
@@ -515,11 +518,14 @@ def sync_command(pool_size: int, max_mailboxes: int) -> None:
 @click.command("push")
 @needs_current_schema
 def push_command() -> None:
-    """Run a push dispatcher: drain the outbox into FCM."""
+    """Run a push dispatcher: drain the outbox into FCM and the browsers' push services."""
+    from backend.metrics_endpoint import serve_metrics
     from backend.push.dispatcher import Dispatcher
     from backend.push.routing import create_senders
 
     services = _services()
+    stop = _stop_on_signals()
+    serve_metrics(services.settings, healthy=lambda: not stop.is_set())
     sender = create_senders(services.settings)
     try:
         Dispatcher(
@@ -528,7 +534,7 @@ def push_command() -> None:
             lease_seconds=services.settings.push_lease_seconds,
             previews=services.settings.push_previews,
             stale_seconds=services.settings.push_stale_seconds,
-        ).run(_stop_on_signals())
+        ).run(stop)
     finally:
         sender.close()
 
