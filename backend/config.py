@@ -82,6 +82,7 @@ class Settings:
     card_policies: tuple[str, ...] = ()
     crl_urls: tuple[str, ...] = ()
     # /metrics and /healthz of the sync and push processes (backend/metrics_endpoint.py).
+    log_format: str = "text"  # ESTAFETTE_LOG_FORMAT: "json" for a SIEM (backend/logs.py)
     metrics_port: int | None = None
     metrics_address: str = "127.0.0.1"
     extra: dict[str, str] = field(default_factory=dict)
@@ -127,6 +128,13 @@ def _decode_data_key(raw: str) -> bytes:
             "print(base64.urlsafe_b64encode(os.urandom(32)).decode())'"
         )
     return key
+
+
+def _log_format(values: dict[str, str]) -> str:
+    value = (values.get("ESTAFETTE_LOG_FORMAT") or "text").strip().lower()
+    if value not in ("text", "json"):
+        raise ConfigError("ESTAFETTE_LOG_FORMAT must be text or json")
+    return value
 
 
 def _metrics_port(values: dict[str, str]) -> int | None:
@@ -326,6 +334,7 @@ def load_settings(
         redis_url=redis_url,
         fcm_credentials=_existing_file(values, "ESTAFETTE_FCM_CREDENTIALS"),
         fcm_endpoint=endpoint,
+        log_format=_log_format(values),
         metrics_port=_metrics_port(values),
         metrics_address=values.get("ESTAFETTE_METRICS_ADDRESS") or "127.0.0.1",
         vapid_private_key=_existing_file(values, "ESTAFETTE_VAPID_PRIVATE_KEY"),
