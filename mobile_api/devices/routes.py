@@ -31,9 +31,9 @@ def list_devices() -> list:
 
 @blp.put("/<device_id>/push-token")
 @audited("device.push_token", target_type="device", target="device_id")
+@session_required  # before the body is read: no session is a 401, whatever the body
 @blp.arguments(schemas.PushTokenSchema)
 @blp.response(200, schemas.DeviceSchema)
-@session_required
 def put_push_token(body: dict, device_id: str) -> object:
     """Register or refresh the FCM/APNs token of one of the user's devices."""
     device = device_service.get_device(db=db(), public_id=device_id, user=g.user)
@@ -44,13 +44,21 @@ def put_push_token(body: dict, device_id: str) -> object:
     return device
 
 
-@blp.get("/web-push-key")
-@audited("device.web_push_key", target_type="device")
+@blp.get("/<device_id>/web-push")
+@audited("device.web_push_key", target_type="device", target="device_id")
 @blp.response(200, schemas.WebPushKeySchema)
-@documented_problems(blp, {503: "`web_push_unavailable`: no VAPID key; use FCM."})
+@documented_problems(
+    blp,
+    {
+        404: "`not_found`: not a device of yours.",
+        503: "`web_push_unavailable`: no VAPID key on this gateway; use FCM.",
+    },
+)
 @session_required
-def get_web_push_key() -> dict:
-    """The key a browser subscribes with (`applicationServerKey`), before `PUT web-push`."""
+def get_web_push_key(device_id: str) -> dict:
+    """The key this device's browser subscribes with (`applicationServerKey`), before
+    `PUT web-push`."""
+    device_service.get_device(db=db(), public_id=device_id, user=g.user)
     settings = services().settings
     if not (settings.vapid_private_key and settings.vapid_subject):
         raise errors.WebPushUnavailable()
@@ -59,6 +67,7 @@ def get_web_push_key() -> dict:
 
 @blp.put("/<device_id>/web-push")
 @audited("device.web_push", target_type="device", target="device_id")
+@session_required  # before the body is read: no session is a 401, whatever the body
 @blp.arguments(schemas.WebPushSubscriptionSchema)
 @blp.response(200, schemas.DeviceSchema)
 @documented_problems(
@@ -69,7 +78,6 @@ def get_web_push_key() -> dict:
         503: "`web_push_unavailable`: no VAPID key on this gateway; use FCM.",
     },
 )
-@session_required
 def put_web_push(body: dict, device_id: str) -> object:
     """Register a browser's Web Push subscription (RFC 8030) for one of the user's devices.
 

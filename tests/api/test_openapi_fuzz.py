@@ -4,7 +4,7 @@ The fuzzed gateway runs on SQLite and on PostgreSQL (which refuses what SQLite s
 characters for one) against the real test Dovecot, with a mailbox holding real mail:
 generated ids are sometimes swapped for real ones, so the calls also reach their success
 paths. Any route added under
-/mailboxes, /messages or /sync is fuzzed without touching this file.
+/mailboxes, /messages, /sync, /drafts, /me or /devices is fuzzed without touching this file.
 """
 
 from __future__ import annotations
@@ -13,15 +13,18 @@ import shutil
 import zlib
 from collections.abc import Iterator
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.api.fuzzing import EXCLUDED_CHECKS, FuzzedApp, fuzz_settings, served_schema
 from tests.conftest import TEST_DATA_KEY, TEST_SECRET_KEY, _reset_postgres
 from tests.messages.support import Inbox
 
-MESSAGE_CALLS = r"^/api/v1/(mailboxes|messages|sync)"
+MESSAGE_CALLS = r"^/api/v1/(mailboxes|messages|sync|drafts|me/|devices)"
 MAX_EXAMPLES = 40
 
 
@@ -35,6 +38,18 @@ def _mail(subject: str) -> bytes:
         b"%PDF-1.4 fuzz", maintype="application", subtype="pdf", filename="a.pdf"
     )
     return bytes(message)
+
+
+def _vapid_key(home: Path) -> Path:
+    path = home / "vapid.pem"
+    path.write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return path
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -56,6 +71,8 @@ def fuzzed_app(request, tmp_path_factory, dovecot) -> Iterator[Any]:
             "ESTAFETTE_VAR_DIR": str(home / "var"),
             "ESTAFETTE_NIL": "test-nil",
             "ESTAFETTE_CA_BUNDLE": str(dovecot.ca_cert_path),
+            "ESTAFETTE_VAPID_PRIVATE_KEY": str(_vapid_key(home)),
+            "ESTAFETTE_VAPID_SUBJECT": "mailto:dsi@chu-test.mssante.fr",
             "TESTING": True,
         }
     )

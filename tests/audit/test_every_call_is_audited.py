@@ -179,8 +179,10 @@ CALLS: dict[tuple[str, str], Call] = {
         lambda w: {"json": {"push_token": "fcm-token", "platform": "android"}},
         foreign=lambda w: f"/api/v1/devices/{w.doctor.device_id}/push-token",
     ),
-    ("GET", "/api/v1/devices/web-push-key"): Call(
-        "doctor", lambda w: "/api/v1/devices/web-push-key"
+    ("GET", "/api/v1/devices/{device_id}/web-push"): Call(
+        "doctor",
+        lambda w: f"/api/v1/devices/{w.doctor.device_id}/web-push",
+        foreign=lambda w: f"/api/v1/devices/{w.doctor.device_id}/web-push",
     ),
     ("PUT", "/api/v1/devices/{device_id}/web-push"): Call(
         "doctor",

@@ -95,7 +95,9 @@ def test_a_browser_push_is_signed_encrypted_and_says_only_what_fcm_says(
     nurse, push_service: WebPushService
 ) -> None:
     browser = push_service.subscribe()
-    key = body(nurse["http"].get("/api/v1/devices/web-push-key", headers=nurse["headers"]))
+    key = body(
+        nurse["http"].get(f"/api/v1/devices/{nurse['device']}/web-push", headers=nurse["headers"])
+    )
     assert _subscribe(nurse, browser.subscription()).status_code == 200
     world = World(nurse["services"])
     mailbox_id, public_id = world.mailbox(nurse["user_id"])
@@ -196,7 +198,7 @@ def test_without_a_vapid_key_the_gateway_says_web_push_is_unavailable(client, se
     )
     headers = bearer(session["access_token"])
 
-    answer = client.get("/api/v1/devices/web-push-key", headers=headers)
+    answer = client.get(f"/api/v1/devices/{session['device_id']}/web-push", headers=headers)
 
     assert answer.status_code == 503
     assert body(answer)["code"] == "web_push_unavailable"
