@@ -31,9 +31,9 @@ def list_devices() -> list:
 
 @blp.put("/<device_id>/push-token")
 @audited("device.push_token", target_type="device", target="device_id")
-@session_required  # before the body is read: no session is a 401, whatever the body
 @blp.arguments(schemas.PushTokenSchema)
 @blp.response(200, schemas.DeviceSchema)
+@session_required
 def put_push_token(body: dict, device_id: str) -> object:
     """Register or refresh the FCM/APNs token of one of the user's devices."""
     device = device_service.get_device(db=db(), public_id=device_id, user=g.user)
@@ -67,7 +67,6 @@ def get_web_push_key(device_id: str) -> dict:
 
 @blp.put("/<device_id>/web-push")
 @audited("device.web_push", target_type="device", target="device_id")
-@session_required  # before the body is read: no session is a 401, whatever the body
 @blp.arguments(schemas.WebPushSubscriptionSchema)
 @blp.response(200, schemas.DeviceSchema)
 @documented_problems(
@@ -78,6 +77,7 @@ def get_web_push_key(device_id: str) -> dict:
         503: "`web_push_unavailable`: no VAPID key on this gateway; use FCM.",
     },
 )
+@session_required
 def put_web_push(body: dict, device_id: str) -> object:
     """Register a browser's Web Push subscription (RFC 8030) for one of the user's devices.
 

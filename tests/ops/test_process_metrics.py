@@ -22,11 +22,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def process(make_app, base_env, dovecot, tmp_path):
-    """Start `flask <command>` with a metrics port; its base URL."""
+    """`start(command)` runs `flask <command>` with a metrics port and gives its base URL."""
     app = make_app(ESTAFETTE_CA_BUNDLE=str(dovecot.ca_cert_path))  # migrated
     started: list[subprocess.Popen] = []
 
-    def start(command: str) -> tuple[str, object]:
+    services = app.extensions["estafette"]
+
+    def start(command: str) -> str:
         port = free_port()
         env = {
             **os.environ,
@@ -46,9 +48,9 @@ def process(make_app, base_env, dovecot, tmp_path):
             )
         base = f"http://127.0.0.1:{port}"
         wait_until(lambda: _answers(f"{base}/healthz"), timeout=60, what=f"{command}'s /healthz")
-        return base, app.extensions["estafette"]
+        return base
 
-    yield start
+    yield start, services
     for child in started:
         child.terminate()
         child.wait(timeout=30)
@@ -69,8 +71,9 @@ def _metric(base: str, name: str) -> float | None:
 
 
 def test_a_sync_worker_shows_the_mailboxes_it_holds_in_idle(process, dovecot) -> None:
-    base, services = process("sync")
-    address, _password, _public_id = create_dovecot_mailbox(services, dovecot)
+    start, services = process
+    address, _password, _public_id = create_dovecot_mailbox(services, dovecot)  # claimed at start
+    base = start("sync")
 
     wait_until(
         lambda: _metric(base, "estafette_sync_connected_mailboxes") == 1.0,
@@ -83,7 +86,8 @@ def test_a_sync_worker_shows_the_mailboxes_it_holds_in_idle(process, dovecot) ->
 
 
 def test_a_dispatcher_shows_its_queue(process) -> None:
-    base, _services = process("push")
+    start, _services = process
+    base = start("push")
 
     wait_until(
         lambda: _metric(base, "estafette_push_queue_depth") is not None,
