@@ -82,7 +82,7 @@ format: $(VENV)/.installed
 # Lint, then the whole suite: every test runs on SQLite and on PostgreSQL. On TEST_WORKERS
 # processes (pytest-xdist), each with its own databases, Dovecot and FCM; the fault drills
 # share one group, so one worker runs them in turn (tests/conftest.py).
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 3
 test: system-deps $(VENV)/.installed lint
 	$(PY) -m pytest -p no:cacheprovider -ra --durations=15 -n $(TEST_WORKERS) --dist loadgroup
 
