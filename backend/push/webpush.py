@@ -30,8 +30,6 @@ from urllib.parse import urlsplit
 import requests
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from firebase_admin import messaging
-from py_vapid import Vapid
-from pywebpush import WebPushException, webpush
 
 from backend.push.fcm import retry_after_seconds
 from backend.push.outcomes import Outcome, OutcomeKind
@@ -61,6 +59,8 @@ def origin_allowed(endpoint: str, origins: tuple[str, ...]) -> bool:
 def public_key(private_key_path: Path) -> str:
     """The VAPID public key as the browser's `applicationServerKey` wants it: the
     uncompressed P-256 point, base64url without padding."""
+    from py_vapid import Vapid  # here: every process builds the app, few send Web Push
+
     vapid = Vapid.from_file(private_key_file=str(private_key_path))
     point = vapid.public_key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
     return base64.urlsafe_b64encode(point).rstrip(b"=").decode()
@@ -79,6 +79,11 @@ class WebPushSender:
         max_in_flight: int = MAX_IN_FLIGHT,
         ca_bundle: Path | None = None,
     ) -> None:
+        # Imported here, not with the module: aiohttp comes with pywebpush (0.3 s at start).
+        from py_vapid import Vapid
+        from pywebpush import WebPushException, webpush
+
+        self._webpush, self._refused = webpush, WebPushException
         self._vapid = Vapid.from_file(private_key_file=str(private_key_path))
         self._subject = subject
         self._origins = origins
@@ -125,7 +130,7 @@ class WebPushSender:
         headers = dict(config.headers or {})
         ttl = int(headers.pop("TTL", 0))
         try:
-            webpush(
+            self._webpush(
                 subscription,
                 data=json.dumps(message.data or {}, separators=(",", ":")),
                 vapid_private_key=self._vapid,
@@ -135,7 +140,7 @@ class WebPushSender:
                 timeout=self._timeout,
                 requests_session=self._http,
             )
-        except WebPushException as exc:
+        except self._refused as exc:
             return _outcome_for(exc.response)
         except (requests.RequestException, OSError):
             return Outcome.retry("NO_ANSWER")

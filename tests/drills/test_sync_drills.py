@@ -158,6 +158,9 @@ def test_a_database_outage_is_one_event_and_its_mail_is_pushed_once_it_returns(
         boxes = [gateway.imap_mailbox() for _ in range(3)]
         expected = {(public_id, token) for _address, public_id in boxes for token in tokens}
         push, sync = gateway.start("push"), gateway.start("sync")
+        # Both past their start (imports, schema check): the outage is the drill's, not a
+        # process that could not start (systemd would restart that one).
+        gateway.wait_ready(push)
         wait_for(gateway.in_idle, timeout=60, what="every mailbox in IDLE")
         before = {process.pid: len(gateway.log_lines(process)) for process in (push, sync)}
 
