@@ -87,6 +87,11 @@ class Settings:
     metrics_address: str = "127.0.0.1"
     extra: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def web_push_configured(self) -> bool:
+        """A VAPID key and a contact: both are needed to send Web Push (RFC 8292)."""
+        return bool(self.vapid_private_key and self.vapid_subject)
+
 
 def _read_environment(env_file: Path | None) -> dict[str, str]:
     """Environment variables win over `.env`, as operators expect from twelve-factor apps."""

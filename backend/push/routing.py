@@ -71,7 +71,7 @@ class RoutingSender:
 def create_senders(settings: Settings) -> RoutingSender:
     """FCM as configured (or the log), and Web Push when a VAPID key and subject are."""
     browsers = None
-    if settings.vapid_private_key and settings.vapid_subject:
+    if settings.web_push_configured:
         browsers = WebPushSender(
             settings.vapid_private_key,
             settings.vapid_subject,

@@ -60,7 +60,7 @@ def get_web_push_key(device_id: str) -> dict:
     `PUT web-push`."""
     device_service.get_device(db=db(), public_id=device_id, user=g.user)
     settings = services().settings
-    if not (settings.vapid_private_key and settings.vapid_subject):
+    if not settings.web_push_configured:
         raise errors.WebPushUnavailable()
     return {"public_key": webpush.public_key(settings.vapid_private_key)}
 
@@ -85,7 +85,7 @@ def put_web_push(body: dict, device_id: str) -> object:
     with the gateway's VAPID key: the same content-free data as an FCM push."""
     device = device_service.get_device(db=db(), public_id=device_id, user=g.user)
     settings = services().settings
-    if not (settings.vapid_private_key and settings.vapid_subject):
+    if not settings.web_push_configured:
         raise errors.WebPushUnavailable()
     if not webpush.origin_allowed(body["endpoint"], settings.web_push_origins):
         raise errors.PushServiceNotAllowed()
