@@ -77,7 +77,7 @@ from backend.push import outbox_queries as queries
 from backend.push import payloads, previews
 from backend.push.breaker import Breaker, backoff_delay
 from backend.push.fcm import Sender
-from backend.push.outcomes import Outcome, OutcomeKind
+from backend.push.outcomes import DEVICE_STATUS, Outcome, OutcomeKind
 from backend.push.quiet_hours import quiet_hours_of
 from backend.push.wakeup import OutboxWakeup
 from backend.storage import liveness
@@ -384,14 +384,11 @@ class Dispatcher:
                 )
                 device_states["retrying"].add(target.device_id)
                 continue
+            status = DEVICE_STATUS[outcome.kind]
             if outcome.kind is OutcomeKind.OK:
-                status = "ok"
                 QUEUE_TO_SEND.observe((now - plan.created[target.event_id]).total_seconds())
             elif outcome.kind is OutcomeKind.PRUNE:
-                status = "pruned"
                 PRUNED.labels(outcome.code or "").inc()
-            else:
-                status = "failed"
             device_states[status].add(target.device_id)
             deliveries.append(
                 {

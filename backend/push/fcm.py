@@ -14,7 +14,6 @@ import logging
 import secrets
 import threading
 import time
-from collections import Counter
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,7 +28,7 @@ from firebase_admin import credentials, exceptions, messaging
 
 from backend.metrics import PUSH_SEND_LATENCY as SEND_LATENCY
 from backend.push.fcm_transport import error_body, fcm_error_code, install_transport
-from backend.push.outcomes import Outcome, OutcomeKind
+from backend.push.outcomes import Outcome, log_summary
 
 log = logging.getLogger("estafette.push")
 
@@ -123,7 +122,7 @@ class FcmSender:
         for start in range(0, len(messages), MAX_BATCH):
             outcomes.extend(await self._send_batch(messages[start : start + MAX_BATCH]))
         SEND_LATENCY.observe(time.monotonic() - started)
-        _log_summary(outcomes)
+        log_summary(log, "fcm", outcomes)
         return outcomes
 
     async def _send_batch(self, batch: list[messaging.Message]) -> list[Outcome]:
@@ -244,13 +243,3 @@ def retry_after_seconds(header: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
-
-
-def _log_summary(outcomes: list[Outcome]) -> None:
-    """One content-free line per batch: counts by outcome and FCM code, never a token."""
-    problems = Counter((o.kind.value, o.code) for o in outcomes if o.kind is not OutcomeKind.OK)
-    if problems:
-        detail = " ".join(f"{kind}:{code}={n}" for (kind, code), n in sorted(problems.items()))
-        log.warning("fcm sent %d, not delivered: %s", len(outcomes), detail)
-    else:
-        log.debug("fcm sent %d, all accepted", len(outcomes))

@@ -114,15 +114,23 @@ def update_device_states(
             ids = states.get(status)
             if not ids:
                 continue
-            values: dict = {"last_push_status": status}
-            if status != "retrying":
-                values["last_push_at"] = now
-            if status == "pruned":
-                values["push_token"] = None
             db.execute(
-                update(Device).where(one_of(db, Device.id, ids)).values(**values),
+                update(Device)
+                .where(one_of(db, Device.id, ids))
+                .values(**device_push_state(status, now)),
                 execution_options=UNLOADED,
             )
+
+
+def device_push_state(status: str, now: datetime) -> dict:
+    """The device columns a push outcome sets: a retry keeps the last push's time, and a
+    pruned token is dropped, so the app knows to register again."""
+    values: dict = {"last_push_status": status}
+    if status != "retrying":
+        values["last_push_at"] = now
+    if status == "pruned":
+        values["push_token"] = None
+    return values
 
 
 def claim(

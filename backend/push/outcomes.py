@@ -7,6 +7,8 @@ counted, never retried forever (DESIGN.md, "nothing is lost").
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -16,6 +18,15 @@ class OutcomeKind(StrEnum):
     PRUNE = "prune"
     RETRY = "retry"
     FAILED = "failed"
+
+
+# What `GET /devices` shows as `last_push_status` after each kind of answer.
+DEVICE_STATUS = {
+    OutcomeKind.OK: "ok",
+    OutcomeKind.RETRY: "retrying",
+    OutcomeKind.PRUNE: "pruned",
+    OutcomeKind.FAILED: "failed",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,3 +56,14 @@ class Outcome:
     def failed(cls, code: str) -> Outcome:
         """A permanent failure that is not the token's fault (configuration, bad payload)."""
         return cls(OutcomeKind.FAILED, code)
+
+
+def log_summary(log: logging.Logger, provider: str, outcomes: list[Outcome]) -> None:
+    """One content-free line per batch: counts by outcome and provider code, never a token
+    nor an endpoint (both name a user's device)."""
+    problems = Counter((o.kind.value, o.code) for o in outcomes if o.kind is not OutcomeKind.OK)
+    if problems:
+        detail = " ".join(f"{kind}:{code}={n}" for (kind, code), n in sorted(problems.items()))
+        log.warning("%s sent %d, not delivered: %s", provider, len(outcomes), detail)
+    else:
+        log.debug("%s sent %d, all accepted", provider, len(outcomes))

@@ -12,16 +12,10 @@ from sqlalchemy.orm import Session
 
 from backend.config import Settings
 from backend.push import payloads
-from backend.push.outcomes import Outcome, OutcomeKind
+from backend.push.outbox_queries import device_push_state
+from backend.push.outcomes import DEVICE_STATUS, Outcome
 from backend.push.routing import create_senders
 from backend.storage.models import Device, utcnow
-
-STATUS_BY_OUTCOME = {
-    OutcomeKind.OK: "ok",
-    OutcomeKind.RETRY: "retrying",
-    OutcomeKind.PRUNE: "pruned",
-    OutcomeKind.FAILED: "failed",
-}
 
 
 def send_test_push(*, db: Session, settings: Settings, device: Device) -> tuple[str, Outcome]:
@@ -31,10 +25,7 @@ def send_test_push(*, db: Session, settings: Settings, device: Device) -> tuple[
         [outcome] = sender.send([payloads.test(device.push_token or "")])
     finally:
         sender.close()
-    status = STATUS_BY_OUTCOME[outcome.kind]
-    device.last_push_status = status
-    if status != "retrying":
-        device.last_push_at = utcnow()
-    if status == "pruned":
-        device.push_token = None
+    status = DEVICE_STATUS[outcome.kind]
+    for column, value in device_push_state(status, utcnow()).items():
+        setattr(device, column, value)  # in the request's transaction, with its audit record
     return status, outcome

@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from fnmatch import fnmatch
 from pathlib import Path
@@ -32,7 +31,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from firebase_admin import messaging
 
 from backend.push.fcm import retry_after_seconds
-from backend.push.outcomes import Outcome, OutcomeKind
+from backend.push.outcomes import Outcome, log_summary
 
 log = logging.getLogger("estafette.push")
 
@@ -105,7 +104,7 @@ class WebPushSender:
             remaining[0] -= 1
             if remaining[0] == 0:
                 outcomes = [f.result() for f in futures]
-                _log_summary(outcomes)
+                log_summary(log, "web push", outcomes)
                 combined.set_result(outcomes)
 
         if not futures:
@@ -159,12 +158,3 @@ def _outcome_for(response: requests.Response | None) -> Outcome:
     if status in _TRANSIENT:
         return Outcome.retry(code, retry_after_seconds(response.headers.get("Retry-After")))
     return Outcome.failed(code)
-
-
-def _log_summary(outcomes: list[Outcome]) -> None:
-    """One content-free line per batch, as for FCM: never an endpoint (it names the user's
-    browser subscription)."""
-    problems = Counter((o.kind.value, o.code) for o in outcomes if o.kind is not OutcomeKind.OK)
-    if problems:
-        detail = " ".join(f"{kind}:{code}={n}" for (kind, code), n in sorted(problems.items()))
-        log.warning("web push sent %d, not delivered: %s", len(outcomes), detail)
