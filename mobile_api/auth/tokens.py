@@ -85,12 +85,20 @@ def _token_first() -> None:
     flask-smorest parses a body inside the view's decorators, wherever the token check
     sits among them: without this, a call with no token but a bad body got 422, telling
     an anonymous caller about the call's schema. `session_required` and `mfa_required`
-    mark their views; the token is checked here, then again (from `g`) by the view.
+    mark their views; the token is verified here, once (`_verify_token`).
     """
     view = current_app.view_functions.get(request.endpoint or "")
     kind = getattr(view, NEEDS_ATTRIBUTE, None)
     if kind is not None:
+        _verify_token(kind)
+
+
+def _verify_token(kind: str) -> None:
+    """Verify the request's token ("access" or "refresh") unless this request already did:
+    the hook above runs first, and the view's decorator must not decode it again."""
+    if g.get("verified_token") != kind:
         verify_jwt_in_request(refresh=kind == "refresh")
+        g.verified_token = kind
 
 
 def _unauthorized(detail: str) -> Any:
@@ -203,7 +211,7 @@ def mfa_required(view: Callable) -> Callable:
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        verify_jwt_in_request()
+        _verify_token("access")
         claims = get_jwt()
         if claims.get("scope") != "mfa":
             raise errors.Forbidden("this call needs the token from /auth/login")
@@ -263,7 +271,7 @@ def session_required(view: Callable | None = None, *, refresh: bool = False) -> 
     def decorate(fn: Callable) -> Callable:
         @wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            verify_jwt_in_request(refresh=refresh)
+            _verify_token("refresh" if refresh else "access")
             claims = get_jwt()
             if claims.get("scope") != "session":
                 raise errors.Forbidden("this call needs a signed-in session")
