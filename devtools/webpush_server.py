@@ -18,14 +18,27 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import http_ece
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
 
 CLEAR_HEADERS = ("TTL", "Urgency", "Topic", "Content-Encoding")
+
+
+def write_vapid_key(path: Path) -> Path:
+    """A fresh VAPID key (P-256, PEM), as an operator makes one for ESTAFETTE_VAPID_PRIVATE_KEY."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    return path
 
 
 def _b64url(raw: bytes) -> str:

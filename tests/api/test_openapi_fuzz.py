@@ -13,13 +13,11 @@ import shutil
 import zlib
 from collections.abc import Iterator
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
+from devtools.webpush_server import write_vapid_key
 from tests.api.fuzzing import EXCLUDED_CHECKS, FuzzedApp, fuzz_settings, served_schema
 from tests.conftest import TEST_DATA_KEY, TEST_SECRET_KEY, _reset_postgres
 from tests.messages.support import Inbox
@@ -38,18 +36,6 @@ def _mail(subject: str) -> bytes:
         b"%PDF-1.4 fuzz", maintype="application", subtype="pdf", filename="a.pdf"
     )
     return bytes(message)
-
-
-def _vapid_key(home: Path) -> Path:
-    path = home / "vapid.pem"
-    path.write_bytes(
-        ec.generate_private_key(ec.SECP256R1()).private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return path
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -71,7 +57,7 @@ def fuzzed_app(request, tmp_path_factory, dovecot) -> Iterator[Any]:
             "ESTAFETTE_VAR_DIR": str(home / "var"),
             "ESTAFETTE_NIL": "test-nil",
             "ESTAFETTE_CA_BUNDLE": str(dovecot.ca_cert_path),
-            "ESTAFETTE_VAPID_PRIVATE_KEY": str(_vapid_key(home)),
+            "ESTAFETTE_VAPID_PRIVATE_KEY": str(write_vapid_key(home / "vapid.pem")),
             "ESTAFETTE_VAPID_SUBJECT": "mailto:dsi@chu-test.mssante.fr",
             "TESTING": True,
         }

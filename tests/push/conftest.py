@@ -16,6 +16,14 @@ from backend.push.dispatcher import Dispatcher
 from backend.push.fcm import FcmSender
 from devtools.drills.world import World
 from devtools.fcm_server import FakeFcm
+from devtools.webpush_server import WebPushService
+
+
+@pytest.fixture(scope="module")
+def push_service() -> Iterator[WebPushService]:
+    """A browser's push service on loopback: checks VAPID, decrypts as the browser would."""
+    with WebPushService() as service:
+        yield service
 
 
 @pytest.fixture

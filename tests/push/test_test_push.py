@@ -10,31 +10,16 @@ import uuid
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from devtools.fcm_server import FakeFcm
-from devtools.webpush_server import WebPushService
+from devtools.webpush_server import WebPushService, write_vapid_key
 from tests.factories import create_user
 from tests.support import Authenticator, bearer, body
 
 
-@pytest.fixture(scope="module")
-def push_service():
-    with WebPushService() as service:
-        yield service
-
-
 @pytest.fixture
 def gateway(make_app, tmp_path, fcm_credentials, fcm_server: FakeFcm, push_service):
-    key = tmp_path / "vapid.pem"
-    key.write_bytes(
-        ec.generate_private_key(ec.SECP256R1()).private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    key = write_vapid_key(tmp_path / "vapid.pem")
     return make_app(
         ESTAFETTE_FCM_CREDENTIALS=str(fcm_credentials),
         ESTAFETTE_FCM_ENDPOINT=fcm_server.base_url,

@@ -7,19 +7,16 @@ tests read what a service worker would read. It fails like the real services do.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 
 from backend.push.dispatcher import Dispatcher
 from backend.push.routing import create_senders
 from backend.storage.models import OutboxEvent, User
 from devtools.drills.world import World
-from devtools.webpush_server import WebPushService
+from devtools.webpush_server import WebPushService, write_vapid_key
 from tests.factories import create_user
 from tests.support import Authenticator, bearer, body
 
@@ -27,24 +24,9 @@ SUBJECT = "mailto:dsi@chu-test.mssante.fr"
 CANARY = "Mme CANARI Berthe"
 
 
-@pytest.fixture(scope="module")
-def push_service() -> Iterator[WebPushService]:
-    with WebPushService() as service:
-        yield service
-
-
 @pytest.fixture
 def vapid_key(tmp_path) -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    path = tmp_path / "vapid.pem"
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return str(path)
+    return str(write_vapid_key(tmp_path / "vapid.pem"))
 
 
 @pytest.fixture
