@@ -3,7 +3,6 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-SYSTEM_PACKAGES := dovecot-imapd dovecot-lmtpd dovecot-submissiond dovecot-sieve nginx-light
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 HOST ?= 127.0.0.1
 PORT ?= 8080
@@ -21,14 +20,21 @@ PIP_COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(TOOLS)/bin/pip-compile --qui
 
 .PHONY: run test lint format lock audit system-deps clean
 
-# Debian packages: Dovecot for the demo and the tests, nginx to check its config.
+# Debian packages: Dovecot for the demo and the tests, nginx to check its config, Chromium
+# for the web client's browser tests, promtool (prometheus) for the alert rules' tests.
+# Node.js and npm build the web client and run the OpenID provider the tests sign in at;
+# Debian's are installed only where the machine has none of its own.
+SYSTEM_PACKAGES := dovecot-imapd dovecot-lmtpd dovecot-submissiond dovecot-sieve nginx-light \
+	chromium prometheus
 system-deps:
-	@if ! command -v /usr/sbin/dovecot >/dev/null || ! command -v /usr/sbin/nginx >/dev/null \
-	   || ! dpkg -s dovecot-lmtpd dovecot-submissiond dovecot-sieve >/dev/null 2>&1; then \
-	  echo "Installing $(SYSTEM_PACKAGES) (Debian)"; \
+	@packages="$(SYSTEM_PACKAGES)"; command -v node >/dev/null || packages="$$packages nodejs"; \
+	command -v npm >/dev/null || packages="$$packages npm"; \
+	if ! dpkg -s $$packages >/dev/null 2>&1 || ! command -v node >/dev/null \
+	   || ! command -v npm >/dev/null; then \
+	  echo "Installing $$packages (Debian)"; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
-	    $(SYSTEM_PACKAGES) >/dev/null; \
+	    $$packages >/dev/null; \
 	fi
 
 # Exactly the locked packages, each checked against its hash (the dev lock holds the runtime
