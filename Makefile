@@ -21,11 +21,12 @@ PIP_COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(TOOLS)/bin/pip-compile --qui
 .PHONY: run test lint format lock audit system-deps clean
 
 # Debian packages: Dovecot for the demo and the tests, nginx to check its config, Chromium
-# for the web client's browser tests, promtool (prometheus) for the alert rules' tests.
+# for the web client's browser tests, promtool (prometheus) for the alert rules' tests,
+# wrk for the API bench's load.
 # Node.js and npm build the web client and run the OpenID provider the tests sign in at;
 # Debian's are installed only where the machine has none of its own.
 SYSTEM_PACKAGES := dovecot-imapd dovecot-lmtpd dovecot-submissiond dovecot-sieve nginx-light \
-	chromium prometheus
+	chromium prometheus wrk
 system-deps:
 	@packages="$(SYSTEM_PACKAGES)"; command -v node >/dev/null || packages="$$packages nodejs"; \
 	command -v npm >/dev/null || packages="$$packages npm"; \
