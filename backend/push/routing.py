@@ -14,6 +14,7 @@ from firebase_admin import messaging
 
 from backend.config import Settings
 from backend.push.fcm import Sender, create_sender
+from backend.push.futures import gather, then
 from backend.push.outcomes import Outcome
 from backend.push.webpush import WebPushSender
 
@@ -42,25 +43,15 @@ class RoutingSender:
             unconfigured: Future[list[Outcome]] = Future()
             unconfigured.set_result([Outcome.failed("WEB_PUSH_NOT_CONFIGURED")] * len(web))
             parts.append((web, unconfigured))
-        combined: Future[list[Outcome]] = Future()
-        outcomes: list[Outcome | None] = [None] * len(messages)
-        remaining = [len(parts)]
 
-        def done(indexes: list[int], future: Future[list[Outcome]]) -> None:
-            try:
-                for index, outcome in zip(indexes, future.result(), strict=True):
+        def reassemble(results: list[list[Outcome]]) -> list[Outcome]:
+            outcomes: list[Outcome | None] = [None] * len(messages)
+            for (indexes, _future), part in zip(parts, results, strict=True):
+                for index, outcome in zip(indexes, part, strict=True):
                     outcomes[index] = outcome
-            except BaseException as exc:  # handed to the waiting dispatcher
-                if not combined.done():
-                    combined.set_exception(exc)
-                return
-            remaining[0] -= 1
-            if remaining[0] == 0 and not combined.done():
-                combined.set_result([o for o in outcomes if o is not None])
+            return [o for o in outcomes if o is not None]
 
-        for indexes, future in parts:
-            future.add_done_callback(lambda f, indexes=indexes: done(indexes, f))
-        return combined
+        return then(gather([future for _indexes, future in parts]), reassemble)
 
     def close(self) -> None:
         self._apps.close()

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from firebase_admin import messaging
 
 from backend.push.fcm import retry_after_seconds
+from backend.push.futures import gather, then
 from backend.push.outcomes import Outcome, log_summary
 
 log = logging.getLogger("estafette.push")
@@ -97,21 +98,12 @@ class WebPushSender:
 
     def submit(self, messages: list[messaging.Message]) -> Future[list[Outcome]]:
         futures = [self._pool.submit(self._send_one, message) for message in messages]
-        combined: Future[list[Outcome]] = Future()
-        remaining = [len(futures)]
+        return then(gather(futures), self._logged)
 
-        def done(_future: Future) -> None:
-            remaining[0] -= 1
-            if remaining[0] == 0:
-                outcomes = [f.result() for f in futures]
-                log_summary(log, "web push", outcomes)
-                combined.set_result(outcomes)
-
-        if not futures:
-            combined.set_result([])
-        for future in futures:
-            future.add_done_callback(done)
-        return combined
+    @staticmethod
+    def _logged(outcomes: list[Outcome]) -> list[Outcome]:
+        log_summary(log, "web push", outcomes)
+        return outcomes
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
