@@ -316,16 +316,20 @@ def audit_verify() -> None:
     """Recompute the hash chain and the signed checkpoints' roots; exit 1 on any mismatch."""
     from backend.audit.anchoring import public_key_of, verify_checkpoints
     from backend.audit.checkpoints import read_checkpoints
+    from backend.audit.verify_status import write_status
 
     settings = _services().settings
     try:
         checkpoints = read_checkpoints(settings.audit_checkpoint_file)
     except ValueError as exc:
+        write_status(settings.var_dir, ok=False, records=0)
         click.echo(f"audit checkpoints UNREADABLE: {exc}", err=True)
         sys.exit(1)
     with _services().sessions() as db:
         result = verify_chain(db)
         anchored = verify_checkpoints(db, checkpoints, public_key_of(settings))
+    # The verdict the api's /metrics exports (estafette_audit_chain_verified).
+    write_status(settings.var_dir, ok=result.ok and anchored.ok, records=result.records)
     if not result.ok:
         click.echo(f"audit trail BROKEN at record {result.first_bad}: {result.reason}", err=True)
     if not anchored.ok:

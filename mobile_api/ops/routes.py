@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 from flask import Blueprint, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import text
 
 import backend.metrics  # noqa: F401  (registers every metric, even before sync/push run)
+from backend.certificates import CERTIFICATES
+from backend.state_metrics import StateCollector
 from backend.storage.database import schema_status
 from mobile_api.context import services
 from mobile_api.errors import problem
@@ -37,5 +42,18 @@ def readyz() -> Response | dict:
 
 @blp.get("/metrics")
 def metrics() -> Response:
-    """Prometheus text format. Metric labels never carry addresses or content."""
-    return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+    """Prometheus text format. Metric labels never carry addresses or content.
+
+    Under gunicorn (PROMETHEUS_MULTIPROC_DIR, set by infra/gunicorn.conf.py) every
+    worker's counters are summed from their files, whichever worker answers; then the
+    certificate inventory and the database's shared state, read now."""
+    settings = services().settings
+    state = CollectorRegistry(auto_describe=False)
+    state.register(StateCollector(services().sessions, settings.var_dir))
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        own = CollectorRegistry(auto_describe=False)
+        MultiProcessCollector(own)
+        own.register(CERTIFICATES)
+    else:
+        own = REGISTRY
+    return Response(generate_latest(own) + generate_latest(state), mimetype=CONTENT_TYPE_LATEST)
