@@ -6,20 +6,23 @@ Everything that differs between hosts comes from the environment (see
 infra/estafette.env.example); secrets never appear on the command line.
 """
 
+import contextlib
+import glob
 import multiprocessing
 import os
-import shutil
 import tempfile
 
 # prometheus-client's multiprocess mode: each worker writes its counters to files in this
 # directory and /metrics, whichever worker answers, sums them all. The variable must be set
 # before prometheus_client is first imported (by the app, preloaded below), and the
-# directory must start empty: files of a previous run would be counted again.
-_metrics_dir = os.path.join(
+# directory must start empty: files of a previous run would be counted again. Under
+# systemd it is in the unit's runtime directory (removed when the service stops).
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.path.join(
     os.environ.get("RUNTIME_DIRECTORY") or tempfile.gettempdir(), f"estafette-metrics-{os.getpid()}"
 )
-shutil.rmtree(_metrics_dir, ignore_errors=True)
-os.makedirs(_metrics_dir, mode=0o700)
+os.makedirs(_metrics_dir, mode=0o700, exist_ok=True)
+for _stale in glob.glob(os.path.join(_metrics_dir, "*.db")):
+    os.remove(_stale)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
 from backend.config import load_settings  # noqa: E402  (after PROMETHEUS_MULTIPROC_DIR)
@@ -96,4 +99,7 @@ def child_exit(_server, worker) -> None:
 
 
 def on_exit(_server) -> None:
-    shutil.rmtree(_metrics_dir, ignore_errors=True)
+    for path in glob.glob(os.path.join(_metrics_dir, "*.db")):
+        os.remove(path)
+    with contextlib.suppress(OSError):  # not empty: not only ours
+        os.rmdir(_metrics_dir)
