@@ -6,11 +6,27 @@ Everything that differs between hosts comes from the environment (see
 infra/estafette.env.example); secrets never appear on the command line.
 """
 
+import contextlib
+import glob
 import multiprocessing
 import os
+import tempfile
 
-from backend.config import load_settings
-from backend.logs import configure_logging
+# prometheus-client's multiprocess mode: each worker writes its counters to files in this
+# directory and /metrics, whichever worker answers, sums them all. The variable must be set
+# before prometheus_client is first imported (by the app, preloaded below), and the
+# directory must start empty: files of a previous run would be counted again. Under
+# systemd it is in the unit's runtime directory (removed when the service stops).
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.path.join(
+    os.environ.get("RUNTIME_DIRECTORY") or tempfile.gettempdir(), f"estafette-metrics-{os.getpid()}"
+)
+os.makedirs(_metrics_dir, mode=0o700, exist_ok=True)
+for _stale in glob.glob(os.path.join(_metrics_dir, "*.db")):
+    os.remove(_stale)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+
+from backend.config import load_settings  # noqa: E402  (after PROMETHEUS_MULTIPROC_DIR)
+from backend.logs import configure_logging  # noqa: E402
 
 wsgi_app = "mobile_api.wsgi:app"
 proc_name = "estafette-api"
@@ -73,3 +89,17 @@ loglevel = "info"
 access_log_format = (
     '%({x-forwarded-for}i)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms "%(a)s" %({x-request-id}i)s'
 )
+
+
+def child_exit(_server, worker) -> None:
+    """A worker that exits (recycled by max_requests, or killed) leaves its live gauges."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, _metrics_dir)
+
+
+def on_exit(_server) -> None:
+    for path in glob.glob(os.path.join(_metrics_dir, "*.db")):
+        os.remove(path)
+    with contextlib.suppress(OSError):  # not empty: not only ours
+        os.rmdir(_metrics_dir)

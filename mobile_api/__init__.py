@@ -124,6 +124,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     errors.register_error_handlers(app)
     init_json_checks(app)
     app.after_request(_no_store)
+    from mobile_api.ops.request_metrics import init_request_metrics
+
+    init_request_metrics(app)
     _register_blueprints(app, api)
     from mobile_api.auditing import init_auditing
 

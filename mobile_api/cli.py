@@ -84,6 +84,7 @@ mailboxes_cli = AppGroup("mailboxes", help="MSSanté mailboxes.")
 audit_cli = AppGroup("audit", help="The traceability trail.")
 certificates_cli = AppGroup("certificates", help="Client certificates and CAs.")
 crl_cli = AppGroup("crl", help="Certificate revocation lists.")
+backup_cli = AppGroup("backup", help="Backups of the PostgreSQL database.")
 
 
 @db_cli.command("upgrade")
@@ -316,16 +317,20 @@ def audit_verify() -> None:
     """Recompute the hash chain and the signed checkpoints' roots; exit 1 on any mismatch."""
     from backend.audit.anchoring import public_key_of, verify_checkpoints
     from backend.audit.checkpoints import read_checkpoints
+    from backend.audit.verify_status import write_status
 
     settings = _services().settings
     try:
         checkpoints = read_checkpoints(settings.audit_checkpoint_file)
     except ValueError as exc:
+        write_status(settings.var_dir, ok=False, records=0)
         click.echo(f"audit checkpoints UNREADABLE: {exc}", err=True)
         sys.exit(1)
     with _services().sessions() as db:
         result = verify_chain(db)
         anchored = verify_checkpoints(db, checkpoints, public_key_of(settings))
+    # The verdict the api's /metrics exports (estafette_audit_chain_verified).
+    write_status(settings.var_dir, ok=result.ok and anchored.ok, records=result.records)
     if not result.ok:
         click.echo(f"audit trail BROKEN at record {result.first_bad}: {result.reason}", err=True)
     if not anchored.ok:
@@ -481,6 +486,28 @@ def audit_export(
     )
 
 
+@backup_cli.command("verify")
+@click.argument("dump", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def backup_verify(dump: Path) -> None:
+    """Restore a pg_dump into a scratch database and check it; exit 1 if it would not serve.
+
+    Checks: the schema at a migration this version runs on, the audit chain intact, and a
+    sealed value (a cached envelope) that opens with the configured ESTAFETTE_DATA_KEY.
+    The scratch database is made on the configured server (CREATEDB needed) and dropped."""
+    from backend.storage.backup import BackupError, verify_backup
+
+    url = _services().settings.database_url
+    try:
+        report = verify_backup(dump, url)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    for finding in report.findings:
+        click.echo(f"{'ok' if finding.ok else 'FAILED':7} {finding.check}: {finding.detail}")
+    if not report.ok:
+        sys.exit(1)
+    click.echo(f"backup {dump.name} restores and serves")
+
+
 def _stop_on_signals() -> threading.Event:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -559,6 +586,7 @@ def register_commands(app: Flask) -> None:
         audit_cli,
         certificates_cli,
         crl_cli,
+        backup_cli,
         sync_command,
         push_command,
         serve_command,

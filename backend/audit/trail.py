@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine, bindparam, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from backend.metrics import AUDIT_WRITE_LATENCY
 from backend.storage.models import AuditChainHead, AuditRecord, utcnow
 
 if TYPE_CHECKING:
@@ -154,6 +156,7 @@ class AuditTrail:
         locked until the caller commits; a checkpoint waits for the next append."""
         outcome = Outcome(outcome).value  # ValueError outside the vocabulary
         encoded = _encode_details(details)
+        started = time.perf_counter()
         if within is not None:
             context = contextlib.nullcontext(within.connection())
         else:
@@ -179,6 +182,7 @@ class AuditTrail:
                 _APPEND, {column.key: getattr(entry, column.key) for column in _RECORD_COLUMNS}
             )
             connection.execute(_ADVANCE_HEAD, {"new_hash": entry.hash})
+        AUDIT_WRITE_LATENCY.observe(time.perf_counter() - started)
         if self.checkpoints is not None and within is None:
             self.checkpoints.maybe_write(head.last_id, head.checkpoint_size, head.checkpoint_at)
         # The operational log gets the same ids and codes as the trail, never more.

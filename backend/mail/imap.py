@@ -29,6 +29,8 @@ from imapclient.imapclient import (
 )
 from imapclient.response_parser import parse_fetch_response
 
+from backend.metrics import IMAP_AUTH_FAILURES
+
 # What the rest of the gateway knows of imapclient: an open session, how it fails, and the
 # system flags and special-use names (RFC 3501, RFC 6154). Only backend/mail imports
 # imapclient itself (tests/architecture/test_import_boundaries.py).
@@ -130,6 +132,7 @@ def connect(
     try:
         _authenticate(client, endpoint)
     except LoginError as exc:
+        IMAP_AUTH_FAILURES.inc()
         _close_quietly(client)
         if forget := getattr(endpoint.token_provider, "forget", None):
             forget()  # the token may have been revoked early: never offer it twice

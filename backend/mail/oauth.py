@@ -15,6 +15,7 @@ import time
 import httpx
 
 from backend.mail.imap import ImapRefused, ImapUnavailable
+from backend.metrics import TOKEN_REFRESH_FAILURES
 
 # Renew this long before the announced expiry, so a token never dies mid-login.
 EXPIRY_MARGIN_SECONDS = 30.0
@@ -65,16 +66,20 @@ class ClientCredentialsTokens:
                 timeout=TIMEOUT_SECONDS,
             )
         except httpx.HTTPError as exc:
+            TOKEN_REFRESH_FAILURES.labels("unreachable").inc()
             raise ImapUnavailable(f"token endpoint unreachable: {type(exc).__name__}") from exc
         if response.status_code in (400, 401, 403):
             # RFC 6749 §5.2: invalid_client, unauthorized_client... an operator must act.
             error = _json(response).get("error", f"HTTP {response.status_code}")
+            TOKEN_REFRESH_FAILURES.labels("refused").inc()
             raise ImapRefused(f"token endpoint refused the client ({error})")
         if response.status_code != 200:
+            TOKEN_REFRESH_FAILURES.labels("unreachable").inc()
             raise ImapUnavailable(f"token endpoint answered HTTP {response.status_code}")
         body = _json(response)
         token = body.get("access_token")
         if not isinstance(token, str) or not token:
+            TOKEN_REFRESH_FAILURES.labels("invalid").inc()
             raise ImapUnavailable("token endpoint answered without an access_token")
         try:
             lifetime = float(body.get("expires_in", DEFAULT_LIFETIME_SECONDS))

@@ -59,7 +59,7 @@ import socket
 import threading
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -73,6 +73,7 @@ from backend.metrics import PUSH_OUTCOMES as OUTCOMES
 from backend.metrics import PUSH_PRUNED as PRUNED
 from backend.metrics import PUSH_QUEUE_DEPTH as QUEUE_DEPTH
 from backend.metrics import PUSH_QUEUE_TO_SEND as QUEUE_TO_SEND
+from backend.metrics import PUSH_SENT as SENT
 from backend.push import outbox_queries as queries
 from backend.push import payloads, previews
 from backend.push.breaker import Breaker, backoff_delay
@@ -107,6 +108,7 @@ class _Target:
     event_id: int
     device_id: int
     message: messaging.Message
+    platform: str = "fcm"  # or "webpush": the push service, for the outcome counter
 
 
 @dataclass(slots=True)
@@ -120,6 +122,7 @@ class _Plan:
     retry_after: dict[int, float] = field(default_factory=dict)  # event id -> FCM's delay
     held: set[int] = field(default_factory=set)  # events with pushes the breaker kept back
     expired: list[tuple[int, int]] = field(default_factory=list)  # (event, device), stale
+    expired_on: Counter[str] = field(default_factory=Counter)  # platform -> expired pushes
     leased_at: float = field(default_factory=time.monotonic)  # planned as soon as claimed
 
 
@@ -344,6 +347,7 @@ class Dispatcher:
                 web = payloads.is_web_push(recipient.token)
                 if stale:
                     plan.expired.append((event.id, recipient.device_id))
+                    plan.expired_on[_platform(web)] += 1
                     continue
                 if event.kind == payloads.NEW_MAIL:
                     if not (event.urgent or recipient.on_call):
@@ -360,7 +364,7 @@ class Dispatcher:
                     )
                 else:
                     message = payloads.mail_read(recipient.token, mailbox, count, web=web)
-                plan.targets.append(_Target(event.id, recipient.device_id, message))
+                plan.targets.append(_Target(event.id, recipient.device_id, message, _platform(web)))
         return plan
 
     # -- recording ------------------------------------------------------------------------
@@ -378,6 +382,7 @@ class Dispatcher:
         device_states: dict[str, set[int]] = defaultdict(set)
         for target, outcome in zip(sending.chunk, outcomes, strict=True):
             OUTCOMES.labels(outcome.kind.value, outcome.code or "").inc()
+            SENT.labels(outcome.kind.value, target.platform).inc()
             if outcome.kind is OutcomeKind.RETRY:
                 retry_after[target.event_id] = max(
                     retry_after.get(target.event_id, 0.0), outcome.retry_after or 0.0
@@ -408,6 +413,8 @@ class Dispatcher:
         retry_after, held = plan.retry_after, plan.held
         if plan.expired:
             OUTCOMES.labels("expired", "").inc(len(plan.expired))
+            for platform, count in plan.expired_on.items():
+                SENT.labels("expired", platform).inc(count)
             log.warning("%d pushes expired unsent after %s", len(plan.expired), self._stale)
         done = [
             event_id
@@ -461,6 +468,10 @@ class Dispatcher:
             return
         self._next_depth = time.monotonic() + QUEUE_DEPTH_SECONDS
         QUEUE_DEPTH.set(queries.queue_depth(db))
+
+
+def _platform(web: bool) -> str:
+    return "webpush" if web else "fcm"
 
 
 def _usable_key(key: bytes | None) -> bool:

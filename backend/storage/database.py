@@ -7,21 +7,25 @@ import os
 import stat
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError as AlembicError
 from sqlalchemy import (
     BigInteger,
     BindParameter,
     ColumnElement,
+    Connection,
     Engine,
     any_,
     bindparam,
     create_engine,
     event,
+    inspect,
     make_url,
     text,
 )
@@ -149,12 +153,78 @@ def alembic_config(url: str) -> AlembicConfig:
 MIGRATION_LOCK_KEY = int.from_bytes(b"ESTAFETT", "big") - 2**63
 
 
+# Migrations that only add (a table, a nullable column, an index) and change no meaning:
+# the build one step behind runs unchanged on a schema that has them, so hosts upgrade one
+# at a time and a rollback needs no downgrade. A migration that drops, renames, tightens a
+# constraint or rewrites data is a contract step and never goes here (infra/README.md,
+# "Rolling upgrades").
+EXPAND_ONLY_REVISIONS: frozenset[str] = frozenset({"0014"})
+
+
+@dataclass(frozen=True)
+class SchemaCompatibility:
+    """Where the database's schema stands for this build.
+
+    `state`: `current` (at this build's head), `expand_ahead` (one expand-only step
+    ahead: accepted), `behind` (`db upgrade` must run) or `incompatible` (ahead by more,
+    or by a contract step: this build must not run on it)."""
+
+    current: str | None
+    head: str
+    state: str
+
+    @property
+    def accepted(self) -> bool:
+        return self.state in ("current", "expand_ahead")
+
+
+def schema_compatibility(engine: Engine) -> SchemaCompatibility:
+    script = ScriptDirectory.from_config(alembic_config(str(engine.url)))
+    head = script.get_current_head()
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+        if current == head:
+            state = "current"
+        elif current is None or _known(script, current):
+            state = "behind"
+        else:
+            state = "expand_ahead" if _expands(connection, current) == head else "incompatible"
+    return SchemaCompatibility(current, head, state)
+
+
+def _known(script: ScriptDirectory, revision: str) -> bool:
+    try:
+        return script.get_revision(revision) is not None
+    except AlembicError:
+        return False
+
+
+def _expands(connection: Connection, revision: str) -> str | None:
+    """The revision that `revision` expands, as the newer build's `db upgrade` recorded it."""
+    if not inspect(connection).has_table("schema_expansions"):
+        return None
+    query = text("SELECT expands FROM schema_expansions WHERE revision = :revision")
+    return connection.execute(query, {"revision": revision}).scalar()
+
+
+def _record_expansions(connection: Connection, script: ScriptDirectory) -> None:
+    """After an upgrade to head: every applied expand-only revision, for older builds."""
+    connection.execute(text("DELETE FROM schema_expansions"))
+    for script_revision in script.walk_revisions():
+        if script_revision.revision in EXPAND_ONLY_REVISIONS:
+            connection.execute(
+                text("INSERT INTO schema_expansions (revision, expands) VALUES (:r, :e)"),
+                {"r": script_revision.revision, "e": script_revision.down_revision},
+            )
+
+
 def upgrade_schema(engine: Engine) -> None:
     """Apply every pending migration (`flask --app mobile_api db upgrade`).
 
     The migration transaction first takes a lock (PostgreSQL: an advisory lock; SQLite:
     its write lock): two hosts that start together upgrade one after the other, and the
-    second finds nothing left to do."""
+    second finds nothing left to do. A schema already one expand step ahead (a newer
+    build's, during a rolling upgrade or after a rollback) is left as it is."""
     from alembic import command
 
     config = alembic_config(engine.url.render_as_string(hide_password=False))
@@ -164,23 +234,41 @@ def upgrade_schema(engine: Engine) -> None:
             connection.execute(lock, {"key": MIGRATION_LOCK_KEY})
         elif connection.dialect.name == "sqlite":
             connection.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock, held to commit
+        script = ScriptDirectory.from_config(config)
+        current = MigrationContext.configure(connection).get_current_revision()
+        if current is not None and not _known(script, current):
+            if _expands(connection, current) == script.get_current_head():
+                return  # a newer build's expand step: nothing for this build to do
+            raise SchemaOutOfDate(
+                f"the database schema is at {current}, which this version "
+                f"({script.get_current_head()}) does not know: a newer version's, more than "
+                "one expand step ahead; upgrade with that version"
+            )
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+        _record_expansions(connection, script)
 
 
 def schema_status(engine: Engine) -> tuple[str | None, str]:
     """Return (current revision, head revision)."""
-    script = ScriptDirectory.from_config(alembic_config(str(engine.url)))
-    with engine.connect() as connection:
-        current = MigrationContext.configure(connection).get_current_revision()
-    return current, script.get_current_head()
+    status = schema_compatibility(engine)
+    return status.current, status.head
 
 
-def require_current_schema(engine: Engine) -> None:
-    """Refuse to run on a schema that is behind the code, with the command that fixes it."""
-    current, head = schema_status(engine)
-    if current != head:
+def require_current_schema(engine: Engine) -> SchemaCompatibility:
+    """Refuse to run on a schema this build cannot use, with the command that fixes it.
+
+    Accepted: this build's head, or one expand-only step ahead (a rolling upgrade)."""
+    status = schema_compatibility(engine)
+    if status.state == "behind":
         raise SchemaOutOfDate(
-            f"the database schema is at {current or 'nothing'} but this version needs {head}: "
-            "run `flask --app mobile_api db upgrade` first"
+            f"the database schema is at {status.current or 'nothing'} but this version needs "
+            f"{status.head}: run `flask --app mobile_api db upgrade` first"
         )
+    if status.state == "incompatible":
+        raise SchemaOutOfDate(
+            f"the database schema is at {status.current}, which this version ({status.head}) "
+            "does not know and cannot run on: a newer version's, more than one expand step "
+            "ahead (run `flask --app mobile_api db upgrade` with that version and deploy it)"
+        )
+    return status

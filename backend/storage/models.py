@@ -220,6 +220,16 @@ class Mailbox(Base):
     )
 
 
+class SchemaExpansion(Base):
+    """An applied migration that only adds to the schema, and the revision it expands: the
+    build at `expands` still runs on it (rolling upgrades, backend/storage/database.py)."""
+
+    __tablename__ = "schema_expansions"
+
+    revision: Mapped[str] = mapped_column(String(32), primary_key=True)
+    expands: Mapped[str] = mapped_column(String(32))
+
+
 class SyncWorkerBeat(Base):
     """A live sync worker, so the others know how many share the mailboxes (fair share)."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
 from backend.mail.envelope import Envelope
@@ -220,9 +220,13 @@ def remove_messages(*, db: Session, message_ids: list[int]) -> int:
 
 
 def set_sync_state(*, db: Session, mailbox_id: int, state: str, detail: str | None = None) -> None:
-    """What the apps and the admin see: ok, connecting, or error with a human reason."""
+    """What the apps and the admin see: ok, connecting, or error with a human reason.
+
+    `sync_changed_at` moves only when the state does: a mailbox retried in `error` every
+    few minutes has been in error since its first failure (the alert's "for 10 min")."""
+    changed_at = case((Mailbox.sync_state == state, Mailbox.sync_changed_at), else_=utcnow())
     db.execute(
         update(Mailbox)
         .where(Mailbox.id == mailbox_id)
-        .values(sync_state=state, sync_detail=detail, sync_changed_at=utcnow())
+        .values(sync_state=state, sync_detail=detail, sync_changed_at=changed_at)
     )

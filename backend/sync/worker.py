@@ -52,6 +52,8 @@ from backend.mail.watching import (
     take_folder_notices,
     watch_every_folder,
 )
+from backend.metrics import SYNC_CATCH_UP_AGE as CATCH_UP_AGE
+from backend.metrics import SYNC_CATCH_UP_INTERVAL as CATCH_UP_INTERVAL
 from backend.metrics import SYNC_CONNECTED as CONNECTED
 from backend.metrics import SYNC_IDLE_EVENTS as IDLE_EVENTS
 from backend.metrics import SYNC_IDLE_RENEWALS as IDLE_RENEWALS
@@ -73,6 +75,12 @@ BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 300.0
 STATE_FLUSH_SECONDS = 0.2
 DB_PROBE_SECONDS = 1.0  # while the database is down: how often the heartbeat tries it
+
+
+def _caught_up(session: MailboxSession) -> None:
+    now = time.monotonic()
+    CATCH_UP_INTERVAL.observe(now - session.succeeded_at)
+    session.succeeded_at = now
 
 
 def backoff_delay(failures: int) -> float:
@@ -99,6 +107,8 @@ class MailboxSession:
     generation: int = field(default=0)
     notify: bool = False  # NOTIFY (RFC 5465) tells at once of mail in the other folders
     caught_up_at: float = 0.0  # INBOX's last full catch-up (a fresh SELECT)
+    # INBOX's last successful catch-up of any kind (held since, when there was none yet).
+    succeeded_at: float = field(default_factory=time.monotonic)
     folders_due: float = 0.0  # when the other folders are listed next
     # Changes announced in answer to our last commands, after the catch-up had passed them.
     news: set[bytes] = field(default_factory=set)
@@ -139,6 +149,7 @@ class SyncWorker:
         self._flush_lock = threading.Lock()
         self._outage = DatabaseOutage(log, "sync paused")
         self._parked: set[int] = set()  # mailboxes waiting for the database to answer
+        CATCH_UP_AGE.set_function(self._worst_catch_up_age)
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -418,6 +429,12 @@ class SyncWorker:
                     for mailbox_id, value in batch.items():
                         self._pending_states.setdefault(mailbox_id, value)
 
+    def _worst_catch_up_age(self) -> float:
+        """The gauge's value at scrape time: the stalest held mailbox, in seconds."""
+        held = list(self._held.values())
+        now = time.monotonic()
+        return max((now - session.succeeded_at for session in held), default=0.0)
+
     # -- jobs (run in the pool) ---------------------------------------------------------
 
     def _select_and_catch_up(self, session: MailboxSession) -> None:
@@ -432,6 +449,7 @@ class SyncWorker:
             selected=selected,
             qresync=session.qresync,
         )
+        _caught_up(session)
 
     def _job_connect(self, session: MailboxSession) -> None:
         client = connect(
@@ -497,6 +515,7 @@ class SyncWorker:
             flags=flags,
             expunges=expunges,
         )
+        _caught_up(session)
 
     def _job_resume(self, session: MailboxSession) -> None:
         """After a database outage: the same IMAP session (never in IDLE here) catches up."""

@@ -24,6 +24,7 @@ def base_env(tmp_path: Path) -> dict[str, str]:
         "ESTAFETTE_DATA_KEY": TEST_DATA_KEY,
         "ESTAFETTE_VAR_DIR": str(tmp_path / "var"),
         "ESTAFETTE_CA_BUNDLE": "system",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),  # not one in /tmp per run
     }
 
 
@@ -64,3 +65,15 @@ def test_a_bad_proxy_stops_gunicorn_with_the_settings_message(base_env: dict[str
     answer = _gunicorn_forwarded_allow_ips(env)
     assert answer.returncode != 0
     assert "ESTAFETTE_TRUSTED_PROXIES: 'nginx.local' is not an IP or network" in answer.stderr
+
+
+def test_gunicorn_starts_the_workers_metrics_directory_empty(
+    base_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A previous run's counters would be summed into the new run's /metrics."""
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    (metrics / "counter_4242.db").write_bytes(b"stale")
+    answer = _gunicorn_forwarded_allow_ips(base_env)
+    assert answer.returncode == 0, answer.stderr
+    assert list(metrics.iterdir()) == []

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from subprocess import PIPE
 
 import psycopg
 import pytest
@@ -15,12 +19,15 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from backend.storage.database import (
+    EXPAND_ONLY_REVISIONS,
     alembic_config,
     make_engine,
     require_current_schema,
     upgrade_schema,
 )
-from tests.conftest import POSTGRES_ADMIN_URL
+from tests.conftest import POSTGRES_ADMIN_URL, TEST_DATA_KEY, TEST_SECRET_KEY
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_migrations_match_the_models(services, database_url) -> None:
@@ -138,3 +145,36 @@ def test_0005_reseals_existing_values_for_their_rows_and_seals_push_tokens(
     assert decrypt(bytes(totp), b"users.totp_secret") == b"JBSWY3DPEHPK3PXP"
     assert token == "fcm-token-1"
     engine.dispose()
+
+
+def test_two_db_upgrade_commands_at_once_both_succeed_and_migrate_once(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    """Two api hosts' `ExecStartPre=flask db upgrade` at the same moment, as processes."""
+    env = {
+        **os.environ,
+        "ESTAFETTE_DATABASE_URL": empty_database_url,
+        "ESTAFETTE_SECRET_KEY": TEST_SECRET_KEY,
+        "ESTAFETTE_DATA_KEY": TEST_DATA_KEY,
+        "ESTAFETTE_VAR_DIR": str(tmp_path / "var"),
+        "ESTAFETTE_CA_BUNDLE": "system",
+    }
+    command_line = [sys.executable, "-m", "flask", "--app", "mobile_api", "db", "upgrade"]
+    hosts = [
+        subprocess.Popen(command_line, cwd=ROOT, env=env, stdout=PIPE, stderr=PIPE, text=True)
+        for _ in range(2)
+    ]
+    for host in hosts:
+        out, err = host.communicate(timeout=300)
+        assert host.returncode == 0, err
+        assert "database schema is up to date" in out
+    engine = make_engine(empty_database_url)
+    try:
+        assert require_current_schema(engine).state == "current"
+        with engine.connect() as conn:
+            versions = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+            expansions = conn.execute(text("SELECT count(*) FROM schema_expansions")).scalar()
+        assert len(versions) == 1
+        assert expansions == len(EXPAND_ONLY_REVISIONS)
+    finally:
+        engine.dispose()
