@@ -158,7 +158,7 @@ MIGRATION_LOCK_KEY = int.from_bytes(b"ESTAFETT", "big") - 2**63
 # at a time and a rollback needs no downgrade. A migration that drops, renames, tightens a
 # constraint or rewrites data is a contract step and never goes here (infra/README.md,
 # "Rolling upgrades").
-EXPAND_ONLY_REVISIONS: frozenset[str] = frozenset({"0014"})
+EXPAND_ONLY_REVISIONS: frozenset[str] = frozenset({"0012"})
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """schema_expansions: which applied revisions only expand the schema, and on top of what
 
-Revision ID: 0014
+Revision ID: 0012
 Revises: 0009
 Create Date: 2026-12-04 05:30:00
 
@@ -14,7 +14,7 @@ This migration only adds a table: it is itself an expand step.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014"
+revision = "0012"
 down_revision = "0009"
 branch_labels = None
 depends_on = None
