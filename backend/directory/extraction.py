@@ -107,8 +107,7 @@ class Tally:
 
 
 def _clean(value: str, width: int = 300) -> str | None:
-    value = " ".join(value.split())
-    return value[:width] or None
+    return value.strip()[:width] or None
 
 
 def parse_line(line: str) -> Entry | str:

@@ -62,17 +62,20 @@ def _matching(statement: Select, words: list[str]) -> Select:
     return statement
 
 
-def _term_scan(words: list[str], domains: Iterable[str] | None, limit: int) -> Select:
+def _term_scan(words: list[str], domain: str | None, limit: int) -> Select:
+    """One ordered range scan: of the primary key (term, entry_id), or with `domain` of
+    (domain, term), so the first `limit` rows found are the answer (no sort of all hits)."""
     driver, others = words[0], words[1:]
     statement = (
         select(DirectoryEntry, DirectoryTerm.term)
         .join(DirectoryEntry, DirectoryEntry.id == DirectoryTerm.entry_id)
         .where(DirectoryTerm.term >= driver, DirectoryTerm.term < _upper_bound(driver))
-        .order_by(DirectoryTerm.term, DirectoryTerm.entry_id)
         .limit(limit)
     )
-    if domains is not None:
-        statement = statement.where(DirectoryTerm.domain.in_(list(domains)))
+    if domain is None:
+        statement = statement.order_by(DirectoryTerm.term, DirectoryTerm.entry_id)
+    else:
+        statement = statement.where(DirectoryTerm.domain == domain).order_by(DirectoryTerm.term)
     return _matching(statement, others)
 
 
@@ -178,11 +181,14 @@ def search(*, db: Session, user: User, query: str, limit: int) -> list[Hit]:
         add(_hit(e, "correspondent") for e in db.scalars(statement))
     own, domains = _own_mailboxes(db, words)
     add(own)
-    if len(results) < limit and domains:
-        rows = db.execute(_term_scan(words, domains, 2 * limit)).all()
+    for domain in sorted(domains):  # an establishment has one domain, or a few
+        if len(results) >= limit:
+            break
+        rows = db.execute(_term_scan(words, domain, limit + 5)).all()
         add(_hit(entry, "establishment") for entry, _term in rows)
     if len(results) < limit:
-        rows = db.execute(_term_scan(words, None, 2 * limit + len(results))).all()
+        # A few more than missing: an entry may match the driving word twice.
+        rows = db.execute(_term_scan(words, None, limit + len(results) + 5)).all()
         add(_hit(entry, "directory") for entry, _term in rows)
     return list(results.values())[:limit]
 

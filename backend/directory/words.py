@@ -7,6 +7,7 @@ match the same way ("Hélène" is found by "hel", "O'Brien" by "obr" and by "bri
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -14,7 +15,17 @@ from collections.abc import Iterable
 MAX_TERM = 64  # directory_terms.term
 MAX_QUERY_WORDS = 6
 # Ligatures NFKD leaves whole: French names and organisations use them.
-_LIGATURES = str.maketrans({"œ": "oe", "Œ": "oe", "æ": "ae", "Æ": "ae", "ß": "ss"})
+_LIGATURES = {"œ": "oe", "Œ": "oe", "æ": "ae", "Æ": "ae", "ß": "ss"}
+
+
+def _ascii_of(char: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", _LIGATURES.get(char, char))
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+# Latin letters with diacritics (Latin-1 to Latin Extended-B) folded by one translate():
+# a directory import folds millions of words, so no per-character normalisation there.
+_FOLD = str.maketrans({chr(c): _ascii_of(chr(c)) for c in range(0xC0, 0x250)})
 _SPLIT = re.compile(r"[^a-z0-9]+")
 # Too common to tell anyone apart: not indexed, and skipped in a query unless being typed.
 STOP_WORDS = frozenset(
@@ -26,9 +37,9 @@ _DOMAIN_NOISE = frozenset({"fr", "mssante", "com", "net", "org", "eu"})
 
 def fold(text: str) -> str:
     """Lower-case ASCII without accents; every other character becomes a space."""
-    decomposed = unicodedata.normalize("NFKD", text.translate(_LIGATURES))
-    ascii_only = "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
-    return _SPLIT.sub(" ", ascii_only).strip()
+    if not text.isascii():
+        text = unicodedata.normalize("NFC", text).translate(_FOLD)
+    return _SPLIT.sub(" ", text.lower()).strip()
 
 
 def _telling(word: str) -> bool:
@@ -42,16 +53,23 @@ def words_of(values: Iterable[str | None]) -> list[str]:
     """
     seen: dict[str, None] = {}
     for value in values:
-        if not value:
-            continue
-        for chunk in value.split():
-            parts = fold(chunk).split()
-            if len(parts) > 1:
-                seen.setdefault("".join(parts)[:MAX_TERM], None)
-            for part in parts:
-                if _telling(part):
-                    seen.setdefault(part[:MAX_TERM], None)
+        if value:
+            seen.update(dict.fromkeys(_value_words(value)))
     return list(seen)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _value_words(value: str) -> tuple[str, ...]:
+    """Cached: professions, cities and organisations repeat across thousands of lines."""
+    found: dict[str, None] = {}
+    for chunk in value.split():
+        parts = fold(chunk).split()
+        if len(parts) > 1:
+            found.setdefault("".join(parts)[:MAX_TERM], None)
+        for part in parts:
+            if _telling(part):
+                found.setdefault(part[:MAX_TERM], None)
+    return tuple(found)
 
 
 def address_words(address: str) -> list[str]:
