@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from backend import errors
 from backend.config import Settings
+from backend.directory import annuaire
 from backend.directory import search as directory
 from backend.mail import smtp
 from backend.mail.endpoints import smtp_endpoint_for
@@ -100,12 +101,14 @@ def check_directory(
 ) -> tuple[dict[str, str], ...]:
     """Recipients the national directory does not know: warnings, or (if the admin chose
     `refuse`) a refusal before anything is sent. The file is a day old, so by default a
-    new colleague's address is not refused."""
+    new colleague's address is not refused, and with an API key the Annuaire Santé's
+    FHIR API is asked about the addresses the file lacks."""
     unknown = set(
         directory.unknown_addresses(
             db=db, addresses=[a for addrs in field_addresses.values() for a in addrs]
         )
     )
+    unknown -= annuaire.confirmed_by_api(settings, sorted(unknown))
     if not unknown:
         return ()
     if settings.directory_unknown_recipients == "refuse":
