@@ -18,6 +18,7 @@ import logging
 import os
 import random
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -134,7 +135,9 @@ def _drive(base: str, token: str, paths: list[tuple[str, dict]], clients: int) -
     work = iter(paths)
 
     def client() -> None:
-        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as http:
+        headers = {"Authorization": f"Bearer {token}"}
+        # A generous timeout: on a busy machine a slow answer is a figure, not an error.
+        with httpx.Client(base_url=base, headers=headers, timeout=120.0) as http:
             while True:
                 with lock:
                     item = next(work, None)
@@ -187,6 +190,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="estafette-bench-directory-") as folder:
             path = write_extraction(Path(folder) / "extraction.txt", args.entries, tricky=True)
             imported = _import(services, path)
+        print(f"import: {imported}", file=sys.stderr, flush=True)
         bare_queries = _queries(2000, seed=1)
         _bare(services, bare_queries[:200])  # warm the caches, as a running api has them
         bare = _bare(services, bare_queries)
