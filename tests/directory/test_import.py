@@ -114,3 +114,32 @@ def test_a_download_that_fails_changes_nothing(app, services, tmp_path: Path) ->
     assert result.exit_code == 1
     assert "HTTPStatusError" in result.output
     assert entry_count(services) == 5 + TRICKY_ENTRIES
+
+
+def test_the_download_goes_through_the_configured_proxy(make_app, tmp_path) -> None:
+    payload = extraction(tmp_path, 8).read_bytes()
+    asked: list[str] = []
+
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *_args) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            asked.append(self.path)  # a proxy is asked for the absolute URL
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        app = make_app(ESTAFETTE_OUTBOUND_PROXY=f"http://127.0.0.1:{proxy.server_port}")
+        result = import_file(app, "http://annuaire.invalid/Extraction_Correspondance_MSSante")
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+
+    assert result.exit_code == 0, result.output
+    assert asked == ["http://annuaire.invalid/Extraction_Correspondance_MSSante"]
+    assert entry_count(app.extensions["estafette"]) == 8 + TRICKY_ENTRIES
