@@ -109,6 +109,7 @@ def _import(services: Any, path: Path) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - started, 2),
         "entries": report.entries,
         "malformed": report.malformed_total,
+        "phases_s": report.phases,
     }
 
 
@@ -236,6 +237,7 @@ def main() -> None:
                 "import_s": imported["seconds"],
                 "import_target_s": 60,
                 "import_floor_read_split_s": read_floor_s,
+                "import_phases_s": imported["phases_s"],
                 "bare_query": {**_summary(bare), **bare_by_kind, "target_p99_ms": 5},
                 "api": {**_summary(api), "clients": args.clients, "target_p99_ms": 20},
                 "floor_healthz": _summary(floor),

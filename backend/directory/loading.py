@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, text
 
@@ -54,6 +54,7 @@ class ImportReport:
     malformed: dict[str, int]
     first_malformed_lines: tuple[int, ...]
     seconds: float
+    phases: dict[str, float] = field(default_factory=dict)  # PostgreSQL: seconds per step
 
     @property
     def malformed_total(self) -> int:
@@ -103,8 +104,9 @@ def _rows(entries: Iterable[Entry]) -> Iterator[tuple]:
 def replace_directory(engine: Engine, entries: Iterable[Entry], tally: Tally) -> ImportReport:
     """Load `entries` (read lazily, so `tally` is final afterwards) and swap them in."""
     started = time.monotonic()
+    phases: dict[str, float] = {}
     if engine.dialect.name == "postgresql":
-        _replace_postgresql(engine, entries)
+        _replace_postgresql(engine, entries, phases)
     else:
         _replace_sqlite(engine, entries)
     return ImportReport(
@@ -113,10 +115,11 @@ def replace_directory(engine: Engine, entries: Iterable[Entry], tally: Tally) ->
         malformed=dict(tally.malformed),
         first_malformed_lines=tuple(tally.first_malformed_lines),
         seconds=round(time.monotonic() - started, 3),
+        phases=phases,
     )
 
 
-def _replace_postgresql(engine: Engine, entries: Iterable[Entry]) -> None:
+def _replace_postgresql(engine: Engine, entries: Iterable[Entry], phases: dict) -> None:
     raw = engine.raw_connection()
     try:
         conn = raw.driver_connection  # psycopg 3: COPY needs the driver itself
@@ -125,7 +128,7 @@ def _replace_postgresql(engine: Engine, entries: Iterable[Entry]) -> None:
         if not locked:
             raise ImportRunning("another directory import is running")
         try:
-            _load_postgresql(conn, entries)
+            _load_postgresql(conn, entries, phases)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_IMPORT_LOCK,))
     finally:
@@ -133,7 +136,15 @@ def _replace_postgresql(engine: Engine, entries: Iterable[Entry]) -> None:
         raw.close()
 
 
-def _load_postgresql(conn, entries: Iterable[Entry]) -> None:
+def _load_postgresql(conn, entries: Iterable[Entry], phases: dict) -> None:
+    mark = time.monotonic()
+
+    def lap(name: str) -> None:
+        nonlocal mark
+        now = time.monotonic()
+        phases[name] = round(now - mark, 2)
+        mark = now
+
     conn.execute("SET maintenance_work_mem = '256MB'")
     conn.execute("SET synchronous_commit = off")  # the swap alone must be durable
     conn.execute(
@@ -146,11 +157,13 @@ def _load_postgresql(conn, entries: Iterable[Entry]) -> None:
         with cursor.copy(f"COPY directory_entries_new ({columns}) FROM STDIN") as copy:
             for row in _rows(entries):
                 copy.write_row(row)
+        lap("parse_and_copy")
         cursor.execute(
             "INSERT INTO directory_terms_new (term, entry_id, domain)"
             " SELECT w, e.id, e.domain FROM directory_entries_new e,"
             " unnest(string_to_array(ltrim(e.words), ' ')) AS w WHERE w <> ''"
         )
+        lap("words")
         cursor.execute(
             "ALTER TABLE directory_entries_new"
             " ADD CONSTRAINT pk_directory_entries_new PRIMARY KEY (id);"
@@ -161,6 +174,7 @@ def _load_postgresql(conn, entries: Iterable[Entry]) -> None:
             " ON directory_terms_new (domain, term);"
             "ANALYZE directory_entries_new; ANALYZE directory_terms_new;"
         )
+        lap("indexes")
     conn.execute("SET synchronous_commit = on")
     with conn.transaction():
         # Constraint renames rename their index too: the names the migrations created.
@@ -177,6 +191,7 @@ def _load_postgresql(conn, entries: Iterable[Entry]) -> None:
             "ALTER INDEX ix_directory_terms_domain_term_new"
             " RENAME TO ix_directory_terms_domain_term;"
         )
+    lap("swap")
 
 
 def _replace_sqlite(engine: Engine, entries: Iterable[Entry]) -> None:
