@@ -124,6 +124,6 @@ def test_the_demo_directory_answers_autocomplete_at_once(demo) -> None:
     )
     auth = bearer(session["access_token"])
 
-    hits = body(http.get("/api/v1/directory", params={"q": "lef"}, headers=auth))["items"]
+    hits = body(http.get("/api/v1/directory", params={"q": "hélène lef"}, headers=auth))["items"]
 
     assert "helene.lefevre@chu-test.mssante.fr" in [h["address"] for h in hits]
