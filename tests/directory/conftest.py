@@ -6,17 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from backend.directory.search import correspondents
+from backend.directory.search import correspondents, own_mailboxes
 from tests.admin.conftest import SignedIn, sign_in
 from tests.directory.support import extraction, import_file
 
 
 @pytest.fixture(autouse=True)
 def _fresh_correspondents():
-    """Each test's users are new, but ids restart per database: forget cached ones."""
+    """Each test's users and mailboxes are new, in a database that may keep its name."""
     correspondents.forget()
+    own_mailboxes.forget()
     yield
     correspondents.forget()
+    own_mailboxes.forget()
 
 
 @pytest.fixture
