@@ -33,6 +33,14 @@ DEFAULT_WEB_PUSH_ORIGINS = (
 )
 
 
+# The ANS's daily MSSanté extraction (a ZIP of one pipe-separated file) and its FHIR API.
+DEFAULT_DIRECTORY_URL = (
+    "https://service.annuaire.sante.fr/annuaire-sante-webservices/V300/services/extraction/"
+    "Extraction_Correspondance_MSSante"
+)
+DEFAULT_ANNUAIRE_FHIR_URL = "https://gateway.api.esante.gouv.fr/fhir/v2"
+
+
 class ConfigError(Exception):
     """A configuration value is missing or malformed; the message says which and why."""
 
@@ -85,6 +93,13 @@ class Settings:
     log_format: str = "text"  # ESTAFETTE_LOG_FORMAT: "json" for a SIEM (backend/logs.py)
     metrics_port: int | None = None
     metrics_address: str = "127.0.0.1"
+    # -- the national directory (backend/directory/) --
+    directory_url: str = DEFAULT_DIRECTORY_URL
+    directory_ca_bundle: Path | None = None  # None: the system store
+    outbound_proxy: str | None = None  # HTTP(S) proxy for the directory's downloads and API
+    directory_unknown_recipients: str = "warn"  # or "refuse"
+    annuaire_fhir_url: str = DEFAULT_ANNUAIRE_FHIR_URL
+    annuaire_api_key: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -270,6 +285,23 @@ def _crl_urls(values: dict[str, str]) -> tuple[str, ...]:
     return urls
 
 
+def _http_url(values: dict[str, str], name: str, default: str | None) -> str | None:
+    raw = (values.get(name) or "").strip()
+    if not raw:
+        return default
+    if not raw.startswith(("http://", "https://")):
+        raise ConfigError(f"{name} must be an http(s) URL, got {raw!r}")
+    return raw.rstrip("/")
+
+
+def _unknown_recipients(values: dict[str, str]) -> str:
+    """An address missing from the directory: a warning in the send response, or a 422."""
+    value = (values.get("ESTAFETTE_DIRECTORY_UNKNOWN_RECIPIENTS") or "warn").strip().lower()
+    if value not in ("warn", "refuse"):
+        raise ConfigError("ESTAFETTE_DIRECTORY_UNKNOWN_RECIPIENTS must be warn or refuse")
+    return value
+
+
 def _trusted_proxies(value: str) -> tuple[str, ...]:
     """Addresses or networks, comma-separated; empty or `none` trusts nobody."""
     if value.strip().lower() == "none":
@@ -371,4 +403,12 @@ def load_settings(
         card_ca_bundle=_existing_file(values, "ESTAFETTE_CARD_CA_BUNDLE"),
         card_policies=_card_policies(values),
         crl_urls=_crl_urls(values),
+        directory_url=_http_url(values, "ESTAFETTE_DIRECTORY_URL", DEFAULT_DIRECTORY_URL),
+        directory_ca_bundle=_existing_file(values, "ESTAFETTE_DIRECTORY_CA_BUNDLE"),
+        outbound_proxy=_http_url(values, "ESTAFETTE_OUTBOUND_PROXY", None),
+        directory_unknown_recipients=_unknown_recipients(values),
+        annuaire_fhir_url=_http_url(
+            values, "ESTAFETTE_ANNUAIRE_FHIR_URL", DEFAULT_ANNUAIRE_FHIR_URL
+        ),
+        annuaire_api_key=(values.get("ESTAFETTE_ANNUAIRE_API_KEY") or "").strip() or None,
     )

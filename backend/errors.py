@@ -151,6 +151,14 @@ class RecipientOutsideTrustSpace(EstafetteError):
     title = "Recipient outside the MSSanté trust space"
 
 
+class RecipientNotInDirectory(EstafetteError):
+    """The admin chose to refuse recipients unknown to the national directory
+    (ESTAFETTE_DIRECTORY_UNKNOWN_RECIPIENTS=refuse); nothing was sent."""
+
+    code = "recipient_not_in_directory"
+    title = "Recipient not in the MSSanté directory"
+
+
 class PayloadTooLarge(EstafetteError):
     code = "payload_too_large"
     title = "Too large"

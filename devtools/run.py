@@ -15,6 +15,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from sqlalchemy import select
+
 from backend.accounts import totp, users
 from backend.config import load_settings
 from backend.mailboxes import registry
@@ -89,6 +91,23 @@ def _register(app, dovecot: DovecotServer, creds: dict) -> None:
                 _move(mailbox, dovecot, submission)
 
 
+def _seed_directory(app, var_dir: Path) -> None:
+    """A small generated national directory, so recipient autocomplete answers at once
+    (GET /api/v1/directory?q=...); loaded once, like the operator's daily import."""
+    from backend.directory import extraction, loading
+    from backend.storage.models import DirectoryEntry
+    from devtools.directory_extraction import write_extraction
+
+    services = app.extensions["estafette"]
+    with services.sessions() as db:
+        if db.scalar(select(DirectoryEntry.id).limit(1)) is not None:
+            return
+    path = write_extraction(var_dir / "demo-directory.txt", 2000)
+    tally = extraction.Tally()
+    with path.open(encoding="utf-8") as lines:
+        loading.replace_directory(services.engine, extraction.read_entries(lines, tally), tally)
+
+
 def _submission(dovecot: DovecotServer, address: str, secret: str) -> registry.ServerSettings:
     """The demo Dovecot's submission service (STARTTLS): it delivers to the demo mailboxes,
     so a newcomer's first reply, read receipt or forward arrives."""
@@ -129,6 +148,7 @@ def _instructions(host: str, port: int, creds: dict) -> str:
   then POST {base}/auth/otp with the mfa_token as Bearer and
        {{"code": "<6 digits>", "device": {{"name": "my phone", "platform": "android"}}}}
   then GET {base}/mailboxes with the access_token.
+  Directory  : GET {base}/directory?q=lef   (autocomplete; a small generated directory)
   Send       : POST {base}/mailboxes/<id>/messages with the access_token and
        {{"to": ["secretariat.cardiologie@{DOMAIN}"], "subject": "Avis", "text": "..."}}
 
@@ -163,6 +183,7 @@ def main(argv: list[str] | None = None) -> None:
 
         app = create_app({"SETTINGS": replace(settings, ca_bundle=dovecot.ca_cert_path)})
         _register(app, dovecot, creds)
+        _seed_directory(app, settings.var_dir)
         print(_instructions(args.host, args.port, creds), flush=True)
         serve(app, host=args.host, port=args.port, threads=8)
     finally:

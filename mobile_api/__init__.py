@@ -155,6 +155,7 @@ def _register_blueprints(app: Flask, api: Api) -> None:
     from mobile_api.auth.routes import blp as auth
     from mobile_api.delta_sync.routes import blp as changes
     from mobile_api.devices.routes import blp as devices
+    from mobile_api.directory.routes import blp as directory
     from mobile_api.mailboxes.routes import blp as mailboxes
     from mobile_api.messages.routes import blp as messages
     from mobile_api.notifications.routes import blp as notifications
@@ -165,4 +166,5 @@ def _register_blueprints(app: Flask, api: Api) -> None:
         api.register_blueprint(blueprint)
     register_admin(api)
     api.register_blueprint(outgoing)
+    api.register_blueprint(directory)
     app.register_blueprint(ops)

@@ -85,6 +85,7 @@ audit_cli = AppGroup("audit", help="The traceability trail.")
 certificates_cli = AppGroup("certificates", help="Client certificates and CAs.")
 crl_cli = AppGroup("crl", help="Certificate revocation lists.")
 backup_cli = AppGroup("backup", help="Backups of the PostgreSQL database.")
+directory_cli = AppGroup("directory", help="The national MSSanté directory.")
 
 
 @db_cli.command("upgrade")
@@ -309,6 +310,47 @@ def crl_refresh() -> None:
     click.echo(f"combined CRL file: {crl.crl_dir(settings.var_dir) / crl.COMBINED_NAME}")
     if result.failed:
         sys.exit(1)
+
+
+@directory_cli.command("import")
+@click.argument("source", required=False)
+@needs_current_schema
+def directory_import(source: str | None) -> None:
+    """Load the ANS MSSanté extraction (a FILE or URL; default ESTAFETTE_DIRECTORY_URL).
+
+    Searches keep the previous directory until the new one is swapped in. Malformed lines
+    are counted and reported, never fatal. Exit 1 if nothing could be loaded.
+    """
+    from backend.directory import download, extraction, loading
+
+    services = _services()
+    tally = extraction.Tally()
+    try:
+        with download.opened_source(source, services.settings) as lines:
+            report = loading.replace_directory(
+                services.engine, extraction.read_entries(lines, tally), tally
+            )
+    except (download.DownloadFailed, loading.ImportRunning, UnicodeError) as exc:
+        raise click.ClickException(f"directory not updated: {exc}") from None
+    services.audit.record(
+        "directory.import",
+        actor=CLI,
+        details={
+            "entries": report.entries,
+            "duplicates": report.duplicates,
+            "malformed": report.malformed_total,
+        },
+    )
+    click.echo(
+        f"directory: {report.entries} entries loaded in {report.seconds:.1f} s; "
+        f"{report.duplicates} duplicate addresses skipped; "
+        f"{report.malformed_total} malformed lines"
+    )
+    for reason, count in sorted(report.malformed.items()):
+        click.echo(f"  malformed ({reason}): {count}", err=True)
+    if report.first_malformed_lines:
+        lines_text = ", ".join(str(n) for n in report.first_malformed_lines)
+        click.echo(f"  first malformed lines: {lines_text}", err=True)
 
 
 @audit_cli.command("verify")
@@ -587,6 +629,7 @@ def register_commands(app: Flask) -> None:
         certificates_cli,
         crl_cli,
         backup_cli,
+        directory_cli,
         sync_command,
         push_command,
         serve_command,

@@ -44,6 +44,7 @@ _STATUS_BY_ERROR: dict[type[errors.EstafetteError], int] = {
     errors.UnsafeHeader: 422,
     errors.Conflict: 409,
     errors.RecipientOutsideTrustSpace: 422,
+    errors.RecipientNotInDirectory: 422,
     errors.PayloadTooLarge: 413,
     errors.MailboxUnavailable: 503,
     errors.WebPushUnavailable: 503,

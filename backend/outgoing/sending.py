@@ -19,6 +19,8 @@ from sqlalchemy.orm import Session
 
 from backend import errors
 from backend.config import Settings
+from backend.directory import annuaire
+from backend.directory import search as directory
 from backend.mail import smtp
 from backend.mail.endpoints import smtp_endpoint_for
 from backend.mail.imap import (
@@ -67,6 +69,8 @@ class SentMessage:
     message_id: str
     dsn_requested: bool
     sent_copy: bool
+    # Sent, but worth a second look: e.g. a recipient unknown to the national directory.
+    warnings: tuple[dict[str, str], ...] = ()
 
 
 def check_trust_space(settings: Settings, field_addresses: dict[str, tuple[str, ...]]) -> None:
@@ -90,6 +94,39 @@ def check_trust_space(settings: Settings, field_addresses: dict[str, tuple[str, 
             errors=problems,
             recipients=offending,
         )
+
+
+def check_directory(
+    db: Session, settings: Settings, field_addresses: dict[str, tuple[str, ...]]
+) -> tuple[dict[str, str], ...]:
+    """Recipients the national directory does not know: warnings, or (if the admin chose
+    `refuse`) a refusal before anything is sent. The file is a day old, so by default a
+    new colleague's address is not refused, and with an API key the Annuaire Santé's
+    FHIR API is asked about the addresses the file lacks."""
+    unknown = set(
+        directory.unknown_addresses(
+            db=db, addresses=[a for addrs in field_addresses.values() for a in addrs]
+        )
+    )
+    unknown -= annuaire.confirmed_by_api(settings, sorted(unknown))
+    if not unknown:
+        return ()
+    if settings.directory_unknown_recipients == "refuse":
+        raise errors.RecipientNotInDirectory(
+            "These addresses are not in the national MSSanté directory; nothing was sent",
+            errors={
+                field: [f"{a} is not in the MSSanté directory" for a in missing]
+                for field, addrs in field_addresses.items()
+                if (missing := [a for a in addrs if a.lower() in unknown])
+            },
+            recipients=sorted(unknown),
+        )
+    return tuple(
+        {"code": "recipient_not_in_directory", "field": field, "address": address}
+        for field, addrs in field_addresses.items()
+        for address in addrs
+        if address.lower() in unknown
+    )
 
 
 def size_limit(mailbox: Mailbox, settings: Settings) -> int:
@@ -178,7 +215,9 @@ def send_message(
             request,
             cc=forward.reply_all_cc(original.message, mailbox.address, request.to, request.cc),
         )
-    check_trust_space(settings, {"to": request.to, "cc": request.cc, "bcc": request.bcc})
+    recipients_by_field = {"to": request.to, "cc": request.cc, "bcc": request.bcc}
+    check_trust_space(settings, recipients_by_field)
+    warnings = check_directory(db, settings, recipients_by_field)
     with imap_session(mailbox, settings, unreachable=NOT_SENT) as client:
         text, attachments = request.text, request.attachments
         if request.forward_of is not None:
@@ -247,6 +286,7 @@ def send_message(
         message_id=str(message["Message-ID"]),
         dsn_requested=submitted.dsn_requested,
         sent_copy=public_id is not None,
+        warnings=warnings,
     )
 
 

@@ -461,3 +461,46 @@ class RateCounter(Base):
     key: Mapped[str] = mapped_column(String(190), primary_key=True)
     count: Mapped[int] = mapped_column(Integer, default=0)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DirectoryEntry(Base):
+    """One mailbox of the national MSSanté directory (the ANS daily extraction).
+
+    Public data, so stored in clear. The whole table is replaced by each import
+    (backend/directory/loading.py): ids are the line numbers of that import.
+    """
+
+    __tablename__ = "directory_entries"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(3))  # PER | ORG
+    address: Mapped[str] = mapped_column(String(254), index=True)
+    domain: Mapped[str] = mapped_column(String(254))
+    national_id: Mapped[str | None] = mapped_column(String(32))
+    civility: Mapped[str | None] = mapped_column(String(32))
+    last_name: Mapped[str | None] = mapped_column(String(200))
+    first_name: Mapped[str | None] = mapped_column(String(200))
+    profession: Mapped[str | None] = mapped_column(String(200))
+    specialty: Mapped[str | None] = mapped_column(String(200))
+    organisation: Mapped[str | None] = mapped_column(String(300))
+    service: Mapped[str | None] = mapped_column(String(300))
+    street: Mapped[str | None] = mapped_column(String(300))
+    postcode: Mapped[str | None] = mapped_column(String(16))
+    city: Mapped[str | None] = mapped_column(String(200))
+    # " word word ...": every searchable word, accent-folded and lower-cased, each preceded
+    # by a space, so `LIKE '% pref%'` is a word-prefix test (backend/directory/words.py).
+    words: Mapped[str] = mapped_column(Text)
+
+
+class DirectoryTerm(Base):
+    """One searchable word of one directory entry: a prefix is a range scan of this index.
+
+    `domain` is the entry's mail domain, so "my establishment first" is a range scan too.
+    """
+
+    __tablename__ = "directory_terms"
+    __table_args__ = (Index("ix_directory_terms_domain_term", "domain", "term"),)
+
+    term: Mapped[str] = mapped_column(String(64), primary_key=True)
+    entry_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    domain: Mapped[str] = mapped_column(String(254))

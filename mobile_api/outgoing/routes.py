@@ -54,7 +54,10 @@ def _sent(run: Callable[[], Any]) -> Any:
         # Sent to the others: the Sent copy is the target; the refused are counted, not named.
         note(target=exc.extra.get("id"), refused=len(exc.extra.get("refused", ())))
         raise
-    note(target=getattr(result, "id", None))
+    note(
+        target=getattr(result, "id", None),
+        unknown_recipients=len(getattr(result, "warnings", ())),
+    )
     return result
 
 
@@ -81,6 +84,14 @@ def _attachments(limit: int) -> tuple[Attachment, ...]:
 @blp.arguments(schemas.SendMessageSchema, location="json_or_form")
 @blp.doc(requestBody={"content": {"multipart/form-data": {"schema": schemas.MULTIPART_BODY}}})
 @blp.response(202, schemas.SentMessageSchema)
+@documented_problems(
+    blp,
+    {
+        422: "`validation_error`, `recipient_outside_trust_space`, or "
+        "`recipient_not_in_directory` (when the admin refuses addresses unknown to the "
+        "national directory): nothing was sent.",
+    },
+)
 @session_required
 def send_message(args: dict, mailbox_id: str) -> sending.SentMessage:
     """Send a message (or a reply) inside the MSSanté trust space; a copy goes to Sent."""

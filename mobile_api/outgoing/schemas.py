@@ -106,6 +106,15 @@ MULTIPART_BODY = {
 }
 
 
+class SendWarningSchema(Schema):
+    code = fields.String(
+        required=True,
+        metadata={"description": "`recipient_not_in_directory`: not in the national directory"},
+    )
+    field = fields.String(required=True, metadata={"description": "to, cc or bcc"})
+    address = fields.String(required=True)
+
+
 class SentMessageSchema(Schema):
     id = fields.String(
         allow_none=True,
@@ -115,6 +124,11 @@ class SentMessageSchema(Schema):
     message_id = fields.String(required=True, metadata={"description": "The Message-ID header"})
     dsn_requested = fields.Boolean(required=True)
     sent_copy = fields.Boolean(required=True)
+    warnings = fields.List(
+        fields.Nested(SendWarningSchema),
+        required=True,
+        metadata={"description": "sent anyway, but worth a look (empty when all is well)"},
+    )
 
 
 class ReadReceiptSchema(Schema):

@@ -22,7 +22,7 @@ from tests.api.fuzzing import EXCLUDED_CHECKS, FuzzedApp, fuzz_settings, served_
 from tests.conftest import TEST_DATA_KEY, TEST_SECRET_KEY, _reset_postgres
 from tests.messages.support import Inbox
 
-MESSAGE_CALLS = r"^/api/v1/(mailboxes|messages|sync|drafts|me/|devices)"
+MESSAGE_CALLS = r"^/api/v1/(mailboxes|messages|sync|drafts|me/|devices|directory)"
 MAX_EXAMPLES = 40
 
 

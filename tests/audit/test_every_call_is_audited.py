@@ -162,6 +162,7 @@ CALLS: dict[tuple[str, str], Call] = {
         foreign=lambda w: f"/api/v1/drafts/{w.created['draft']}",
     ),
     ("GET", "/api/v1/me/signature"): Call("doctor", lambda w: "/api/v1/me/signature"),
+    ("GET", "/api/v1/directory"): Call("doctor", lambda w: "/api/v1/directory?q=martin"),
     ("PUT", "/api/v1/me/signature"): Call(
         "doctor", lambda w: "/api/v1/me/signature", lambda w: {"json": {"text": "Dr X"}}
     ),

@@ -115,3 +115,15 @@ def test_a_newcomer_signs_in_reads_the_samples_and_a_reply_arrives(demo) -> None
         timeout=30,
         what="the reply delivered to the secretariat's mailbox",
     )
+
+
+def test_the_demo_directory_answers_autocomplete_at_once(demo) -> None:
+    http, creds = demo
+    session = Authenticator(secret=creds["totp_secret"]).sign_in(
+        http, "demo", password=creds["password"]
+    )
+    auth = bearer(session["access_token"])
+
+    hits = body(http.get("/api/v1/directory", params={"q": "hélène lef"}, headers=auth))["items"]
+
+    assert "helene.lefevre@chu-test.mssante.fr" in [h["address"] for h in hits]

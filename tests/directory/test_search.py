@@ -1,0 +1,124 @@
+"""`GET /api/v1/directory`: word prefixes, accents ignored, words ANDed, the closest first."""
+
+from __future__ import annotations
+
+from tests.directory.support import own_mailbox, received_from, search
+from tests.messages.support import audit_rows, audit_text
+from tests.support import body
+
+
+def _addresses(hits: list[dict]) -> list[str]:
+    return [h["address"] for h in hits]
+
+
+def test_a_prefix_without_accents_finds_the_accented_name(client, user, loaded) -> None:
+    hits = search(client, user.headers, "helen")
+
+    assert "helene.lefevre@chu-test.mssante.fr" in _addresses(hits)
+
+
+def test_accents_typed_or_not_give_the_same_answer(client, user, loaded) -> None:
+    assert search(client, user.headers, "Lefèv") == search(client, user.headers, "LEFEV")
+
+
+def test_several_words_must_all_match(client, user, loaded) -> None:
+    hits = search(client, user.headers, "jean-pierre card marseille")
+
+    assert _addresses(hits) == ["jp.muller-lefevre@ch-emeraude.mssante.fr"]
+    [hit] = hits
+    assert hit["name"] == "Jean-Pierre Müller-Lefèvre"
+    assert hit["kind"] == "PER"
+    assert hit["profession"] == "Médecin"
+    assert hit["specialty"] == "Cardiologie et maladies vasculaires"
+    assert hit["organisation"] == "CH Côte d'Émeraude"
+    assert hit["city"] == "MARSEILLE"
+
+
+def test_apostrophes_and_hyphens_match_joined_or_apart(client, user, loaded) -> None:
+    for typed in ("o'bri", "obrien", "brien", "d'alemb", "dalemb", "muller-lef", "lefevre mull"):
+        assert search(client, user.headers, typed), f"nothing found for {typed!r}"
+    assert "sean.obrien@medecin.mssante.fr" in _addresses(search(client, user.headers, "o'bri"))
+
+
+def test_ligatures_are_found_by_their_letters(client, user, loaded) -> None:
+    hits = search(client, user.headers, "loewenb coeur")
+
+    assert _addresses(hits) == ["coeur.loewenbruck@chu-test.mssante.fr"]
+
+
+def test_a_single_letter_answers_at_most_the_limit(client, user, loaded) -> None:
+    hits = search(client, user.headers, "m", limit=7)
+
+    assert len(hits) == 7
+    assert len(set(_addresses(hits))) == 7
+
+
+def test_organisational_mailboxes_are_found_by_service_and_are_org(client, user, loaded) -> None:
+    hits = search(client, user.headers, "cardio saint eloi")
+
+    assert [(h["address"], h["kind"]) for h in hits] == [
+        ("secretariat.cardio@chu-test.mssante.fr", "ORG")
+    ]
+
+
+def test_the_start_of_an_address_finds_it(client, user, loaded) -> None:
+    assert _addresses(search(client, user.headers, "Zoe.Dal")) == ["zoe.dalembert@pro.mssante.fr"]
+
+
+def test_nothing_matches_gives_an_empty_list(client, user, loaded) -> None:
+    assert search(client, user.headers, "zzzqxw") == []
+
+
+def test_the_establishments_own_mailboxes_are_searchable(client, services, user, loaded) -> None:
+    own_mailbox(
+        services, "bloc.operatoire@chu-test.mssante.fr", kind="APP", display_name="Bloc opératoire"
+    )
+
+    hits = search(client, user.headers, "bloc opera")
+
+    assert [(h["address"], h["kind"], h["rank"]) for h in hits] == [
+        ("bloc.operatoire@chu-test.mssante.fr", "APP", "establishment")
+    ]
+
+
+def test_recent_correspondents_come_first_then_the_establishment(
+    client, services, user, loaded
+) -> None:
+    # Three Lefèvre-like matches: one elsewhere, one in our domain, one we wrote to.
+    own_mailbox(services, "moi@chu-test.mssante.fr", owner=user.username)
+    received_from(services, user.username, "jp.muller-lefevre@ch-emeraude.mssante.fr")
+
+    hits = search(client, user.headers, "lefevre")
+
+    assert [(h["address"], h["rank"]) for h in hits][:2] == [
+        ("jp.muller-lefevre@ch-emeraude.mssante.fr", "correspondent"),
+        ("helene.lefevre@chu-test.mssante.fr", "establishment"),
+    ]
+
+
+def test_every_search_is_audited_with_its_hit_count_and_never_the_query(
+    client, services, user, loaded
+) -> None:
+    canary = "Lefèvre"
+    hits = search(client, user.headers, canary)
+
+    [record] = audit_rows(services, "directory.search")
+    assert record.actor == user.user_id
+    assert record.outcome == "ok"
+    assert f'"hits":{len(hits)}' in record.details
+    trail = audit_text(services).lower()
+    for leaked in ("lefèvre", "lefevre", "lefev"):
+        assert leaked not in trail
+
+
+def test_an_empty_or_too_long_query_is_a_validation_error(client, user) -> None:
+    for q in ("", "x" * 201):
+        response = client.get("/api/v1/directory", query_string={"q": q}, headers=user.headers)
+        assert response.status_code == 422
+        assert body(response)["code"] == "validation_error"
+
+
+def test_searching_needs_a_session(client, loaded) -> None:
+    response = client.get("/api/v1/directory", query_string={"q": "martin"})
+
+    assert response.status_code == 401
