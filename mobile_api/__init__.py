@@ -163,3 +163,6 @@ def _register_blueprints(app: Flask, api: Api) -> None:
     register_admin(api)
     api.register_blueprint(outgoing)
     app.register_blueprint(ops)
+    from mobile_api.web_client import blp as web_client
+
+    app.register_blueprint(web_client)
