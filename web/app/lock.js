@@ -8,6 +8,7 @@ import * as store from "./store.js";
 
 export function lockScreen(root, onUnlocked) {
   store.setMeta("locked", true);
+  delete document.body.dataset.view; // the panes' layout rules are not for this screen
   const code = h("input", { name: "code", inputmode: "numeric", autocomplete: "one-time-code", required: true });
   const status = h("p", { class: "error", role: "alert" });
   replace(

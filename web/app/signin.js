@@ -12,6 +12,7 @@ function explain(error) {
 }
 
 function page(title, ...content) {
+  delete document.body.dataset.view; // the panes' layout rules are not for this screen
   return h(
     "main",
     { id: "main", class: "signin", tabindex: "-1" },
