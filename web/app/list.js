@@ -154,16 +154,21 @@ export async function refresh() {
 export function applyChanges(upserts, deletedIds) {
   if (!view.mailboxId) return;
   const gone = new Set(deletedIds);
-  let items = view.items.filter((e) => !gone.has(e.id));
+  let changed = view.items.some((e) => gone.has(e.id));
+  let items = changed ? view.items.filter((e) => !gone.has(e.id)) : view.items.slice();
   const oldest = items.at(-1);
   for (const envelope of upserts) {
     if (envelope.mailbox_id !== view.mailboxId) continue;
     const at = items.findIndex((e) => e.id === envelope.id);
     if (envelope.folder !== view.folder) {
       if (at >= 0) items.splice(at, 1);
+      else continue;
     } else if (at >= 0) items[at] = envelope;
     else if (view.done || !oldest || envelope.date >= oldest.date) items.push(envelope);
+    else continue;
+    changed = true;
   }
+  if (!changed) return;
   items = items.sort((a, b) => (a.date < b.date ? 1 : a.date > b.date ? -1 : 0));
   view.items = items;
   render();

@@ -46,25 +46,31 @@ self.addEventListener("message", (event) => {
   if (event.data?.type === "cache-shell") event.waitUntil(cacheShell().catch(() => {}));
 });
 
-// Network first (the shell is small and served over loopback or the LAN), the cache when
-// there is no network: the basement case.
+// The shell from the cache at once (it is the same for everyone), refreshed from the
+// network behind it for the next start; from the network alone while nothing is cached.
+// Offline (the basement case) the cached copy is all there is.
 self.addEventListener("fetch", (event) => {
   const url = new URL(event.request.url);
   if (event.request.method !== "GET" || url.origin !== self.location.origin) return;
   if (url.pathname.startsWith("/api/")) return;
-  const key = event.request.mode === "navigate" ? "/" : url.pathname;
-  if (!SHELL.includes(key)) return;
+  const key = url.pathname;
+  if (!SHELL.includes(key)) return; // /healthz, /metrics, /api/...: straight to the network
   event.respondWith(
-    fetch(event.request).then(
-      async (response) => {
+    (async () => {
+      const cached = await caches.match(key);
+      const fresh = fetch(event.request).then(async (response) => {
         if (response.ok && (await caches.has(SHELL_CACHE))) {
-          const copy = response.clone();
-          caches.open(SHELL_CACHE).then((cache) => cache.put(key, copy));
+          const cache = await caches.open(SHELL_CACHE);
+          await cache.put(key, response.clone());
         }
         return response;
-      },
-      async () => (await caches.match(key)) || Response.error(),
-    ),
+      });
+      if (cached) {
+        event.waitUntil(fresh.catch(() => undefined));
+        return cached;
+      }
+      return fresh.catch(() => Response.error());
+    })(),
   );
 });
 

@@ -114,6 +114,7 @@ def _register(env: dict[str, str], dovecot: DovecotServer, names: list[str]) -> 
         dovecot.deliver(clinician.address, samples.plain_letter(to=clinician.address))
         dovecot.deliver(clinician.address, samples.xdm_discharge_letter(to=clinician.address))
     dovecot.deliver(SECRETARIAT, samples.plain_letter(to=SECRETARIAT))
+    dovecot.deliver(SECRETARIAT, samples.html_alternative(to=SECRETARIAT))
     return Gateway("", dovecot, passwords, clinicians)
 
 

@@ -14,7 +14,7 @@ from email.message import EmailMessage
 
 import pytest
 from client import Clinician, deliver_push, flagged_subjects, inbox_subjects
-from harness import COLLEAGUE, PASSWORD, SIZES
+from harness import COLLEAGUE, PASSWORD, SECRETARIAT, SIZES
 from playwright.sync_api import expect
 
 from tests.support import wait_until
@@ -54,6 +54,15 @@ def clinician(request, gateway, browser, axe_script):
 
 def test_a_clinician_reads_answers_and_signs_out_in_the_browser(clinician, gateway) -> None:
     page = clinician.page
+    elsewhere: list[str] = []  # any request that leaves the gateway's origin
+    page.on(
+        "request",
+        lambda r: (
+            elsewhere.append(r.url)
+            if r.url.startswith("http") and not r.url.startswith(gateway.base_url)
+            else None
+        ),
+    )
     personal = gateway.clinicians[clinician.size].address
     clinician.check_screen("sign-in")
 
@@ -122,6 +131,19 @@ def test_a_clinician_reads_answers_and_signs_out_in_the_browser(clinician, gatew
     expect(documents).to_contain_text("FICTIF")
     expect(documents).to_contain_text("Patient")
     clinician.check_screen("xdm-letter")
+
+    # An HTML message (delegated mailbox): in a sandboxed frame, without its script, its
+    # event handlers or its remote tracking pixel.
+    secretariat = page.locator("#pane-mailboxes a.mailbox", has_text=SECRETARIAT)
+    clinician.go(secretariat.get_attribute("href"))
+    rows.filter(has_text="RCP d'oncologie").click()
+    body = page.locator("#main iframe.body-frame")
+    expect(body).to_have_attribute("sandbox", "")
+    frame = page.frame_locator("#main iframe.body-frame")
+    expect(frame.get_by_text("aura lieu le")).to_be_visible()
+    expect(frame.locator("script, [onload], [onclick], img[src^=http]")).to_have_count(0)
+    clinician.check_screen("html-message")
+    assert elsewhere == []
 
     # A recipient outside the trust space is refused, plainly, and nothing is sent.
     clinician.go("#/compose")
