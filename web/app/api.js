@@ -17,8 +17,8 @@ export class ApiError extends Error {
 
 export class Offline extends Error {}
 
-export async function loadSession() {
-  session = (await getMeta("session")) || null;
+export async function loadSession(stored) {
+  session = (stored === undefined ? await getMeta("session") : stored) || null;
   return session;
 }
 

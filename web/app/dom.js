@@ -40,14 +40,29 @@ export function field(label, input, help) {
   );
 }
 
+// Intl formatters are costly to build: one per language and shape, built once.
+const formatters = new Map();
+
+function formatter(lang, shape) {
+  const key = `${lang}:${shape}`;
+  if (!formatters.has(key)) {
+    const options = {
+      time: { hour: "2-digit", minute: "2-digit" },
+      day: { day: "numeric", month: "short" },
+      year: { day: "numeric", month: "short", year: "numeric" },
+    }[shape];
+    formatters.set(key, new Intl.DateTimeFormat(lang === "en" ? "en-GB" : "fr-FR", options));
+  }
+  return formatters.get(key);
+}
+
 export function formatDate(value, lang) {
   const date = new Date(value);
   const today = new Date();
-  const sameDay = date.toDateString() === today.toDateString();
-  return new Intl.DateTimeFormat(lang === "en" ? "en-GB" : "fr-FR", sameDay
-    ? { hour: "2-digit", minute: "2-digit" }
-    : { day: "numeric", month: "short", year: date.getFullYear() === today.getFullYear() ? undefined : "numeric" },
-  ).format(date);
+  const shape = date.toDateString() === today.toDateString()
+    ? "time"
+    : date.getFullYear() === today.getFullYear() ? "day" : "year";
+  return formatter(lang, shape).format(date);
 }
 
 export function formatSize(bytes) {

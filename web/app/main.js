@@ -228,7 +228,7 @@ function watchIdle() {
 
 export async function lock() {
   app.locked = true;
-  reader.forget(ui.main);
+  if (ui.main) reader.forget(ui.main);
   await store.wipeBodies();
   const { lockScreen } = await import("./lock.js");
   lockScreen(root, () => {
@@ -268,18 +268,19 @@ async function wipeDevice() {
   app.mailboxes = [];
   app.locked = false;
   history.replaceState(null, "", "/");
-  signIn(root, start);
+  signIn(root, () => start());
 }
 
 // -- start ------------------------------------------------------------------------------
 let timers = false;
 
-async function start() {
+async function start(kept) {
+  const meta = kept || (await store.getMetas(["idle_minutes", "language", "mailboxes"]));
+  app.idleMinutes = meta.idle_minutes || app.idleMinutes;
+  setLanguage(meta.language || language());
+  app.mailboxes = meta.mailboxes || [];
   shell();
-  app.idleMinutes = (await store.getMeta("idle_minutes")) || app.idleMinutes;
-  setLanguage((await store.getMeta("language")) || language());
   navigator.serviceWorker?.controller?.postMessage({ type: "cache-shell" });
-  app.mailboxes = (await store.getMeta("mailboxes")) || [];
   lastActivity = Date.now();
   const first = route();
   await refreshMailboxes();
@@ -306,12 +307,13 @@ async function boot() {
     });
   }
   watchIdle();
-  const stored = await store.getMeta("language");
-  setLanguage(stored || "fr"); // French first; English when chosen in the settings
-  if (await loadSession()) {
-    if (await store.getMeta("locked")) return lock();
-    start();
-  } else signIn(root, start);
+  // One read of everything start-up needs: the warm start shows the list from IndexedDB.
+  const kept = await store.getMetas(["session", "locked", "idle_minutes", "language", "mailboxes"]);
+  setLanguage(kept.language || "fr"); // French first; English when chosen in the settings
+  if (await loadSession(kept.session)) {
+    if (kept.locked) return lock();
+    start(kept);
+  } else signIn(root, () => start());
 }
 
 boot();

@@ -45,6 +45,14 @@ export async function getMeta(key) {
   return result(db.transaction("meta").objectStore("meta").get(key));
 }
 
+// Several settings in one transaction (start-up reads them all at once).
+export async function getMetas(keys) {
+  const db = await openStore();
+  const store = db.transaction("meta").objectStore("meta");
+  const values = await Promise.all(keys.map((key) => result(store.get(key))));
+  return Object.fromEntries(keys.map((key, i) => [key, values[i]]));
+}
+
 export async function setMeta(key, value) {
   const db = await openStore();
   const tx = db.transaction("meta", "readwrite");
