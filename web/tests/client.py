@@ -164,3 +164,14 @@ def deliver_push(page: Page, origin: str, data: dict) -> None:
             "data": json.dumps(data),
         },
     )
+
+
+def shown_notifications(page: Page) -> list[dict]:
+    """The notifications the page's service worker shows now (title, body, data)."""
+    return page.evaluate(
+        """async () => {
+            const registration = await navigator.serviceWorker.ready;
+            const shown = await registration.getNotifications();
+            return shown.map(n => ({title: n.title, body: n.body, data: n.data}));
+        }"""
+    )

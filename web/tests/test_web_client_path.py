@@ -13,7 +13,13 @@ import uuid
 from email.message import EmailMessage
 
 import pytest
-from client import Clinician, deliver_push, flagged_subjects, inbox_subjects
+from client import (
+    Clinician,
+    deliver_push,
+    flagged_subjects,
+    inbox_subjects,
+    shown_notifications,
+)
 from harness import COLLEAGUE, PASSWORD, SECRETARIAT, SIZES
 from playwright.sync_api import expect
 
@@ -194,21 +200,24 @@ def test_a_push_reaches_the_service_worker_which_shows_a_content_free_notice(
     page.evaluate("navigator.serviceWorker.ready")
     page.wait_for_function("navigator.serviceWorker.controller !== null")
 
-    mailbox_id = "mbx_opaque_id"
+    mailbox_id = page.locator(".mailbox").first.get_attribute("href").removeprefix("#/m/")
+    page.evaluate(
+        """() => {
+            window.pushes = [];
+            navigator.serviceWorker.addEventListener('message', e => pushes.push(e.data));
+        }"""
+    )
     deliver_push(
         page,
         gateway.base_url,
         {"v": "1", "type": "mail.new", "mailbox": mailbox_id, "unread": "3"},
     )
-    notices = page.wait_for_function(
-        """async () => {
-            const registration = await navigator.serviceWorker.ready;
-            const shown = await registration.getNotifications();
-            const seen = shown.map(n => ({title: n.title, body: n.body, data: n.data}));
-            return seen.length ? seen : null;
-        }"""
-    ).json_value()
+    notices = wait_until(
+        lambda: shown_notifications(page), timeout=15, what="the service worker's notification"
+    )
     assert notices == [
         {"title": "Nouveau message sécurisé", "body": "", "data": {"mailbox": mailbox_id}}
     ]
+    # The open app hears of it too, and syncs at once.
+    assert page.evaluate("pushes") == [{"type": "push", "kind": "mail.new", "mailbox": mailbox_id}]
     context.close()
