@@ -72,6 +72,16 @@ class Clinician:
             }"""
         )
         assert overflow == [], f"{self.size} {name}: overflows horizontally: {overflow}"
+        small = page.evaluate(
+            """() => [...document.querySelectorAll(
+                    'button, a.button, a.row, a.mailbox, input:not([type=checkbox]), select')]
+                .filter(e => e.offsetParent !== null)
+                .map(e => [e, e.getBoundingClientRect()])
+                .filter(([e, box]) => box.height < 44 || box.width < 44)
+                .map(([e, box]) => `${e.tagName} "${e.textContent.trim().slice(0, 30)}" `
+                                   + `${Math.round(box.width)}x${Math.round(box.height)}`)"""
+        )
+        assert small == [], f"{self.size} {name}: touch targets under 44 px: {small}"
         # The app's CSP allows no inline script, so axe-core (from web/node_modules) comes in
         # as a same-origin file the browser fetches: the policy stays on while it is checked.
         axe_url = f"{self.gateway.base_url}/__tests__/axe.min.js"

@@ -50,6 +50,7 @@ def clinician(request, gateway, browser, axe_script):
         permissions=["notifications"],
         accept_downloads=True,
         has_touch=size != "desktop",
+        color_scheme="dark" if size == "phone" else "light",  # on call, at night
     )
     page = context.new_page()
     page.clock.install()
