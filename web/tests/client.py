@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import ssl
 import time
+from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import default
 from pathlib import Path
@@ -148,8 +149,15 @@ def flagged_subjects(gateway: Gateway, address: str) -> list[str]:
     return _subjects(gateway, address, ["FLAGGED"])
 
 
-def inbox_subjects(gateway: Gateway, address: str) -> list[str]:
-    return _subjects(gateway, address, ["ALL"])
+def inbox_messages(gateway: Gateway, address: str) -> list[EmailMessage]:
+    """Every message in the INBOX, parsed, as the recipient's own mail program reads it."""
+    with imap(gateway, address) as client:
+        client.select_folder("INBOX", readonly=True)
+        uids = client.search(["ALL"])
+        fetched = client.fetch(uids, ["BODY.PEEK[]"]) if uids else {}
+        return [
+            BytesParser(policy=default).parsebytes(data[b"BODY[]"]) for data in fetched.values()
+        ]
 
 
 def deliver_push(page: Page, origin: str, data: dict) -> None:

@@ -17,7 +17,7 @@ from client import (
     Clinician,
     deliver_push,
     flagged_subjects,
-    inbox_subjects,
+    inbox_messages,
     shown_notifications,
 )
 from harness import COLLEAGUE, PASSWORD, SECRETARIAT, SIZES
@@ -118,17 +118,23 @@ def test_a_clinician_reads_answers_and_signs_out_in_the_browser(clinician, gatew
         what="the flag on the IMAP server",
     )
 
-    # Reply: the colleague finds the reply in her mailbox.
+    # Reply, with an attachment: the colleague finds both in her mailbox.
     reader.get_by_role("link", name="Répondre").click()
     expect(page.get_by_label("À", exact=True)).to_have_value(COLLEAGUE)
     page.get_by_label("Message", exact=True).fill("Merci, je le vois en consultation jeudi.")
+    page.get_by_label("Pièces jointes").set_input_files(
+        files=[{"name": "ordonnance.pdf", "mimeType": "application/pdf", "buffer": PDF}]
+    )
     page.get_by_role("button", name="Envoyer").click()
     expect(page.get_by_text("Message envoyé")).to_be_visible(timeout=20_000)
-    wait_until(
-        lambda: any(subject in s for s in inbox_subjects(gateway, COLLEAGUE)),
+    reply = wait_until(
+        lambda: [m for m in inbox_messages(gateway, COLLEAGUE) if subject in str(m["Subject"])],
         timeout=30,
         what="the reply in the colleague's mailbox",
-    )
+    )[0]
+    assert str(reply["Subject"]).startswith("RE:")
+    assert "consultation jeudi" in reply.get_body(("plain",)).get_content()
+    assert [a.get_filename() for a in reply.iter_attachments()] == ["ordonnance.pdf"]
 
     # The IHE XDM discharge letter: its CDA document, with patient and type.
     clinician.go(f"#/m/{mailbox_id}")
