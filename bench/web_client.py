@@ -116,14 +116,12 @@ def _measure(base: str, token: str, mailbox: str, runs: int, rate: float, total:
                 context = browser.new_context(viewport={"width": 390, "height": 844})
                 page = _throttled_page(context, rate)
                 _sign_in_device(page, base, token)
-                scripts: list[bytes] = []
-                page.on(
-                    "response",
-                    lambda r, s=scripts: (
-                        s.append(r.body()) if r.request.resource_type == "script" else None
-                    ),
-                )
+                responses: list = []
+                collect = responses.append
+                page.on("response", collect)
                 cold.append(_first_row_ms(page, url)[0])
+                page.remove_listener("response", collect)
+                scripts = [r.body() for r in responses if r.request.resource_type == "script"]
                 js_sizes.append(sum(len(gzip.compress(body, 9)) for body in scripts))
                 # The background sync fills IndexedDB; the next navigations start from it.
                 stored = _wait_stored(page, total)
