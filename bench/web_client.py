@@ -117,7 +117,10 @@ def _measure(base: str, token: str, mailbox: str, runs: int, rate: float, total:
                 page = _throttled_page(context, rate)
                 _sign_in_device(page, base, token)
                 responses: list = []
-                collect = responses.append
+
+                def collect(response, kept=responses) -> None:
+                    kept.append(response)
+
                 page.on("response", collect)
                 cold.append(_first_row_ms(page, url)[0])
                 page.remove_listener("response", collect)
