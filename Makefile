@@ -18,7 +18,7 @@ PIP_COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(TOOLS)/bin/pip-compile --qui
 	--generate-hashes --strip-extras --allow-unsafe \
 	--no-emit-index-url --no-emit-find-links --no-emit-trusted-host
 
-.PHONY: run test lint format lock audit system-deps clean
+.PHONY: run test lint format lock audit system-deps clean web screenshots bench-web
 
 # Debian packages: Dovecot for the demo and the tests, nginx to check its config, Chromium
 # for the web client's browser tests, promtool (prometheus) for the alert rules' tests,
@@ -78,6 +78,23 @@ run: system-deps $(VENV)/.installed
 	ESTAFETTE_CA_BUNDLE=$${ESTAFETTE_CA_BUNDLE:-system} $(PY) -m flask --app mobile_api db upgrade
 	$(PY) -m devtools.run --host $(HOST) --port $(PORT)
 
+# The web client (web/app) is plain ES modules with no build step: `make run` serves it as
+# it is. npm brings only its test tools (axe-core), pinned in web/package-lock.json.
+WEB_DEPS := web/node_modules/.installed
+$(WEB_DEPS): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	touch $@
+web: $(WEB_DEPS)
+
+# The browser path at phone, tablet and desktop sizes, saving web/screenshots/*.png.
+screenshots: system-deps $(VENV)/.installed $(WEB_DEPS)
+	rm -rf web/screenshots
+	$(PY) -m pytest -p no:cacheprovider -q web/tests/test_web_client_path.py -k reads_answers
+
+# Time to the first message row on a 10,000-message mailbox, cold and warm (one JSON line).
+bench-web: system-deps $(VENV)/.installed
+	$(PY) -m bench.web_client
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -86,12 +103,13 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# Lint, then the whole suite: every test runs on SQLite and on PostgreSQL. On TEST_WORKERS
+# Lint, then the whole suite: every app test runs on SQLite and on PostgreSQL; web/tests
+# drives the web client in Debian's Chromium (one gateway, on SQLite, per module). On TEST_WORKERS
 # processes (pytest-xdist), each with its own databases, Dovecot and FCM; the fault drills
 # share one group, so one worker runs them in turn (tests/conftest.py).
 TEST_WORKERS ?= 3
-test: system-deps $(VENV)/.installed lint
+test: system-deps $(VENV)/.installed $(WEB_DEPS) lint
 	$(PY) -m pytest -p no:cacheprovider -ra --durations=15 -n $(TEST_WORKERS) --dist loadgroup
 
 clean:
-	rm -rf $(VENV) $(TOOLS) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) var .pytest_cache .ruff_cache web/node_modules web/screenshots

@@ -168,3 +168,6 @@ def _register_blueprints(app: Flask, api: Api) -> None:
     api.register_blueprint(outgoing)
     api.register_blueprint(directory)
     app.register_blueprint(ops)
+    from mobile_api.web_client import blp as web_client
+
+    app.register_blueprint(web_client)

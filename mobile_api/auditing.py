@@ -38,6 +38,7 @@ NOT_AUDITED = {
     "ops.": "health probes and /metrics: no user, no data, called every few seconds",
     "api-docs.": "the OpenAPI document: public, the same for everyone",
     "static": "Flask's static route: nothing is served from it",
+    "web_client.": "the web client's files: public, the same for everyone, no user data",
 }
 
 _ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")

@@ -1,0 +1,156 @@
+// What the device keeps, in one IndexedDB database: the session, envelopes (kept fresh by
+// GET /sync), the bodies of messages the user opened (wiped at lock), a few settings.
+// Sign-out deletes the whole database.
+const NAME = "estafette";
+let opening = null;
+
+export function openStore() {
+  if (!opening) {
+    opening = new Promise((resolve, reject) => {
+      const request = indexedDB.open(NAME, 1);
+      request.onupgradeneeded = () => {
+        const db = request.result;
+        const envelopes = db.createObjectStore("envelopes", { keyPath: "id" });
+        envelopes.createIndex("by_folder", ["mailbox_id", "folder", "date", "id"]);
+        envelopes.createIndex("by_mailbox", "mailbox_id");
+        db.createObjectStore("bodies", { keyPath: "id" });
+        db.createObjectStore("meta");
+      };
+      request.onsuccess = () => {
+        request.result.onversionchange = () => request.result.close();
+        resolve(request.result);
+      };
+      request.onerror = () => reject(request.error);
+    });
+  }
+  return opening;
+}
+
+function done(tx) {
+  return new Promise((resolve, reject) => {
+    tx.oncomplete = () => resolve();
+    tx.onerror = tx.onabort = () => reject(tx.error);
+  });
+}
+
+function result(request) {
+  return new Promise((resolve, reject) => {
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+}
+
+export async function getMeta(key) {
+  const db = await openStore();
+  return result(db.transaction("meta").objectStore("meta").get(key));
+}
+
+// Several settings in one transaction (start-up reads them all at once).
+export async function getMetas(keys) {
+  const db = await openStore();
+  const store = db.transaction("meta").objectStore("meta");
+  const values = await Promise.all(keys.map((key) => result(store.get(key))));
+  return Object.fromEntries(keys.map((key, i) => [key, values[i]]));
+}
+
+export async function setMeta(key, value) {
+  const db = await openStore();
+  const tx = db.transaction("meta", "readwrite");
+  tx.objectStore("meta").put(value, key);
+  return done(tx);
+}
+
+export async function putEnvelopes(envelopes, deletedIds = []) {
+  if (!envelopes.length && !deletedIds.length) return;
+  const db = await openStore();
+  const tx = db.transaction(["envelopes", "bodies"], "readwrite");
+  const store = tx.objectStore("envelopes");
+  for (const envelope of envelopes) store.put(envelope);
+  for (const id of deletedIds) {
+    store.delete(id);
+    tx.objectStore("bodies").delete(id);
+  }
+  return done(tx);
+}
+
+export async function deleteMailboxes(mailboxIds) {
+  const db = await openStore();
+  const tx = db.transaction("envelopes", "readwrite");
+  const index = tx.objectStore("envelopes").index("by_mailbox");
+  for (const id of mailboxIds) {
+    index.openKeyCursor(IDBKeyRange.only(id)).onsuccess = (event) => {
+      const cursor = event.target.result;
+      if (cursor) {
+        tx.objectStore("envelopes").delete(cursor.primaryKey);
+        cursor.continue();
+      }
+    };
+  }
+  return done(tx);
+}
+
+export async function clearEnvelopes() {
+  const db = await openStore();
+  const tx = db.transaction("envelopes", "readwrite");
+  tx.objectStore("envelopes").clear();
+  return done(tx);
+}
+
+// Newest first, `limit` envelopes of one folder older than `before` ([date, id]) if given.
+export async function listEnvelopes(mailboxId, folder, limit, before = null) {
+  const db = await openStore();
+  const upper = before ? [mailboxId, folder, ...before] : [mailboxId, folder, "\uffff"];
+  const range = IDBKeyRange.bound([mailboxId, folder, ""], upper, false, Boolean(before));
+  const index = db.transaction("envelopes").objectStore("envelopes").index("by_folder");
+  return new Promise((resolve, reject) => {
+    const found = [];
+    const request = index.openCursor(range, "prev");
+    request.onsuccess = () => {
+      const cursor = request.result;
+      if (!cursor || found.length >= limit) return resolve(found);
+      found.push(cursor.value);
+      cursor.continue();
+    };
+    request.onerror = () => reject(request.error);
+  });
+}
+
+export async function getEnvelope(id) {
+  const db = await openStore();
+  return result(db.transaction("envelopes").objectStore("envelopes").get(id));
+}
+
+export async function getBody(id) {
+  const db = await openStore();
+  return result(db.transaction("bodies").objectStore("bodies").get(id));
+}
+
+export async function putBody(message) {
+  const db = await openStore();
+  const tx = db.transaction("bodies", "readwrite");
+  tx.objectStore("bodies").put(message);
+  return done(tx);
+}
+
+export async function wipeBodies() {
+  const db = await openStore();
+  const tx = db.transaction("bodies", "readwrite");
+  tx.objectStore("bodies").clear();
+  return done(tx);
+}
+
+// Sign-out: the whole database goes, then every cache of this origin.
+export async function wipeEverything() {
+  if (opening) {
+    const db = await opening.catch(() => null);
+    if (db) db.close();
+    opening = null;
+  }
+  await new Promise((resolve) => {
+    const request = indexedDB.deleteDatabase(NAME);
+    request.onsuccess = request.onerror = request.onblocked = () => resolve();
+  });
+  if (typeof caches !== "undefined") {
+    for (const key of await caches.keys()) await caches.delete(key);
+  }
+}

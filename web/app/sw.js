@@ -1,0 +1,117 @@
+// The service worker: the app shell for offline use, and content-free Web Push.
+// API answers are never cached (they carry health data, and say Cache-Control: no-store).
+import { setLanguage, t } from "/app/i18n.js";
+
+const SHELL_CACHE = "estafette-shell-v1";
+const SHELL = [
+  "/",
+  "/manifest.webmanifest",
+  "/app/main.js",
+  "/app/api.js",
+  "/app/dom.js",
+  "/app/i18n.js",
+  "/app/list.js",
+  "/app/reader.js",
+  "/app/signin.js",
+  "/app/store.js",
+  "/app/compose.js",
+  "/app/settings.js",
+  "/app/lock.js",
+  "/app/push.js",
+  "/app/styles.css",
+  "/app/icon.svg",
+];
+
+setLanguage("fr"); // French first, like the app
+
+async function cacheShell() {
+  const cache = await caches.open(SHELL_CACHE);
+  await cache.addAll(SHELL);
+}
+
+self.addEventListener("install", (event) => {
+  event.waitUntil(cacheShell().then(() => self.skipWaiting()));
+});
+
+self.addEventListener("activate", (event) => {
+  event.waitUntil(
+    caches.keys()
+      .then((keys) => Promise.all(keys.filter((k) => k !== SHELL_CACHE).map((k) => caches.delete(k))))
+      .then(() => self.clients.claim()),
+  );
+});
+
+// Sign-out deletes the caches; the next sign-in asks for the shell again.
+self.addEventListener("message", (event) => {
+  if (event.data?.type === "cache-shell") event.waitUntil(cacheShell().catch(() => {}));
+});
+
+// The shell from the cache at once (it is the same for everyone), refreshed from the
+// network behind it for the next start; from the network alone while nothing is cached.
+// Offline (the basement case) the cached copy is all there is.
+self.addEventListener("fetch", (event) => {
+  const url = new URL(event.request.url);
+  if (event.request.method !== "GET" || url.origin !== self.location.origin) return;
+  if (url.pathname.startsWith("/api/")) return;
+  const key = url.pathname;
+  if (!SHELL.includes(key)) return; // /healthz, /metrics, /api/...: straight to the network
+  event.respondWith(
+    (async () => {
+      const cached = await caches.match(key);
+      const fresh = fetch(event.request).then(async (response) => {
+        if (response.ok && (await caches.has(SHELL_CACHE))) {
+          const cache = await caches.open(SHELL_CACHE);
+          await cache.put(key, response.clone());
+        }
+        return response;
+      });
+      if (cached) {
+        event.waitUntil(fresh.catch(() => undefined));
+        return cached;
+      }
+      return fresh.catch(() => Response.error());
+    })(),
+  );
+});
+
+// The push says only which mailbox has new mail (backend/push/payloads.py).
+self.addEventListener("push", (event) => {
+  let data = {};
+  try {
+    data = event.data ? event.data.json() : {};
+  } catch {
+    data = {};
+  }
+  const mailbox = typeof data.mailbox === "string" ? data.mailbox : "";
+  event.waitUntil(
+    (async () => {
+      const windows = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
+      for (const client of windows) client.postMessage({ type: "push", kind: data.type, mailbox });
+      if (data.type === "mail.read") return;
+      await self.registration.showNotification(t("new_secure_message"), {
+        tag: mailbox || "estafette",
+        renotify: true,
+        icon: "/app/icon.svg",
+        data: { mailbox },
+      });
+    })(),
+  );
+});
+
+self.addEventListener("notificationclick", (event) => {
+  event.notification.close();
+  const mailbox = event.notification.data?.mailbox;
+  const target = mailbox ? `/#/m/${encodeURIComponent(mailbox)}` : "/";
+  event.waitUntil(
+    (async () => {
+      const windows = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
+      for (const client of windows) {
+        if ("focus" in client) {
+          await client.focus();
+          return client.navigate ? client.navigate(target) : undefined;
+        }
+      }
+      return self.clients.openWindow(target);
+    })(),
+  );
+});

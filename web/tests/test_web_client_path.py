@@ -1,0 +1,230 @@
+"""The clinician's path through the web client, in Debian's Chromium, against the real
+gateway and a real Dovecot: at phone, tablet and desktop sizes.
+
+Each size signs a clinician of its own in (TOTP enrolment included), reads, acts, goes
+offline, is locked after idling and signs out. Every main screen is screenshot under
+web/screenshots/, checked for horizontal overflow and for axe-core violations.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from email.message import EmailMessage
+
+import pytest
+from client import (
+    Clinician,
+    deliver_push,
+    flagged_subjects,
+    inbox_messages,
+    shown_notifications,
+)
+from harness import COLLEAGUE, PASSWORD, SECRETARIAT, SIZES
+from playwright.sync_api import expect
+
+from tests.support import wait_until
+
+PDF = b"%PDF-1.4\n% Estafette test attachment\n"
+
+
+def _letter(to: str, subject: str) -> bytes:
+    message = EmailMessage()
+    message["From"] = f"Dr Sophie Bernard <{COLLEAGUE}>"
+    message["To"] = to
+    message["Subject"] = subject
+    message["X-MSS-NIL"] = "test"
+    message["Disposition-Notification-To"] = COLLEAGUE
+    message.set_content("Bonjour, voici le compte rendu de l'échographie.")
+    message.add_attachment(PDF, maintype="application", subtype="pdf", filename="echographie.pdf")
+    return bytes(message)
+
+
+@pytest.fixture(params=list(SIZES))
+def clinician(request, gateway, browser, axe_script):
+    size = request.param
+    width, height = SIZES[size]
+    context = browser.new_context(
+        viewport={"width": width, "height": height},
+        locale="fr-FR",
+        permissions=["notifications"],
+        accept_downloads=True,
+        has_touch=size != "desktop",
+        color_scheme="dark" if size == "phone" else "light",  # on call, at night
+    )
+    page = context.new_page()
+    page.clock.install()
+    page.goto(gateway.base_url + "/")
+    yield Clinician(page, gateway, gateway.clinicians[size].username, axe_script, size)
+    context.close()
+
+
+def test_a_clinician_reads_answers_and_signs_out_in_the_browser(clinician, gateway) -> None:
+    page = clinician.page
+    elsewhere: list[str] = []  # any request that leaves the gateway's origin
+    page.on(
+        "request",
+        lambda r: (
+            elsewhere.append(r.url)
+            if r.url.startswith("http") and not r.url.startswith(gateway.base_url)
+            else None
+        ),
+    )
+    personal = gateway.clinicians[clinician.size].address
+    clinician.check_screen("sign-in")
+
+    # Enrol TOTP with the API's QR code, sign in, see the mailboxes.
+    clinician.enrol_and_sign_in(PASSWORD)
+    mailboxes = page.get_by_role("navigation", name="Boîtes aux lettres")
+    expect(mailboxes.get_by_role("heading", name="Mes boîtes")).to_be_visible()
+    expect(mailboxes.get_by_role("heading", name="Boîtes déléguées")).to_be_visible()
+    expect(mailboxes.get_by_text(personal)).to_be_visible()
+    expect(mailboxes.get_by_text("secretariat@chu-test.mssante.fr")).to_be_visible()
+    expect(mailboxes.get_by_text("À jour").first).to_be_visible(timeout=30_000)
+    clinician.check_screen("mailboxes")
+
+    # The message list, with its unread marks.
+    mailboxes.get_by_text(personal).click()
+    rows = page.locator("#pane-list a.row")
+    expect(rows).to_have_count(2, timeout=20_000)
+    expect(page.locator("#pane-list .mark.unread").first).to_be_attached()
+    mailbox_id = re.search(r"#/m/([^/]+)", page.url).group(1)
+    clinician.check_screen("list")
+
+    # A message delivered to Dovecot appears without a reload.
+    subject = f"Échographie {uuid.uuid4().hex[:6]}"
+    gateway.deliver(personal, _letter(personal, subject))
+    row = rows.filter(has_text=subject)
+    expect(row).to_be_visible(timeout=45_000)
+
+    # Open it: its text, an attachment to download, the read-receipt request.
+    row.click()
+    reader = page.locator("#main")
+    expect(reader.get_by_role("heading", name=subject)).to_be_visible()
+    expect(reader.get_by_text("compte rendu de l'échographie")).to_be_visible()
+    expect(reader.get_by_text("accusé de lecture")).to_be_visible()
+    with page.expect_download() as download:
+        reader.get_by_role("button", name="Télécharger echographie.pdf").click()
+    assert download.value.suggested_filename == "echographie.pdf"
+    assert download.value.path().read_bytes() == PDF
+    clinician.check_screen("message")
+
+    # Flag it: a second IMAP client sees \Flagged on the server.
+    reader.get_by_role("button", name="Suivre", exact=True).click()
+    expect(reader.get_by_role("button", name="Ne plus suivre")).to_be_visible()
+    wait_until(
+        lambda: subject in flagged_subjects(gateway, personal),
+        timeout=20,
+        what="the flag on the IMAP server",
+    )
+
+    # Reply, with an attachment: the colleague finds both in her mailbox.
+    reader.get_by_role("link", name="Répondre").click()
+    expect(page.get_by_label("À", exact=True)).to_have_value(COLLEAGUE)
+    page.get_by_label("Message", exact=True).fill("Merci, je le vois en consultation jeudi.")
+    page.get_by_label("Pièces jointes").set_input_files(
+        files=[{"name": "ordonnance.pdf", "mimeType": "application/pdf", "buffer": PDF}]
+    )
+    page.get_by_role("button", name="Envoyer").click()
+    expect(page.get_by_text("Message envoyé")).to_be_visible(timeout=20_000)
+    reply = wait_until(
+        lambda: [m for m in inbox_messages(gateway, COLLEAGUE) if subject in str(m["Subject"])],
+        timeout=30,
+        what="the reply in the colleague's mailbox",
+    )[0]
+    assert str(reply["Subject"]).startswith("RE:")
+    assert "consultation jeudi" in reply.get_body(("plain",)).get_content()
+    assert [a.get_filename() for a in reply.iter_attachments()] == ["ordonnance.pdf"]
+
+    # The IHE XDM discharge letter: its CDA document, with patient and type.
+    clinician.go(f"#/m/{mailbox_id}")
+    rows.filter(has_text="Lettre de liaison").click()
+    documents = page.locator("#main ul.documents")
+    expect(documents).to_be_visible(timeout=20_000)
+    expect(documents).to_contain_text("FICTIF")
+    expect(documents).to_contain_text("Patient")
+    clinician.check_screen("xdm-letter")
+
+    # An HTML message (delegated mailbox): in a sandboxed frame, without its script, its
+    # event handlers or its remote tracking pixel.
+    secretariat = page.locator("#pane-mailboxes a.mailbox", has_text=SECRETARIAT)
+    clinician.go(secretariat.get_attribute("href"))
+    rows.filter(has_text="RCP d'oncologie").click()
+    body = page.locator("#main iframe.body-frame")
+    expect(body).to_have_attribute("sandbox", "")
+    frame = page.frame_locator("#main iframe.body-frame")
+    expect(frame.get_by_text("aura lieu le")).to_be_visible()
+    expect(frame.locator("script, [onload], [onclick], img[src^=http]")).to_have_count(0)
+    clinician.check_screen("html-message")
+    assert elsewhere == []
+
+    # A recipient outside the trust space is refused, plainly, and nothing is sent.
+    clinician.go("#/compose")
+    page.get_by_label("À", exact=True).fill("quelqu.un@gmail.com")
+    page.get_by_label("Objet").fill("Hors espace de confiance")
+    page.get_by_role("button", name="Envoyer").click()
+    expect(page.get_by_role("alert").filter(has_text="espace de confiance")).to_be_visible()
+    clinician.check_screen("compose")
+
+    # Settings: this device, quiet hours and on-call.
+    clinician.go("#/settings")
+    expect(page.get_by_text("cet appareil")).to_be_visible()
+    expect(page.get_by_label("Activer les heures calmes")).to_be_visible()
+    clinician.check_screen("settings")
+
+    # Offline (a basement): the list still opens, from the device.
+    clinician.go(f"#/m/{mailbox_id}")
+    expect(rows.filter(has_text=subject)).to_be_visible()
+    page.context.set_offline(True)
+    page.reload()
+    expect(page.locator("#pane-list a.row").filter(has_text=subject)).to_be_visible()
+    expect(page.get_by_text("Hors ligne")).to_be_visible()
+    page.context.set_offline(False)
+
+    # Idle: the session locks, and opened bodies are wiped from the device.
+    clinician.go(f"#/m/{mailbox_id}")
+    assert clinician.stored_bodies() > 0
+    page.clock.fast_forward("10:00")
+    expect(page.get_by_role("heading", name="Session verrouillée")).to_be_visible()
+    assert clinician.stored_bodies() == 0
+    clinician.check_screen("locked")
+
+    # Sign out: nothing of the session is left in IndexedDB or the caches.
+    page.get_by_role("button", name="Se déconnecter").click()
+    expect(page.get_by_label("Identifiant")).to_be_visible()
+    assert clinician.stored() == {"databases": [], "caches": []}
+
+
+def test_a_push_reaches_the_service_worker_which_shows_a_content_free_notice(
+    gateway, browser, axe_script
+) -> None:
+    context = browser.new_context(locale="fr-FR", permissions=["notifications"])
+    page = context.new_page()
+    page.goto(gateway.base_url + "/")
+    clinician = Clinician(page, gateway, gateway.clinicians["push"].username, axe_script, "push")
+    clinician.enrol_and_sign_in(PASSWORD)
+    expect(page.locator(".mailbox").first).to_be_visible()
+    page.evaluate("navigator.serviceWorker.ready")
+    page.wait_for_function("navigator.serviceWorker.controller !== null")
+
+    mailbox_id = page.locator(".mailbox").first.get_attribute("href").removeprefix("#/m/")
+    page.evaluate(
+        """() => {
+            window.pushes = [];
+            navigator.serviceWorker.addEventListener('message', e => pushes.push(e.data));
+        }"""
+    )
+    deliver_push(
+        page,
+        gateway.base_url,
+        {"v": "1", "type": "mail.new", "mailbox": mailbox_id, "unread": "3"},
+    )
+    notices = wait_until(
+        lambda: shown_notifications(page), timeout=15, what="the service worker's notification"
+    )
+    assert notices == [
+        {"title": "Nouveau message sécurisé", "body": "", "data": {"mailbox": mailbox_id}}
+    ]
+    # The open app hears of it too, and syncs at once.
+    assert page.evaluate("pushes") == [{"type": "push", "kind": "mail.new", "mailbox": mailbox_id}]
+    context.close()
