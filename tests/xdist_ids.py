@@ -32,5 +32,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             _set_node_id(item, f"{module_path}::{item.name}")
         if item.get_closest_marker("drill"):
             item.add_marker(pytest.mark.xdist_group(DRILL_GROUP))
-            if grouping:
-                _set_node_id(item, f"{item.nodeid}@{DRILL_GROUP}")
+        group = item.get_closest_marker("xdist_group")
+        if group is not None and grouping:
+            name = group.args[0] if group.args else group.kwargs.get("name", "default")
+            _set_node_id(item, f"{item.nodeid}@{name}")

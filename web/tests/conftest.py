@@ -9,12 +9,12 @@ from harness import AXE, SIZES, Gateway, launch_chromium, running_gateway
 from playwright.sync_api import Browser, sync_playwright
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """All browser tests on one xdist worker: they share a gateway and a browser."""
-    for item in items:
-        if "web/tests" in str(item.path):
-            item.add_marker(pytest.mark.browser)
-            item.add_marker(pytest.mark.xdist_group("web-browser"))
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """All browser tests on one xdist worker: they share a gateway and a browser. Marked
+    as each is collected, so tests/xdist_ids.py sees the group when it sets node ids."""
+    if "web/tests" in str(item.path):
+        item.add_marker(pytest.mark.browser)
+        item.add_marker(pytest.mark.xdist_group("web-browser"))
 
 
 @pytest.fixture(scope="session")
