@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from backend import errors
-from backend.mailboxes.listings import NOT_IN_ENVELOPE
+from backend.mailboxes import listings  # the module: listings imports us back, via folders
 from backend.storage.models import Folder, Mailbox, Message, MessageTombstone, utcnow
 
 # A phone offline longer than this gets `cannot_calculate_changes` and starts afresh.
@@ -193,7 +193,7 @@ def mailbox_changes(
     )
     for message in db.scalars(
         select(Message)
-        .options(*NOT_IN_ENVELOPE)
+        .options(*listings.NOT_IN_ENVELOPE)
         .where(
             Message.mailbox_id == mailbox.id,
             Message.change_seq > since,
