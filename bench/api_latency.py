@@ -237,7 +237,11 @@ def _cache_bodies(var_dir: str, newest: list[list[str]]) -> None:
     """The bodies the "get" calls open, in the api's body cache (sealed with the data key)."""
     from backend.reading.cache import BodyCache
 
-    cache = BodyCache(Path(var_dir) / "body-cache")
+    class Filling(BodyCache):
+        def purge(self) -> int:  # each put would rescan the whole directory: quadratic
+            return 0
+
+    cache = Filling(Path(var_dir) / "body-cache")
     for ids in newest:
         for public_id in ids:
             cache.put(public_id, RAW_BODY)
