@@ -119,6 +119,8 @@ def list_messages(args: dict, mailbox_id: str) -> Response:
 
     With search criteria, the matches only: a page may hold fewer than `limit` (a search
     walks a bounded number of envelopes per request) and still have a `next`."""
+    if not any(name in args for name in _SEARCH_ARGS):
+        return _plain_page(args, mailbox_id)
     mailbox, _role = registry.get_visible_mailbox(db=db(), user=g.user, public_id=mailbox_id)
     after = decode_cursor(args["cursor"], 2)
     key = (datetime.fromisoformat(after[0]), int(after[1])) if after else None
@@ -143,6 +145,38 @@ def list_messages(args: dict, mailbox_id: str) -> Response:
         )
     page = {
         "items": [listings.envelope(m, mailbox, args["folder"]) for m in rows],
+        "next": encode_cursor(next_key[0].isoformat(), next_key[1]) if next_key else None,
+    }
+    return json_response(_dump_page(page))
+
+
+_SEARCH_ARGS = ("q", "text", "sender", "since", "unread", "flagged", "has_attachments", "urgent")
+
+
+def _plain_page(args: dict, mailbox_id: str) -> Response:
+    """The listing without search, the hot call: membership and page in one statement.
+
+    An empty page may mean a mailbox that is not the caller's: only then is membership
+    asked on its own, for the 404. A bad cursor is refused after the same check, as on
+    the search path, so that it tells nothing about someone else's mailbox."""
+    try:
+        after = decode_cursor(args["cursor"], 2)
+    except errors.ValidationFailed:
+        registry.get_visible_mailbox(db=db(), user=g.user, public_id=mailbox_id)
+        raise
+    key = (datetime.fromisoformat(after[0]), int(after[1])) if after else None
+    rows, next_key = listings.visible_page(
+        db=db(),
+        user=g.user,
+        mailbox_id=mailbox_id,
+        folder_name=args["folder"],
+        limit=args["limit"],
+        after=key,
+    )
+    if not rows:
+        registry.get_visible_mailbox(db=db(), user=g.user, public_id=mailbox_id)
+    page = {
+        "items": [listings.envelope_of_row(row, mailbox_id, args["folder"]) for row in rows],
         "next": encode_cursor(next_key[0].isoformat(), next_key[1]) if next_key else None,
     }
     return json_response(_dump_page(page))
