@@ -82,8 +82,9 @@ def sync(args: dict) -> Response:
         )
         positions[mailbox.public_id] = delta.upto
         more = not delta.complete
-        for message, folder in delta.upserts:
-            found.append({"op": "upsert", "message": listings.envelope(message, mailbox, folder)})
+        for row, folder in delta.upserts:
+            envelope = listings.envelope_of_row(row, mailbox.public_id, folder)
+            found.append({"op": "upsert", "message": envelope})
         for public_id in delta.deleted:
             gone = {"id": public_id, "mailbox_id": mailbox.public_id}
             found.append({"op": "delete", "message": gone})
