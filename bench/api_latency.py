@@ -1,13 +1,25 @@
-"""Listing and delta-sync latency through gunicorn on a big cache, with the bare query's floor.
+"""The hot read calls through gunicorn on a big cache, against Flask's own floor.
 
 Creates its own PostgreSQL database, loads `--envelopes` cached envelopes over `--mailboxes`
-mailboxes (COPY of pre-encrypted values), starts the api under gunicorn, and drives
-GET /mailboxes/{id}/messages (first and deeper pages, following `next`) and
-GET /sync?since=<state> from `--clients` concurrent clients. In the same run it times the
-bare SQL of the same pages (`db_p50_ms`), and the api alone with one client (no queueing).
-The main figures come from closed-loop clients that saturate the server; `paced` repeats
-the run with the same clients pausing `--think-ms` on average between calls. Prints one
-JSON line.
+mailboxes (COPY of values sealed like the app's), signs in one device per mailbox, puts a
+few bodies in the body cache, and drives the api under gunicorn with `wrk` (Debian's, a
+compiled load generator; bench/api_mix.lua): a mixed load of GET /mailboxes/{id}/messages
+following `next` (40%), GET /sync following its states (40%) and GET /messages/{id} with a
+cached body (20%), picked at random among all the devices.
+
+The floor is measured in the same run, with the same generator and script: a minimal Flask
+app (bench/floor_app.py) under the same gunicorn configuration, answering every call with
+a constant page of 50 envelopes as JSON, with no database and no auth. The machine is
+shared, so absolute figures are noisy: the ratios to the floor are what count.
+
+- `rps`: closed loop, `--connections` connections saturating the server;
+- `p50_one_client_ms`: one connection, one call at a time (no queueing);
+- `open_loop_p99_ms`: constant arrival rate of 0.35 x `floor_rps`, spread over
+  `--open-connections` connections each sending at fixed intervals; latency counted from
+  each call's scheduled time (wrk's `delay()`; the wrk2 method, wrk2 not being in Debian).
+
+Afterwards the audit trail must verify, with exactly one record per audited call that the
+server answered (counted from gunicorn's access log). Prints one JSON line.
 
     .venv/bin/python -m bench.api_latency --envelopes 20000          # while developing
     .venv/bin/python -m bench.api_latency                            # 1,000,000 / 1,000
@@ -17,45 +29,50 @@ from __future__ import annotations
 
 import argparse
 import base64
-import http.client
 import json
 import os
-import random
-import statistics
-import threading
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
-import httpx
 import psycopg
 
-from bench.gunicorn import free_port, start_gunicorn
+from bench.gunicorn import ROOT, free_port, start_gunicorn
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1/test"
 PAGE = 50
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
+CACHED_BODIES = 4  # per mailbox: the newest messages, opened by the "get" calls
+SCRIPT = ROOT / "bench" / "api_mix.lua"
+# The calls the load makes, by the audit action of their main record.
+AUDITED = {
+    "mailbox.list": re.compile(r'"GET /api/v1/mailboxes/[^/ ]+/messages '),
+    "sync.read": re.compile(r'"GET /api/v1/sync '),
+    "message.read": re.compile(r'"GET /api/v1/messages/[^/ ]+ '),
+}
 
-PAGE_SQL = """
-SELECT id, public_id, folder_id, sort_key, subject, sender, recipients, patient, seen,
-       flagged, answered, has_attachments, size, mdn_requested, malformed
-FROM messages
-WHERE mailbox_id = %s AND folder_id = %s AND (sort_key, id) < (%s, %s)
-ORDER BY sort_key DESC, id DESC
-LIMIT %s
-"""
+RAW_BODY = (
+    b"From: Dr Exp <exp@ch.mssante.fr>\r\nTo: dr@chu.mssante.fr\r\n"
+    b"Subject: Compte rendu d'hospitalisation\r\nDate: Mon, 01 Jan 2024 10:00:00 +0000\r\n"
+    b"Message-ID: <bench@ch.mssante.fr>\r\nMIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/alternative; boundary="b"\r\n\r\n'
+    b"--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+    + b"Patient vu en consultation ce jour. Examen clinique sans particularite.\r\n" * 20
+    + b"--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>"
+    + b"Patient vu en consultation ce jour. Examen clinique sans particularite.<br>" * 20
+    + b"</p>\r\n--b--\r\n"
+)
 
 
-def _percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
-
-
-def _setup(env: dict[str, str], mailboxes: int, token_users: int) -> dict[str, Any]:
-    """Schema, users, mailboxes, INBOX folders, devices; access tokens for `token_users`."""
+def _setup(env: dict[str, str], mailboxes: int) -> dict[str, Any]:
+    """Schema, users, mailboxes, INBOX folders, one signed-in device (its token) per user."""
     os.environ.update(env)
     from mobile_api import create_app
 
@@ -88,10 +105,7 @@ def _setup(env: dict[str, str], mailboxes: int, token_users: int) -> dict[str, A
         )
         folders = [Folder(mailbox_id=box.id, name="INBOX", role="inbox") for box in boxes]
         db.add_all(folders)
-        devices = [
-            Device(user_id=user.id, name="bench", platform="android")
-            for user in users[:token_users]
-        ]
+        devices = [Device(user_id=user.id, name="bench", platform="android") for user in users]
         db.add_all(devices)
         db.flush()
         with app.test_request_context():
@@ -105,6 +119,7 @@ def _setup(env: dict[str, str], mailboxes: int, token_users: int) -> dict[str, A
                 for box, folder in zip(boxes, folders, strict=True)
             ],
             "tokens": tokens,
+            "users": [user.public_id for user in users],
         }
         db.commit()
     services.engine.dispose()
@@ -122,8 +137,10 @@ def _sizes(total: int, mailboxes: int) -> list[int]:
     return [big, small, *even]
 
 
-def _load_envelopes(url: str, boxes: list[tuple[int, str, int]], sizes: list[int]) -> None:
-    """COPY `total` envelopes spread evenly over the mailboxes, values encrypted like the app's."""
+def _load_envelopes(
+    url: str, boxes: list[tuple[int, str, int]], sizes: list[int]
+) -> list[list[str]]:
+    """COPY the envelopes, values sealed like the app's; the newest ids of each mailbox."""
     from backend.ids import new_id
     from backend.storage.encryption import encrypt, row_context
 
@@ -149,6 +166,7 @@ def _load_envelopes(url: str, boxes: list[tuple[int, str, int]], sizes: list[int
         for i in range(256)
     ]
     created = datetime.now(UTC)
+    newest: list[list[str]] = []
     columns = (
         "public_id, mailbox_id, folder_id, uid, sort_key, subject, sender, recipients, "
         "message_id_header, patient, seen, flagged, answered, has_attachments, size, "
@@ -157,8 +175,11 @@ def _load_envelopes(url: str, boxes: list[tuple[int, str, int]], sizes: list[int
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         with cur.copy(f"COPY messages ({columns}) FROM STDIN") as copy:
             for (box_pk, _public, folder_pk), size in zip(boxes, sizes, strict=True):
+                newest.append([])
                 for n in range(size):
                     public_id = new_id("msg")
+                    if n >= size - CACHED_BODIES:
+                        newest[-1].append(public_id)
                     subject, sender, recipients, message_id, patient = (
                         encrypt(value, row_context(column, public_id))
                         for value, column in zip(pool[n % 256], columns_sealed, strict=True)
@@ -189,156 +210,144 @@ def _load_envelopes(url: str, boxes: list[tuple[int, str, int]], sizes: list[int
                     )
         cur.execute("ANALYZE")
         conn.commit()
+    return newest
 
 
-def _index_seek(url: str, box: tuple[int, str, int]) -> bool:
-    """Does the deep-page query seek the listing index (no sort, no scan of skipped rows)?"""
-    with psycopg.connect(url) as conn:
-        plan = "\n".join(
-            row[0]
-            for row in conn.execute(
-                "EXPLAIN " + PAGE_SQL,
-                (box[0], box[2], EPOCH + timedelta(days=30), 10**12, PAGE + 1),
-            )
-        )
-    return "ix_messages_listing" in plan and "Sort" not in plan
+def _write_plan(
+    path: Path, plan: dict[str, Any], sizes: list[int], newest: list[list[str]]
+) -> None:
+    """The devices for the wrk script, each with a sync state one batch of mail behind.
 
-
-def _bare_query_ms(
-    url: str, boxes: list[tuple[int, str, int]], samples: int, sizes: list[int]
-) -> list[float]:
-    """The page query alone, one connection, prepared: the floor the api is compared with."""
-    timings = []
-    rng = random.Random(7)
-    with psycopg.connect(url) as conn, conn.cursor() as cur:
-        for _ in range(samples):
-            index = rng.randrange(len(boxes))
-            box_pk, _public, folder_pk = boxes[index]
-            depth = rng.randrange(sizes[index])
-            after = EPOCH + timedelta(minutes=17 * depth + 1)
-            started = time.perf_counter()
-            cur.execute(PAGE_SQL, (box_pk, folder_pk, after, 10**12, PAGE + 1), prepare=True)
-            cur.fetchall()
-            timings.append((time.perf_counter() - started) * 1000)
-    return timings
-
-
-class Driver:
-    """One benchmark client: lists pages (following `next`) and polls /sync with its state.
-
-    Plain keep-alive `http.client`: the load generator shares the CPUs with the server, so it
-    must spend as little of them as it can.
+    The loader numbers changes in batches of 200 (`change_seq`), so a state at the head
+    minus one brings the last 200 envelopes: a tablet catching up on a shift's mail.
     """
+    from mobile_api.delta_sync.routes import encode_state
 
-    def __init__(self, port: int, plan: dict[str, Any], seed: int) -> None:
-        self.http = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        self.rng = random.Random(seed)
-        self.plan = plan
-        self.cursors: dict[int, str | None] = {}
+    lines = []
+    for (_pk, mailbox, _folder), size, token, user, ids in zip(
+        plan["boxes"], sizes, plan["tokens"], plan["users"], newest, strict=True
+    ):
+        head = (size - 1) // 200 + 1
+        state = encode_state(user, {mailbox: head - 1})
+        lines.append(f"{token}\t{mailbox}\t{state}\t{','.join(ids)}")
+    path.write_text("\n".join(lines) + "\n")
 
-    def _get(self, path: str, params: dict[str, Any], token: str) -> tuple[dict, float]:
-        started = time.perf_counter()
-        self.http.request(
-            "GET", f"{path}?{urlencode(params)}", headers={"Authorization": f"Bearer {token}"}
+
+def _cache_bodies(var_dir: str, newest: list[list[str]]) -> None:
+    """The bodies the "get" calls open, in the api's body cache (sealed with the data key)."""
+    from backend.reading.cache import BodyCache
+
+    class Filling(BodyCache):
+        def purge(self) -> int:  # each put would rescan the whole directory: quadratic
+            return 0
+
+    cache = Filling(Path(var_dir) / "body-cache")
+    for ids in newest:
+        for public_id in ids:
+            cache.put(public_id, RAW_BODY)
+
+
+def _wrk(
+    port: int,
+    plan_file: Path,
+    *,
+    connections: int,
+    seconds: float,
+    rate: float | None = None,
+) -> dict[str, Any]:
+    """One wrk run of the mixed load; the script's JSON summary."""
+    env = {**os.environ, "BENCH_PLAN": str(plan_file)}
+    if rate is not None:
+        env["BENCH_RATE"] = str(rate / connections)
+    result = subprocess.run(
+        [
+            "wrk",
+            f"-t{connections}",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(SCRIPT),
+            f"http://127.0.0.1:{port}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = next(x for x in result.stdout.splitlines() if x.startswith("{"))
+    return json.loads(line)
+
+
+def _measure(
+    port: int, plan_file: Path, args: argparse.Namespace, rate: float | None
+) -> dict[str, Any]:
+    """Closed loop (throughput), one client (latency alone), then open loop at `rate`."""
+    _wrk(port, plan_file, connections=args.connections, seconds=args.warmup)
+    closed = _wrk(port, plan_file, connections=args.connections, seconds=args.seconds)
+    one = _wrk(port, plan_file, connections=1, seconds=args.seconds)
+    found = {
+        "rps": closed["requests"] / closed["seconds"],
+        "p50_one_client_ms": one["p50_ms"],
+        "closed": closed,
+        "one": one,
+    }
+    if rate is not None:
+        found["open"] = _wrk(
+            port, plan_file, connections=args.open_connections, seconds=args.seconds, rate=rate
         )
-        response = self.http.getresponse()
-        payload = response.read()
-        elapsed = (time.perf_counter() - started) * 1000
-        if response.status != 200:
-            raise RuntimeError(f"GET {path}: {response.status} {payload[:200]!r}")
-        return json.loads(payload), elapsed
-
-    def one(self, states: dict[int, str]) -> tuple[str, float]:
-        user = self.rng.randrange(len(self.plan["tokens"]))
-        token = self.plan["tokens"][user]
-        if self.rng.random() < 0.3 and user in states:
-            page, elapsed = self._get("/api/v1/sync", {"since": states[user]}, token)
-            states[user] = page["state"]
-            return "sync", elapsed
-        mailbox = self.plan["boxes"][user][1]
-        params: dict[str, Any] = {"limit": PAGE}
-        if self.cursors.get(user):
-            params["cursor"] = self.cursors[user]
-        page, elapsed = self._get(f"/api/v1/mailboxes/{mailbox}/messages", params, token)
-        self.cursors[user] = page["next"]
-        return "list", elapsed
+    return found
 
 
-def _walk_pages(port: int, plan: dict[str, Any], user: int, pages: int) -> float:
-    """p50 of `pages` successive pages of one user's mailbox, restarting at the end."""
-    driver = Driver(port, plan, seed=0)
-    token, mailbox = plan["tokens"][user], plan["boxes"][user][1]
-    timings, cursor = [], None
-    for _ in range(pages):
-        params: dict[str, Any] = {"limit": PAGE} | ({"cursor": cursor} if cursor else {})
-        page, elapsed = driver._get(f"/api/v1/mailboxes/{mailbox}/messages", params, token)
-        timings.append(elapsed)
-        cursor = page["next"]
-    return statistics.median(timings)
+def _audit_check(url: str, access_log: Path) -> dict[str, Any]:
+    """Does the trail verify, with one main record per audited call the server answered?"""
+    from sqlalchemy import create_engine, func, select
+    from sqlalchemy.orm import Session
+
+    from backend.audit.trail import verify_chain
+    from backend.storage.models import AuditRecord
+
+    answered = dict.fromkeys(AUDITED, 0)
+    for line in access_log.read_text().splitlines():
+        for action, pattern in AUDITED.items():
+            if pattern.search(line):
+                answered[action] += 1
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    with Session(engine) as db:
+        verdict = verify_chain(db)
+        recorded = dict(
+            db.execute(
+                select(AuditRecord.action, func.count())
+                .where(AuditRecord.action.in_(AUDITED))
+                .group_by(AuditRecord.action)
+            ).all()
+        )
+    engine.dispose()
+    return {
+        "chain_ok": verdict.ok,
+        "records": verdict.records,
+        "one_per_call": all(recorded.get(a, 0) == n for a, n in answered.items()),
+        "calls": answered,
+    }
 
 
-def _snapshot(base: str, token: str) -> str:
-    """A phone's first sync: the full snapshot, page after page; returns the final state."""
-    state = None
-    with httpx.Client(base_url=base, timeout=60) as http:
-        while True:
-            params = {"since": state} if state else {}
-            response = http.get(
-                "/api/v1/sync", params=params, headers={"Authorization": f"Bearer {token}"}
-            )
-            response.raise_for_status()
-            page = response.json()
-            state = page["state"]
-            if not page["more"]:
-                return state
-
-
-def _drive(
-    drivers: list[Driver], states: dict[int, str], requests: int, *, think_s: float
-) -> tuple[list[tuple[str, float]], float]:
-    """`requests` calls shared by the drivers, each on a thread of its own; (results, seconds).
-
-    With `think_s` 0 the clients are closed-loop and saturate the server: latency is then
-    mostly queueing. Otherwise each client pauses between calls for an exponentially
-    distributed time of that mean, as people reading their mail do.
-    """
-    lock = threading.Lock()
-    results: list[tuple[str, float]] = []
-    remaining = [requests]
-
-    def client(driver: Driver) -> None:
-        while True:
-            with lock:
-                if remaining[0] <= 0:
-                    return
-                remaining[0] -= 1
-            if think_s:
-                time.sleep(driver.rng.expovariate(1 / think_s))
-            outcome = driver.one(states)
-            with lock:
-                results.append(outcome)
-
-    threads = [threading.Thread(target=client, args=(d,)) for d in drivers]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results, time.perf_counter() - started
+def _stop(server: subprocess.Popen) -> None:
+    """Quick shutdown (SIGINT): every measured call has been answered by then."""
+    server.send_signal(signal.SIGINT)
+    server.wait(timeout=30)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--envelopes", type=int, default=1_000_000)
     parser.add_argument("--mailboxes", type=int, default=1000)
-    parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--requests", type=int, default=6000)
-    parser.add_argument("--token-users", type=int, default=100)
-    parser.add_argument(
-        "--think-ms", type=float, default=1000.0, help="mean pause between a paced client's calls"
-    )
-    parser.add_argument("--paced-requests", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=12, help="closed-loop clients")
+    parser.add_argument("--open-connections", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=15.0, help="each measured run")
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--open-fraction", type=float, default=0.35, help="of floor_rps")
     # As deployed (infra/estafette.env.example): revocations are checked in Redis.
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
     args = parser.parse_args()
@@ -347,82 +356,77 @@ def main() -> None:
     admin = psycopg.connect(ADMIN_URL, autocommit=True)
     admin.execute(f'CREATE DATABASE "{name}"')
     url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    port = free_port()
+    scratch = Path(tempfile.mkdtemp(prefix="estafette-bench-api-"))
     env = {
         "ESTAFETTE_DATABASE_URL": url,
         "ESTAFETTE_SECRET_KEY": "bench-secret-key-bench-secret-key-bench",
         "ESTAFETTE_DATA_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
         "ESTAFETTE_NIL": "bench",
         "ESTAFETTE_CA_BUNDLE": "system",
-        "ESTAFETTE_BIND": f"127.0.0.1:{port}",
         "ESTAFETTE_WORKERS": str(args.workers),
         "ESTAFETTE_REDIS_URL": args.redis,
-        "ESTAFETTE_VAR_DIR": f"/tmp/{name}",
+        "ESTAFETTE_VAR_DIR": str(scratch / "var"),
+        # The tokens are made once, before the runs: they must outlast them.
+        "ESTAFETTE_ACCESS_TOKEN_MINUTES": "120",
     }
+    plan_file, access_log = scratch / "devices.tsv", scratch / "access.log"
     server = None
     try:
         load_started = time.perf_counter()
-        plan = _setup(env, args.mailboxes, args.token_users)
+        plan = _setup(env, args.mailboxes)
         sizes = _sizes(args.envelopes, args.mailboxes)
-        _load_envelopes(url, plan["boxes"], sizes)
+        newest = _load_envelopes(url, plan["boxes"], sizes)
+        _write_plan(plan_file, plan, sizes, newest)
         load_s = time.perf_counter() - load_started
-        server = start_gunicorn(env, port)
-        base = f"http://127.0.0.1:{port}"
 
-        seek = _index_seek(url, plan["boxes"][0])
-        with ThreadPoolExecutor(8) as pool:  # every phone's first sync (also warms the workers)
-            states = dict(enumerate(pool.map(lambda t: _snapshot(base, t), plan["tokens"])))
-
-        lone = Driver(port, plan, seed=1)
-        single = [lone.one(states)[1] for _ in range(300)]
-
-        drivers = [Driver(port, plan, seed=100 + i) for i in range(args.clients)]
-        results, elapsed = _drive(drivers, states, args.requests, think_s=0.0)
-        paced_drivers = [Driver(port, plan, seed=500 + i) for i in range(args.clients)]
-        paced, paced_elapsed = _drive(
-            paced_drivers, states, args.paced_requests, think_s=args.think_ms / 1000
+        port = free_port()
+        server = start_gunicorn(
+            env | {"ESTAFETTE_BIND": f"127.0.0.1:{port}"}, port, app="bench.floor_app:app"
         )
-        db_ms = _bare_query_ms(url, plan["boxes"], 500, sizes)
-        # The same deep pages of the biggest mailbox and of one of 100, one client, no queue.
-        big_small = [_walk_pages(port, plan, user, pages=40) for user in (0, 1)]
+        floor = _measure(port, plan_file, args, rate=None)
+        _stop(server)
+
+        _cache_bodies(env["ESTAFETTE_VAR_DIR"], newest)  # fresh: the cache keeps 15 minutes
+        port = free_port()
+        server = start_gunicorn(
+            env | {"ESTAFETTE_BIND": f"127.0.0.1:{port}"}, port, access_log=access_log
+        )
+        rate = args.open_fraction * floor["rps"]
+        api = _measure(port, plan_file, args, rate=rate)
+        _stop(server)
+        server = None
+        audit = _audit_check(url, access_log)
     finally:
         if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
+            _stop(server)
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+        shutil.rmtree(scratch, ignore_errors=True)
 
-    latencies = [ms for _kind, ms in results]
-    by_kind = {
-        kind: round(statistics.median([ms for k, ms in results if k == kind]), 2)
-        for kind in ("list", "sync")
-        if any(k == kind for k, _ in results)
-    }
+    failed = sum(run["non200"] + run["socket_errors"] for run in (api["closed"], api["one"]))
+    failed += api["open"]["non200"] + api["open"]["socket_errors"]
     print(
         json.dumps(
             {
-                "rps": round(len(latencies) / elapsed, 1),
-                "p50_ms": round(statistics.median(latencies), 2),
-                "p99_ms": round(_percentile(latencies, 0.99), 2),
-                "db_p50_ms": round(statistics.median(db_ms), 3),
-                "api_p50_one_client_ms": round(statistics.median(single), 2),
-                "page_p50_ms_mailbox_of": {
-                    str(sizes[0]): round(big_small[0], 2),
-                    str(sizes[1]): round(big_small[1], 2),
-                },
-                "p50_by_call_ms": by_kind,
-                "paced": {
-                    "think_ms": args.think_ms,
-                    "rps": round(len(paced) / paced_elapsed, 1),
-                    "p50_ms": round(statistics.median(ms for _k, ms in paced), 2),
-                    "p99_ms": round(_percentile([ms for _k, ms in paced], 0.99), 2),
-                },
-                "index_seek": seek,
+                "floor_rps": round(floor["rps"], 1),
+                "floor_p50_one_client_ms": round(floor["p50_one_client_ms"], 3),
+                "rps": round(api["rps"], 1),
+                "p50_one_client_ms": round(api["p50_one_client_ms"], 3),
+                "open_loop_p99_ms": api["open"]["open_p99_ms"],
+                "rps_ratio": round(api["rps"] / floor["rps"], 3),
+                "p50_ratio": round(api["p50_one_client_ms"] / floor["p50_one_client_ms"], 2),
+                "open_loop_rps": round(rate, 1),
+                "open_loop_p50_ms": api["open"]["open_p50_ms"],
+                "closed_p99_ms": api["closed"]["p99_ms"],
+                "calls": {k: api["closed"][k] for k in ("list", "sync", "get")},
+                "failed_calls": failed,
+                "audit": audit,
                 "envelopes": args.envelopes,
                 "mailboxes": args.mailboxes,
-                "clients": args.clients,
-                "requests": len(latencies),
+                "devices": len(plan["tokens"]),
+                "connections": args.connections,
                 "gunicorn_workers": args.workers,
+                "seconds_per_run": args.seconds,
                 "redis": bool(args.redis),
                 "load_s": round(load_s, 1),
             }

@@ -20,18 +20,29 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_gunicorn(env: dict[str, str], port: int) -> subprocess.Popen:
+def start_gunicorn(
+    env: dict[str, str],
+    port: int,
+    *,
+    app: str = "mobile_api.wsgi:app",
+    access_log: Path | None = None,
+) -> subprocess.Popen:
     """Start `infra/gunicorn.conf.py` with `env` and return once /readyz answers 200.
 
     `env` must bind ESTAFETTE_BIND to 127.0.0.1:`port`. The caller terminates the process.
+    `app`: another WSGI app under the same configuration (a bench's floor); `access_log`:
+    keep gunicorn's stdout (its access log) in that file.
     """
+    out = access_log.open("wb") if access_log is not None else subprocess.DEVNULL
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "infra/gunicorn.conf.py", "mobile_api.wsgi:app"],
+        [sys.executable, "-m", "gunicorn", "-c", "infra/gunicorn.conf.py", app],
         cwd=ROOT,
         env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
+        stdout=out,
         stderr=subprocess.DEVNULL,
     )
+    if access_log is not None:
+        out.close()  # the server holds its own copy
     deadline = time.monotonic() + 60
     while True:
         try:

@@ -175,19 +175,24 @@ def _write(response: Response) -> Response:
     outcome = outcome_of(response.status_code)
     code = _problem_code(response) if outcome != OK else None
     entries = pending.more if pending.main_recorded else [pending.main, *pending.more]
+    trail = services().audit
+    records = []
     for entry in entries:
         details = dict(entry.details)
         if code:
             details["code"] = code
-        services().audit.record(
-            entry.action,
-            actor=actor,
-            outcome=outcome,
-            target_type=entry.target_type,
-            target=entry.target,
-            mailbox=entry.mailbox,
-            details=details or None,
+        records.append(
+            trail.entry(
+                entry.action,
+                actor=actor,
+                outcome=outcome,
+                target_type=entry.target_type,
+                target=entry.target,
+                mailbox=entry.mailbox,
+                details=details or None,
+            )
         )
+    trail.append(records)  # the call's records together, committed before the answer leaves
     return response
 
 

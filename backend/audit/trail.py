@@ -7,7 +7,6 @@ encoding), so an edited or deleted row breaks the chain at a known place.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -17,9 +16,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from backend.audit.group_commit import GroupCommit
 from backend.metrics import AUDIT_WRITE_LATENCY
 from backend.storage.models import AuditChainHead, AuditRecord, utcnow
 
@@ -112,12 +112,12 @@ _HEAD = AuditChainHead.__table__
 _RECORD_COLUMNS = tuple(_RECORDS.columns)
 # Built once, executed with parameters: Core statements on the tables, with no ORM layer
 # and no per-call value coercion, so a record costs its round trips and little else.
-# Taking the next id from the head row also takes its lock (PostgreSQL row lock, SQLite
+# Taking the next ids from the head row also takes its lock (PostgreSQL row lock, SQLite
 # write lock), so two writers can never chain onto the same record.
-_TAKE_NEXT_ID = (
+_TAKE_IDS = (
     update(_HEAD)
     .where(_HEAD.c.id == 1)  # created by the first migration
-    .values(last_id=_HEAD.c.last_id + 1)
+    .values(last_id=_HEAD.c.last_id + bindparam("count"))
     .returning(_HEAD.c.last_id, _HEAD.c.last_hash, _HEAD.c.checkpoint_size, _HEAD.c.checkpoint_at)
 )
 _APPEND = insert(_RECORDS)
@@ -125,8 +125,11 @@ _ADVANCE_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(last_hash=bindparam(
 
 
 class AuditTrail:
-    """Appends records in their own short transaction, so the chain lock is held briefly.
+    """Appends records in short transactions, so the chain lock is held briefly.
 
+    The threads of a process append by group commit (backend/audit/group_commit.py): one
+    transaction extends the chain by everything they handed in meanwhile, and each caller
+    returns once that transaction committed. The chain head is locked once per batch.
     With a `Checkpointer`, the append that makes a signed checkpoint due also writes it.
     """
 
@@ -135,6 +138,7 @@ class AuditTrail:
     ) -> None:
         self._engine: Engine = session_factory.kw["bind"]
         self.checkpoints = checkpoints
+        self._group: GroupCommit[AuditRecord, Any] = GroupCommit(self._write_batch)
 
     def record(
         self,
@@ -154,48 +158,91 @@ class AuditTrail:
         `within`: append in that session's open transaction, so that the change it records
         and the record commit together or not at all (admin changes). The chain head stays
         locked until the caller commits; a checkpoint waits for the next append."""
-        outcome = Outcome(outcome).value  # ValueError outside the vocabulary
-        encoded = _encode_details(details)
+        entry = self.entry(
+            action,
+            actor=actor,
+            outcome=outcome,
+            target_type=target_type,
+            target=target,
+            mailbox=mailbox,
+            details=details,
+            at=at,
+        )
+        self.append([entry], within=within)
+        return entry
+
+    @staticmethod
+    def entry(
+        action: str,
+        *,
+        actor: Actor = SYSTEM,
+        outcome: Outcome | str = Outcome.OK,
+        target_type: str | None = None,
+        target: str | None = None,
+        mailbox: str | None = None,
+        details: dict[str, Any] | None = None,
+        at: datetime | None = None,
+    ) -> AuditRecord:
+        """A record to `append`, checked now (outcome, details); chained when appended."""
+        return AuditRecord(
+            occurred_at=at,  # None: the time it is chained
+            actor=actor.user,
+            device=actor.device,
+            action=action,
+            outcome=Outcome(outcome).value,  # ValueError outside the vocabulary
+            target_type=target_type,
+            target=target,
+            mailbox=mailbox,
+            source_ip=actor.source_ip,
+            details=_encode_details(details),
+        )
+
+    def append(self, entries: list[AuditRecord], *, within: Session | None = None) -> None:
+        """Chain `entries` in this order, one after the other; durable when this returns.
+
+        `within`: in that session's open transaction, committed by the caller (`record`)."""
+        if not entries:
+            return
         started = time.perf_counter()
         if within is not None:
-            context = contextlib.nullcontext(within.connection())
+            _chain(within.connection(), entries)
         else:
-            context = self._engine.begin()
-        with context as connection:
-            head = connection.execute(_TAKE_NEXT_ID).one()
-            entry = AuditRecord(
-                id=head.last_id,
-                occurred_at=at or utcnow(),
-                actor=actor.user,
-                device=actor.device,
-                action=action,
-                outcome=outcome,
-                target_type=target_type,
-                target=target,
-                mailbox=mailbox,
-                source_ip=actor.source_ip,
-                details=encoded,
-                prev_hash=head.last_hash,
-            )
-            entry.hash = chain_hash(entry)
-            connection.execute(
-                _APPEND, {column.key: getattr(entry, column.key) for column in _RECORD_COLUMNS}
-            )
-            connection.execute(_ADVANCE_HEAD, {"new_hash": entry.hash})
+            self._group.submit(entries)
         AUDIT_WRITE_LATENCY.observe(time.perf_counter() - started)
-        if self.checkpoints is not None and within is None:
-            self.checkpoints.maybe_write(head.last_id, head.checkpoint_size, head.checkpoint_at)
         # The operational log gets the same ids and codes as the trail, never more.
-        log.info(
-            "%s %s actor=%s device=%s target=%s mailbox=%s",
-            action,
-            outcome,
-            actor.user,
-            actor.device,
-            target,
-            mailbox,
-        )
-        return entry
+        for entry in entries:
+            log.info(
+                "%s %s actor=%s device=%s target=%s mailbox=%s",
+                entry.action,
+                entry.outcome,
+                entry.actor,
+                entry.device,
+                entry.target,
+                entry.mailbox,
+            )
+
+    def _write_batch(self, entries: list[AuditRecord]) -> None:
+        """One transaction, one commit for a whole group; then a checkpoint if one is due."""
+        with self._engine.begin() as connection:
+            head = _chain(connection, entries)
+        if self.checkpoints is not None:
+            self.checkpoints.maybe_write(head.last_id, head.checkpoint_size, head.checkpoint_at)
+
+
+def _chain(connection: Connection, entries: list[AuditRecord]) -> Row:
+    """Take ids for `entries` from the head (locking it), hash them onto the chain, insert
+    them and advance the head; returns the head row as the update left it."""
+    head = connection.execute(_TAKE_IDS, {"count": len(entries)}).one()
+    prev_hash, now = head.last_hash, utcnow()
+    for offset, entry in enumerate(entries, start=head.last_id - len(entries) + 1):
+        entry.id = offset
+        entry.occurred_at = entry.occurred_at or now
+        entry.prev_hash = prev_hash
+        entry.hash = prev_hash = chain_hash(entry)
+    rows = [{column.key: getattr(e, column.key) for column in _RECORD_COLUMNS} for e in entries]
+    connection.execute(_APPEND, rows)
+    connection.execute(_ADVANCE_HEAD, {"new_hash": prev_hash})
+    return head
 
 
 @dataclass(frozen=True)

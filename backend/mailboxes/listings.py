@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, false, func, select, tuple_
+from sqlalchemy import Row, Select, false, func, select, tuple_
 from sqlalchemy.orm import Session, defer
 
-from backend.storage.models import Folder, Mailbox, Message
+from backend.storage.models import Folder, Mailbox, Membership, Message, User
 from backend.store.folders import is_watched
 
 XDM_SUBJECT_PREFIX = "XDM/1.0/DDM+"
@@ -47,6 +47,93 @@ def envelope(message: Message, mailbox: Mailbox, folder_name: str) -> dict[str, 
         "patient": message.patient,
         "receipts": message.receipts or [],
     }
+
+
+# What an envelope shows, as plain columns: a page read with Core, no ORM objects built.
+ENVELOPE_COLUMNS = (
+    Message.id,
+    Message.public_id,
+    Message.sort_key,
+    Message._subject.label("subject"),
+    Message._sender.label("sender"),
+    Message._recipients.label("recipients"),
+    Message._patient.label("patient"),
+    Message._receipts.label("receipts"),
+    Message.seen,
+    Message.flagged,
+    Message.answered,
+    Message.has_attachments,
+    Message.size,
+    Message.mdn_requested,
+    Message.urgent,
+    Message.malformed,
+)
+_SEALED = {name: vars(Message)[name] for name in ("subject", "sender", "recipients", "patient")}
+_RECEIPTS = vars(Message)["receipts"]
+
+
+def envelope_of_row(row: Row[Any], mailbox_id: str, folder_name: str) -> dict[str, Any]:
+    """`envelope()` of a row of ENVELOPE_COLUMNS, opening its sealed fields for its row."""
+    public_id = row.public_id
+    subject, sender, recipients, patient = (
+        field.open(public_id, getattr(row, name)) for name, field in _SEALED.items()
+    )
+    recipients = recipients or {}
+    return {
+        "id": public_id,
+        "mailbox_id": mailbox_id,
+        "folder": folder_name,
+        "subject": display_subject(subject),
+        "from_": sender,
+        "to": recipients.get("to", []),
+        "cc": recipients.get("cc", []),
+        "date": row.sort_key,
+        "seen": row.seen,
+        "flagged": row.flagged,
+        "answered": row.answered,
+        "has_attachments": row.has_attachments,
+        "size": row.size,
+        "mdn_requested": row.mdn_requested,
+        "urgent": row.urgent,
+        "malformed": row.malformed,
+        "patient": patient,
+        "receipts": _RECEIPTS.open(public_id, row.receipts) or [],
+    }
+
+
+def visible_page(
+    *,
+    db: Session,
+    user: User,
+    mailbox_id: str,
+    folder_name: str,
+    limit: int,
+    after: tuple[datetime, int] | None,
+) -> tuple[list[Row[Any]], tuple[datetime, int] | None]:
+    """One page of a folder of a mailbox `user` is a member of, in one statement.
+
+    Membership and folder are scalar subqueries evaluated once before the index seek, so
+    the check costs no round trip of its own. An empty page is also what a mailbox that is
+    not the user's gives: the caller tells the two apart (registry.get_visible_mailbox).
+    """
+    mailbox_pk = (
+        select(Membership.mailbox_id)
+        .join(Mailbox, Mailbox.id == Membership.mailbox_id)
+        .where(Membership.user_id == user.id, Mailbox.public_id == mailbox_id)
+        .scalar_subquery()
+    )
+    folder_pk = (
+        select(Folder.id)
+        .where(Folder.mailbox_id == mailbox_pk, Folder.name == folder_name)
+        .scalar_subquery()
+    )
+    query = select(*ENVELOPE_COLUMNS).where(
+        Message.mailbox_id == mailbox_pk, Message.folder_id == folder_pk
+    )
+    rows = list(db.execute(newest_first(query, after).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, ((rows[-1].sort_key, rows[-1].id) if more else None)
 
 
 def counts(*, db: Session, mailbox: Mailbox, folder_name: str = "INBOX") -> tuple[int, int]:

@@ -109,6 +109,19 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
+def commit_without_flush_wait(session: Session) -> None:
+    """Commit bookkeeping a crash may lose (a device's last activity) without waiting for
+    its WAL flush: PostgreSQL's `synchronous_commit` off, for this transaction alone.
+
+    Why: a durable commit waits for the disk (milliseconds, more on a busy host) and the
+    request waits with it. Never for what is promised durable (audit, revocations): a lost
+    `last_seen_at` only makes a session look idle sooner, the safe side.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+    session.commit()
+
+
 def one_of(db: Session, column: ColumnElement[int], ids: Collection[int]) -> ColumnElement[bool]:
     """`column IN (ids)` for a batch of integer ids (hundreds, as the push dispatcher has).
 

@@ -32,6 +32,7 @@ from backend import errors
 from backend.accounts import devices as device_service
 from backend.audit.trail import Actor
 from backend.config import Settings
+from backend.storage.database import commit_without_flush_wait
 from backend.storage.models import Device, User, utcnow
 from mobile_api.context import client_ip, db, services
 from mobile_api.errors import problem
@@ -277,7 +278,7 @@ def session_required(view: Callable | None = None, *, refresh: bool = False) -> 
                 raise errors.Forbidden("this call needs a signed-in session")
             user, device = _load_session(claims)
             if not refresh and device_service.touch(device):
-                db().commit()
+                commit_without_flush_wait(db())  # activity, not a promise: no WAL wait
             g.user, g.device, g.claims = user, device, claims
             g.actor = Actor(user=user.public_id, device=device.public_id, source_ip=client_ip())
             return fn(*args, **kwargs)

@@ -12,7 +12,7 @@ import base64
 import json
 from typing import Any
 
-from flask import g
+from flask import Response, g
 from flask_smorest import Blueprint
 
 from backend import errors
@@ -20,6 +20,7 @@ from backend.mailboxes import change_log, listings, registry
 from backend.storage.encryption import DataKeyError, decrypt, encrypt
 from mobile_api.auditing import also, audited, note
 from mobile_api.auth.tokens import session_required
+from mobile_api.compiled_dump import compile_dump, json_response
 from mobile_api.context import db
 from mobile_api.delta_sync import schemas
 from mobile_api.errors import PROBLEM_JSON, ProblemSchema
@@ -27,6 +28,7 @@ from mobile_api.errors import PROBLEM_JSON, ProblemSchema
 blp = Blueprint("changes", __name__, url_prefix="/api/v1", description="Delta sync")
 
 _STATE_CONTEXT = b"sync-state"
+_dump_sync = compile_dump(schemas.SyncSchema())  # the hot answer: mobile_api/compiled_dump
 
 
 def encode_state(user_id: str, positions: dict[str, int]) -> str:
@@ -60,7 +62,7 @@ def decode_state(state: str, user_id: str) -> dict[str, int]:
     description="`cannot_calculate_changes`: the state is too old; sync again without `since`.",
 )
 @session_required
-def sync(args: dict) -> dict[str, Any]:
+def sync(args: dict) -> Response:
     """Everything that changed since `since` (or a full snapshot), in pages of about `limit`."""
     known = decode_state(args["since"], g.user.public_id) if args["since"] else {}
     visible = [mailbox for mailbox, _role in registry.visible_mailboxes(db=db(), user=g.user)]
@@ -80,8 +82,9 @@ def sync(args: dict) -> dict[str, Any]:
         )
         positions[mailbox.public_id] = delta.upto
         more = not delta.complete
-        for message, folder in delta.upserts:
-            found.append({"op": "upsert", "message": listings.envelope(message, mailbox, folder)})
+        for row, folder in delta.upserts:
+            envelope = listings.envelope_of_row(row, mailbox.public_id, folder)
+            found.append({"op": "upsert", "message": envelope})
         for public_id in delta.deleted:
             gone = {"id": public_id, "mailbox_id": mailbox.public_id}
             found.append({"op": "delete", "message": gone})
@@ -96,9 +99,10 @@ def sync(args: dict) -> dict[str, Any]:
             )
         budget -= len(delta.upserts) + len(delta.deleted)
     note(target=g.user.public_id, mailboxes=len(visible), changes=len(found), more=more)
-    return {
+    answer = {
         "state": encode_state(g.user.public_id, positions),
         "changes": found,
         "more": more,
         "removed_mailboxes": sorted(set(known) - set(positions)),
     }
+    return json_response(_dump_sync(answer))
