@@ -25,7 +25,9 @@ from backend.storage.encryption import set_data_key
 from mobile_api import errors
 from mobile_api.context import Services, init_request_scope
 from mobile_api.json_bodies import init_json_checks
+from mobile_api.openapi_contract import CallContract, nullable_choice_as_named_enum
 from mobile_api.operation_ids import OperationIds
+from mobile_api.push_document import PUSH_DATA, webhooks
 
 API_VERSION = "1.0.0"
 
@@ -83,17 +85,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=settings.max_message_bytes + 1024 * 1024,
         API_TITLE="Estafette",
         API_VERSION=API_VERSION,
-        OPENAPI_VERSION="3.0.3",
+        OPENAPI_VERSION="3.1.0",
         OPENAPI_URL_PREFIX="/api/v1",
         OPENAPI_JSON_PATH="openapi.json",
         API_SPEC_OPTIONS={
             "info": {"description": "MSSanté secure mail for hospital phones and tablets"},
-            "components": {
-                "securitySchemes": {
-                    "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
-                }
-            },
+            "servers": [{"url": "/", "description": "This gateway"}],
             "security": [{"bearer": []}],
+            "webhooks": webhooks(),
         },
         JSON_SORT_KEYS=False,
     )
@@ -120,7 +119,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from mobile_api.limits import init_limiter
 
     init_limiter(app, settings, engine)
-    api = ProblemApi(app, spec_kwargs={"extra_plugins": [OperationIds()]})
+    api = ProblemApi(app, spec_kwargs={"extra_plugins": [OperationIds(), CallContract(app)]})
+    api.ma_plugin.converter.add_attribute_function(nullable_choice_as_named_enum)
+    api.spec.components.schema("PushData", PUSH_DATA)
+    api.spec.tag({"name": "push", "description": "Pushes the gateway sends to an app"})
     errors.register_error_handlers(app)
     init_json_checks(app)
     app.after_request(_no_store)

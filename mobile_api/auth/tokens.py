@@ -61,6 +61,9 @@ def _signing_keys(secret_key: str) -> tuple[bytes, bytes]:
 
 # Set on views that need a token: "access" or "refresh".
 NEEDS_ATTRIBUTE = "_estafette_needs"
+# Which credential a view takes, for the OpenAPI document (`mobile_api.openapi_contract`):
+# "mfa", "session", "refresh" or "admin". A view without it is open to anyone.
+CREDENTIAL_ATTRIBUTE = "_estafette_credential"
 
 
 def init_jwt(app: Flask, settings: Settings) -> None:
@@ -221,6 +224,7 @@ def mfa_required(view: Callable) -> Callable:
         return view(*args, **kwargs)
 
     setattr(wrapper, NEEDS_ATTRIBUTE, "access")
+    setattr(wrapper, CREDENTIAL_ATTRIBUTE, "mfa")
     return wrapper
 
 
@@ -283,6 +287,7 @@ def session_required(view: Callable | None = None, *, refresh: bool = False) -> 
             return fn(*args, **kwargs)
 
         setattr(wrapper, NEEDS_ATTRIBUTE, "refresh" if refresh else "access")
+        setattr(wrapper, CREDENTIAL_ATTRIBUTE, "refresh" if refresh else "session")
         return wrapper
 
     return decorate(view) if view is not None else decorate
@@ -316,4 +321,5 @@ def admin_required(view: Callable) -> Callable:
             )
         return view(*args, **kwargs)
 
+    setattr(wrapper, CREDENTIAL_ATTRIBUTE, "admin")
     return wrapper
