@@ -21,7 +21,7 @@ from backend.config import Settings, load_settings
 from backend.logs import configure_logging
 from backend.mail.tls import configure_revocation
 from backend.storage.database import make_engine, make_session_factory
-from backend.storage.encryption import set_data_key
+from backend.storage.encryption import set_data_keys
 from mobile_api import errors
 from mobile_api.context import Services, init_request_scope
 from mobile_api.json_bodies import init_json_checks
@@ -100,7 +100,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if settings.trusted_proxies:
         app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)
 
-    set_data_key(settings.data_key)
+    set_data_keys(settings.data_keys)
     configure_revocation(settings.crl_files, settings.var_dir)
     engine = make_engine(settings.database_url)
     sessions = make_session_factory(engine)
