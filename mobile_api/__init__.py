@@ -151,6 +151,7 @@ def _no_store(response: Response) -> Response:
 
 def _register_blueprints(app: Flask, api: Api) -> None:
     from mobile_api.admin import register_admin
+    from mobile_api.api_browser import blp as api_browser
     from mobile_api.auth.routes import blp as auth
     from mobile_api.delta_sync.routes import blp as changes
     from mobile_api.devices.routes import blp as devices
@@ -165,3 +166,4 @@ def _register_blueprints(app: Flask, api: Api) -> None:
     register_admin(api)
     api.register_blueprint(outgoing)
     app.register_blueprint(ops)
+    app.register_blueprint(api_browser)
