@@ -28,6 +28,7 @@ from mobile_api.json_bodies import init_json_checks
 from mobile_api.openapi_contract import CallContract, nullable_choice_as_named_enum
 from mobile_api.operation_ids import OperationIds
 from mobile_api.push_document import PUSH_DATA, webhooks
+from mobile_api.schema_docs import SchemaDocs, describe_field
 
 API_VERSION = "1.0.0"
 
@@ -119,8 +120,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from mobile_api.limits import init_limiter
 
     init_limiter(app, settings, engine)
-    api = ProblemApi(app, spec_kwargs={"extra_plugins": [OperationIds(), CallContract(app)]})
+    api = ProblemApi(
+        app, spec_kwargs={"extra_plugins": [OperationIds(), CallContract(app), SchemaDocs()]}
+    )
     api.ma_plugin.converter.add_attribute_function(nullable_choice_as_named_enum)
+    api.ma_plugin.converter.add_attribute_function(describe_field)
     api.spec.components.schema("PushData", PUSH_DATA)
     api.spec.tag({"name": "push", "description": "Pushes the gateway sends to an app"})
     errors.register_error_handlers(app)

@@ -245,9 +245,12 @@ class ProblemSchema(Schema):
     class Meta:
         unknown = INCLUDE
 
-    type = fields.String()
-    status = fields.Integer(required=True)
-    title = fields.String(required=True)
-    detail = fields.String()
-    code = fields.String(required=True)
-    errors = fields.Dict()
+    type = fields.String(metadata={"description": "Always `about:blank`: `code` names it."})
+    status = fields.Integer(required=True, metadata={"description": "The HTTP status."})
+    title = fields.String(required=True, metadata={"description": "A short summary, for logs."})
+    detail = fields.String(metadata={"description": "What happened, for logs, not for users."})
+    code = fields.String(
+        required=True,
+        metadata={"description": "The stable machine code: each answer lists its codes."},
+    )
+    errors = fields.Dict(metadata={"description": "Validation errors: messages by field."})

@@ -182,6 +182,7 @@ def nullable_choice_as_named_enum(converter: Any, field: Any, ret: dict, **kwarg
     choices = [choice for choice in ret.pop("enum") if choice is not None]
     (kind,) = [k for k in ret.pop("type") if k != "null"]
     if name not in converter.spec.components.schemas:
-        converter.spec.components.schema(name, {"type": kind, "enum": choices})
+        described = {"description": ret["description"]} if "description" in ret else {}
+        converter.spec.components.schema(name, {"type": kind, "enum": choices, **described})
     ret["anyOf"] = [{"$ref": f"#/components/schemas/{name}"}, {"type": "null"}]
     return {}

@@ -31,7 +31,12 @@ PUSH_DATA = {
             "const": payloads.PAYLOAD_VERSION,
             "description": "Payload version.",
         },
-        "type": {"type": "string", "enum": list(_KINDS), "examples": [payloads.NEW_MAIL]},
+        "type": {
+            "type": "string",
+            "enum": list(_KINDS),
+            "description": "What happened; one webhook below for each.",
+            "examples": [payloads.NEW_MAIL],
+        },
         "mailbox": {
             "type": "string",
             "maxLength": 64,

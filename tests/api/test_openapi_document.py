@@ -108,3 +108,42 @@ def test_push_payloads_are_documented_as_webhooks(client) -> None:
         payloads.TEST,
     ]
     assert "auth.required" in data["description"]
+
+
+# What an app reads and sends to sign in, list, read and send mail.
+PUBLIC = (
+    "Problem",
+    "Login",
+    "LoginResult",
+    "Code",
+    "DeviceIn",
+    "OtpSignIn",
+    "Session",
+    "Device",
+    "Mailbox",
+    "Folder",
+    "Address",
+    "Envelope",
+    "MessagePage",
+    "Message",
+    "Attachment",
+    "Change",
+    "Sync",
+    "Flags",
+    "SendMessage",
+    "PushData",
+)
+
+
+def test_public_schemas_describe_every_property_and_give_examples(client) -> None:
+    schemas = body(client.get("/api/v1/openapi.json"))["components"]["schemas"]
+    undescribed = [
+        f"{name}.{prop}"
+        for name in PUBLIC
+        for prop, spec in schemas[name].get("properties", {}).items()
+        if not spec.get("description")
+    ]
+    assert undescribed == []
+    assert [name for name in PUBLIC if not schemas[name].get("description")] == []
+    for name in ("Problem", "Login", "Code", "OtpSignIn", "Session", "PushData"):
+        assert schemas[name]["examples"], name
