@@ -18,7 +18,7 @@ PIP_COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(TOOLS)/bin/pip-compile --qui
 	--generate-hashes --strip-extras --allow-unsafe \
 	--no-emit-index-url --no-emit-find-links --no-emit-trusted-host
 
-.PHONY: run test lint format lock audit system-deps clean web screenshots bench-web
+.PHONY: run test lint format lock audit system-deps api-browser clean web screenshots bench-web
 
 # Debian packages: Dovecot for the demo and the tests, nginx to check its config, Chromium
 # for the web client's browser tests, promtool (prometheus) for the alert rules' tests,
@@ -74,7 +74,7 @@ audit: $(TOOLS)/.installed
 
 # The embedded gateway in demo mode: SQLite, a local Dovecot with sample MSSanté mail.
 # The demo trusts its own Dovecot CA; only the migration step needs the setting named.
-run: system-deps $(VENV)/.installed
+run: system-deps $(VENV)/.installed api-browser
 	ESTAFETTE_CA_BUNDLE=$${ESTAFETTE_CA_BUNDLE:-system} $(PY) -m flask --app mobile_api db upgrade
 	$(PY) -m devtools.run --host $(HOST) --port $(PORT)
 
@@ -103,12 +103,19 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# The API browser's files (/api/v1/docs): swagger-ui-dist exactly as package-lock.json pins
+# it; no install scripts run.
+API_BROWSER := mobile_api/api_browser
+$(API_BROWSER)/node_modules/.package-lock.json: $(API_BROWSER)/package-lock.json
+	cd $(API_BROWSER) && npm ci --ignore-scripts --no-audit --no-fund --silent
+api-browser: system-deps $(API_BROWSER)/node_modules/.package-lock.json
+
 # Lint, then the whole suite: every app test runs on SQLite and on PostgreSQL; web/tests
-# drives the web client in Debian's Chromium (one gateway, on SQLite, per module). On TEST_WORKERS
-# processes (pytest-xdist), each with its own databases, Dovecot and FCM; the fault drills
-# share one group, so one worker runs them in turn (tests/conftest.py).
+# drives the web client in Debian's Chromium (one gateway, on SQLite, per module). On
+# TEST_WORKERS processes (pytest-xdist), each with its own databases, Dovecot and FCM; the
+# fault drills share one group, so one worker runs them in turn (tests/conftest.py).
 TEST_WORKERS ?= 3
-test: system-deps $(VENV)/.installed $(WEB_DEPS) lint
+test: system-deps $(VENV)/.installed $(WEB_DEPS) api-browser lint
 	$(PY) -m pytest -p no:cacheprovider -ra --durations=15 -n $(TEST_WORKERS) --dist loadgroup
 
 clean:

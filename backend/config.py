@@ -10,6 +10,7 @@ import base64
 import ipaddress
 import logging
 import os
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -89,6 +90,17 @@ class Settings:
     card_ca_bundle: Path | None = None
     card_policies: tuple[str, ...] = ()
     crl_urls: tuple[str, ...] = ()
+    # Key rotation: (id, key) rings, the current key first; the others still open or verify.
+    # Unset, each is the one-key ring ("default", ESTAFETTE_DATA_KEY / ESTAFETTE_SECRET_KEY).
+    data_keys: tuple[tuple[str, bytes], ...] = ()
+    signing_keys: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.data_keys:
+            object.__setattr__(self, "data_keys", ((DEFAULT_KEY_ID, self.data_key),))
+        if not self.signing_keys:
+            object.__setattr__(self, "signing_keys", ((DEFAULT_KEY_ID, self.secret_key),))
+
     # /metrics and /healthz of the sync and push processes (backend/metrics_endpoint.py).
     log_format: str = "text"  # ESTAFETTE_LOG_FORMAT: "json" for a SIEM (backend/logs.py)
     metrics_port: int | None = None
@@ -135,19 +147,50 @@ def _persistent_secret(var_dir: Path, name: str, make: Callable[[], str]) -> str
     return value
 
 
-def _decode_data_key(raw: str) -> bytes:
+def _decode_data_key(raw: str, name: str = "ESTAFETTE_DATA_KEY") -> bytes:
     """The data key is 32 random bytes, given as urlsafe base64 (44 characters)."""
     try:
         key = base64.urlsafe_b64decode(raw.encode() + b"=" * (-len(raw) % 4))
     except (ValueError, TypeError) as exc:
-        raise ConfigError("ESTAFETTE_DATA_KEY must be urlsafe base64 of 32 bytes") from exc
+        raise ConfigError(f"{name} must be urlsafe base64 of 32 bytes") from exc
     if len(key) != 32:
         raise ConfigError(
-            f"ESTAFETTE_DATA_KEY must decode to 32 bytes (AES-256), got {len(key)}; "
+            f"{name} must decode to 32 bytes (AES-256), got {len(key)}; "
             "generate one with: python -c 'import base64,os;"
             "print(base64.urlsafe_b64encode(os.urandom(32)).decode())'"
         )
     return key
+
+
+DEFAULT_KEY_ID = "default"
+_KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+
+
+def _key_ring(raw: str, name: str) -> list[tuple[str, str]]:
+    """`id:key,id:key`, the current key first: the ring a key rotation edits."""
+    ring: list[tuple[str, str]] = []
+    for entry in (part.strip() for part in raw.split(",")):
+        key_id, sep, key = entry.partition(":")
+        if not entry or not sep or not _KEY_ID.fullmatch(key_id) or not key:
+            raise ConfigError(f"{name} must read id:key,id:key (ids: letters, digits, ._-)")
+        if key_id in dict(ring):
+            raise ConfigError(f"{name} names the key id {key_id!r} twice")
+        ring.append((key_id, key))
+    return ring
+
+
+def _data_keys(values: dict[str, str]) -> tuple[tuple[str, bytes], ...]:
+    raw = values.get("ESTAFETTE_DATA_KEYS") or ""
+    ring = _key_ring(raw, "ESTAFETTE_DATA_KEYS") if raw.strip() else []
+    return tuple((key_id, _decode_data_key(key, "ESTAFETTE_DATA_KEYS")) for key_id, key in ring)
+
+
+def _signing_keys(values: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    raw = values.get("ESTAFETTE_SIGNING_KEYS") or ""
+    ring = _key_ring(raw, "ESTAFETTE_SIGNING_KEYS") if raw.strip() else []
+    if any(len(secret) < 32 for _key_id, secret in ring):
+        raise ConfigError("each ESTAFETTE_SIGNING_KEYS key must be at least 32 characters long")
+    return tuple(ring)
 
 
 def _log_format(values: dict[str, str]) -> str:
@@ -329,12 +372,17 @@ def load_settings(
     )
     if len(secret_key) < 32:
         raise ConfigError("ESTAFETTE_SECRET_KEY must be at least 32 characters long")
-    data_key = _decode_data_key(
-        values.get("ESTAFETTE_DATA_KEY")
-        or _persistent_secret(
-            var_dir,
-            "estafette_data_key",
-            lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+    data_keys = _data_keys(values)
+    data_key = (
+        data_keys[0][1]
+        if data_keys
+        else _decode_data_key(
+            values.get("ESTAFETTE_DATA_KEY")
+            or _persistent_secret(
+                var_dir,
+                "estafette_data_key",
+                lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+            )
         )
     )
 
@@ -411,4 +459,6 @@ def load_settings(
             values, "ESTAFETTE_ANNUAIRE_FHIR_URL", DEFAULT_ANNUAIRE_FHIR_URL
         ),
         annuaire_api_key=(values.get("ESTAFETTE_ANNUAIRE_API_KEY") or "").strip() or None,
+        data_keys=data_keys,
+        signing_keys=_signing_keys(values),
     )

@@ -21,11 +21,14 @@ from backend.config import Settings, load_settings
 from backend.logs import configure_logging
 from backend.mail.tls import configure_revocation
 from backend.storage.database import make_engine, make_session_factory
-from backend.storage.encryption import set_data_key
+from backend.storage.encryption import set_data_keys
 from mobile_api import errors
 from mobile_api.context import Services, init_request_scope
 from mobile_api.json_bodies import init_json_checks
+from mobile_api.openapi_contract import CallContract, nullable_choice_as_named_enum
 from mobile_api.operation_ids import OperationIds
+from mobile_api.push_document import PUSH_DATA, webhooks
+from mobile_api.schema_docs import SchemaDocs, describe_field
 
 API_VERSION = "1.0.0"
 
@@ -83,17 +86,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=settings.max_message_bytes + 1024 * 1024,
         API_TITLE="Estafette",
         API_VERSION=API_VERSION,
-        OPENAPI_VERSION="3.0.3",
+        OPENAPI_VERSION="3.1.0",
         OPENAPI_URL_PREFIX="/api/v1",
         OPENAPI_JSON_PATH="openapi.json",
         API_SPEC_OPTIONS={
             "info": {"description": "MSSanté secure mail for hospital phones and tablets"},
-            "components": {
-                "securitySchemes": {
-                    "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
-                }
-            },
+            "servers": [{"url": "/", "description": "This gateway"}],
             "security": [{"bearer": []}],
+            "webhooks": webhooks(),
         },
         JSON_SORT_KEYS=False,
     )
@@ -101,7 +101,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if settings.trusted_proxies:
         app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxies)
 
-    set_data_key(settings.data_key)
+    set_data_keys(settings.data_keys)
     configure_revocation(settings.crl_files, settings.var_dir)
     engine = make_engine(settings.database_url)
     sessions = make_session_factory(engine)
@@ -120,7 +120,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from mobile_api.limits import init_limiter
 
     init_limiter(app, settings, engine)
-    api = ProblemApi(app, spec_kwargs={"extra_plugins": [OperationIds()]})
+    api = ProblemApi(
+        app, spec_kwargs={"extra_plugins": [OperationIds(), CallContract(app), SchemaDocs()]}
+    )
+    api.ma_plugin.converter.add_attribute_function(nullable_choice_as_named_enum)
+    api.ma_plugin.converter.add_attribute_function(describe_field)
+    api.spec.components.schema("PushData", PUSH_DATA)
+    api.spec.tag({"name": "push", "description": "Pushes the gateway sends to an app"})
     errors.register_error_handlers(app)
     init_json_checks(app)
     app.after_request(_no_store)
@@ -152,6 +158,7 @@ def _no_store(response: Response) -> Response:
 
 def _register_blueprints(app: Flask, api: Api) -> None:
     from mobile_api.admin import register_admin
+    from mobile_api.api_browser import blp as api_browser
     from mobile_api.auth.routes import blp as auth
     from mobile_api.delta_sync.routes import blp as changes
     from mobile_api.devices.routes import blp as devices
@@ -171,3 +178,4 @@ def _register_blueprints(app: Flask, api: Api) -> None:
     from mobile_api.web_client import blp as web_client
 
     app.register_blueprint(web_client)
+    app.register_blueprint(api_browser)

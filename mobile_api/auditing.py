@@ -37,6 +37,7 @@ NOT_AUDITED = {
     "halfway through, and refusals and lockouts carry their own reason",
     "ops.": "health probes and /metrics: no user, no data, called every few seconds",
     "api-docs.": "the OpenAPI document: public, the same for everyone",
+    "api_browser.": "the API browser's page and files: public, the same for everyone",
     "static": "Flask's static route: nothing is served from it",
     "web_client.": "the web client's files: public, the same for everyone, no user data",
 }

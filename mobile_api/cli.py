@@ -621,6 +621,9 @@ def serve_command(host: str, port: int, threads: int) -> None:
 
 
 def register_commands(app: Flask) -> None:
+    from mobile_api.key_commands import keys_cli
+
+    app.cli.add_command(keys_cli)
     for command in (
         db_cli,
         users_cli,

@@ -72,6 +72,34 @@ _CODE_BY_STATUS = {
 }
 
 
+# Codes served by the HTTP layer itself rather than by a domain error.
+TOKEN_CODES = ("unauthorized", "token_invalid", "token_expired", "token_revoked")
+_HTTP_LAYER_CODES: dict[int, tuple[str, ...]] = {
+    400: ("invalid_json", "invalid_value"),
+    401: (*TOKEN_CODES, "fresh_auth_required"),
+    500: ("internal_error", "sealed_value_rejected"),
+}
+
+
+def problem_codes() -> dict[int, list[str]]:
+    """Every `code` the API can answer, by HTTP status: the OpenAPI document enumerates them.
+
+    Derived from the domain errors and the status table above, so a new error class is
+    documented the moment it exists.
+    """
+    by_status: dict[int, set[str]] = {}
+    pending = list(errors.EstafetteError.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        by_status.setdefault(_STATUS_BY_ERROR.get(cls, 400), set()).add(cls.code)
+    for status, code in _CODE_BY_STATUS.items():
+        by_status.setdefault(status, set()).add(code)
+    for status, codes in _HTTP_LAYER_CODES.items():
+        by_status.setdefault(status, set()).update(codes)
+    return {status: sorted(codes) for status, codes in sorted(by_status.items())}
+
+
 def problem(
     status: int, code: str, title: str, detail: str | None = None, **extra: Any
 ) -> Response:
@@ -218,9 +246,12 @@ class ProblemSchema(Schema):
     class Meta:
         unknown = INCLUDE
 
-    type = fields.String()
-    status = fields.Integer(required=True)
-    title = fields.String(required=True)
-    detail = fields.String()
-    code = fields.String(required=True)
-    errors = fields.Dict()
+    type = fields.String(metadata={"description": "Always `about:blank`: `code` names it."})
+    status = fields.Integer(required=True, metadata={"description": "The HTTP status."})
+    title = fields.String(required=True, metadata={"description": "A short summary, for logs."})
+    detail = fields.String(metadata={"description": "What happened, for logs, not for users."})
+    code = fields.String(
+        required=True,
+        metadata={"description": "The stable machine code: each answer lists its codes."},
+    )
+    errors = fields.Dict(metadata={"description": "Validation errors: messages by field."})

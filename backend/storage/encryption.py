@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 import os
+from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
 from cryptography.exceptions import InvalidTag
@@ -25,8 +26,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import LargeBinary
 from sqlalchemy.types import TypeDecorator
 
-_VERSION = b"\x01"
-_cipher: AESGCM | None = None
+# Formats: 1 = nonce + ciphertext (before key rotation: sealed with the one data key);
+# 2 = key id length + key id + nonce + ciphertext (the key id names its ring key).
+_V1 = b"\x01"
+_V2 = b"\x02"
+_ring: dict[str, AESGCM] = {}
+_current: str | None = None
 _digest_key: bytes | None = None
 
 T = TypeVar("T")
@@ -36,23 +41,39 @@ class DataKeyError(RuntimeError):
     """Stored data cannot be decrypted: wrong ESTAFETTE_DATA_KEY, or tampered data."""
 
 
+def set_data_keys(ring: Sequence[tuple[str, bytes]]) -> None:
+    """Install the process-wide keyring (ESTAFETTE_DATA_KEYS): the first key seals, every
+    key opens what it sealed. A process serves one establishment with one ring."""
+    global _ring, _current, _digest_key
+    if not ring:
+        raise DataKeyError("the data keyring is empty")
+    _ring = {key_id: AESGCM(key) for key_id, key in ring}
+    _current = ring[0][0]
+    _digest_key = hmac.new(ring[0][1], b"estafette lookup digest", hashlib.sha256).digest()
+
+
 def set_data_key(key: bytes) -> None:
-    """Install the process-wide data key; a process serves one establishment with one key."""
-    global _cipher, _digest_key
-    _cipher = AESGCM(key)
-    _digest_key = hmac.new(key, b"estafette lookup digest", hashlib.sha256).digest()
+    """Install a one-key ring (ESTAFETTE_DATA_KEY alone)."""
+    set_data_keys([("default", key)])
 
 
 def has_data_key() -> bool:
-    """Whether `set_data_key` ran in this process (the migrations load it otherwise)."""
-    return _cipher is not None
+    """Whether `set_data_key(s)` ran in this process (the migrations load it otherwise)."""
+    return _current is not None
+
+
+def current_key_id() -> str:
+    if _current is None:
+        raise DataKeyError("the data key is not configured (call set_data_key first)")
+    return _current
 
 
 def lookup_digest(value: str, context: str) -> str:
     """A keyed, deterministic digest of an encrypted value, so it can be looked up by equality.
 
     Why: encrypted columns cannot be searched (fresh nonce each time); an HMAC under a key
-    derived from the data key can, without revealing the value to whoever reads the table.
+    derived from the current data key can, without revealing the value to whoever reads the
+    table. A key rotation recomputes the digests it can (`backend.storage.key_rotation`).
     """
     if _digest_key is None:
         raise DataKeyError("the data key is not configured (call set_data_key first)")
@@ -60,29 +81,48 @@ def lookup_digest(value: str, context: str) -> str:
     return mac.hexdigest()
 
 
-def _require_cipher() -> AESGCM:
-    if _cipher is None:
-        raise DataKeyError("the data key is not configured (call set_data_key first)")
-    return _cipher
-
-
 def encrypt(plaintext: bytes, context: bytes) -> bytes:
-    """Seal `plaintext`; `context` must be given again to open it."""
+    """Seal `plaintext` under the current key; `context` must be given again to open it."""
+    key_id = current_key_id()
     nonce = os.urandom(12)
-    return _VERSION + nonce + _require_cipher().encrypt(nonce, plaintext, context)
+    name = key_id.encode()
+    return (
+        _V2 + bytes([len(name)]) + name + nonce + _ring[key_id].encrypt(nonce, plaintext, context)
+    )
+
+
+def key_id_of(sealed: bytes) -> str | None:
+    """The id of the key that sealed this value; None for a value from before key ids."""
+    if sealed[:1] == _V2 and len(sealed) > 2:
+        return sealed[2 : 2 + sealed[1]].decode(errors="replace")
+    return None
 
 
 def decrypt(sealed: bytes, context: bytes) -> bytes:
-    """Open a value sealed by `encrypt` with the same context."""
-    if not sealed or sealed[:1] != _VERSION:
+    """Open a value sealed by `encrypt` with the same context, with the key it names."""
+    if not sealed or sealed[:1] not in (_V1, _V2):
         raise DataKeyError("unknown ciphertext format")
-    try:
-        return _require_cipher().decrypt(sealed[1:13], sealed[13:], context)
-    except InvalidTag as exc:
-        raise DataKeyError(
-            "stored data does not open: another ESTAFETTE_DATA_KEY sealed it, or it was "
-            "moved from another row or column"
-        ) from exc
+    if not _ring:
+        raise DataKeyError("the data key is not configured (call set_data_key first)")
+    if sealed[:1] == _V2:
+        key_id = key_id_of(sealed) or ""
+        if key_id not in _ring:
+            raise DataKeyError(f"stored data was sealed with key {key_id!r}, not in the keyring")
+        body = sealed[2 + sealed[1] :]
+        candidates = [_ring[key_id]]
+    else:
+        # Sealed before key ids: by whichever key was ESTAFETTE_DATA_KEY then.
+        body = sealed[1:]
+        candidates = list(_ring.values())
+    for cipher in candidates:
+        try:
+            return cipher.decrypt(body[:12], body[12:], context)
+        except InvalidTag:
+            continue
+    raise DataKeyError(
+        "stored data does not open: another ESTAFETTE_DATA_KEY sealed it, or it was "
+        "moved from another row or column"
+    )
 
 
 def row_context(column: str, row_id: str) -> bytes:

@@ -19,6 +19,7 @@ from mobile_api.auth.tokens import (
     session_required,
 )
 from mobile_api.context import client_ip, current_actor, db, peer_is_trusted_proxy, services
+from mobile_api.errors import documented_problems
 from mobile_api.limits import (
     LOGIN_PER_ACCOUNT,
     LOGIN_PER_ACCOUNT_AND_IP,
@@ -31,6 +32,9 @@ from mobile_api.limits import (
 )
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1/auth", description="Sign-in")
+
+_LOCKED = "`locked` after repeated failures, or `rate_limited`: wait `Retry-After` seconds."
+_WRONG_CODE = "`otp_invalid`, `otp_replayed`, or a refused mfa token: sign in again."
 
 
 def _audit(action: str, outcome: Outcome = Outcome.OK, **details: object) -> None:
@@ -69,6 +73,7 @@ def _open_session(spec: dict, method: str) -> dict:
 @limiter.limit(LOGIN_PER_ACCOUNT, key_func=account_from_body)
 @blp.arguments(schemas.LoginSchema)
 @blp.response(200, schemas.LoginResultSchema)
+@documented_problems(blp, {401: "`invalid_credentials`: wrong username or password.", 429: _LOCKED})
 def login(body: dict) -> dict:
     """First factor: password. Returns a 5-minute token for the second factor."""
     try:
@@ -103,6 +108,7 @@ def enroll() -> dict:
 @blp.post("/otp/activate")
 @blp.arguments(schemas.CodeSchema)
 @blp.response(200, schemas.ActivateResultSchema)
+@documented_problems(blp, {401: _WRONG_CODE, 429: _LOCKED})
 @mfa_required
 @limiter.limit(OTP_PER_ACCOUNT, key_func=account_from_token)
 def activate(body: dict) -> dict:
@@ -120,6 +126,14 @@ def activate(body: dict) -> dict:
 @blp.post("/otp")
 @blp.arguments(schemas.OtpSignInSchema)
 @blp.response(200, schemas.SessionSchema)
+@documented_problems(
+    blp,
+    {
+        401: _WRONG_CODE,
+        403: "`otp_not_enrolled`: enrol a second factor first; or `forbidden`.",
+        429: _LOCKED,
+    },
+)
 @mfa_required
 @limiter.limit(OTP_PER_ACCOUNT, key_func=account_from_token)
 def sign_in_with_otp(body: dict) -> dict:
@@ -137,6 +151,7 @@ def sign_in_with_otp(body: dict) -> dict:
 @blp.post("/otp/verify")
 @blp.arguments(schemas.CodeSchema)
 @blp.response(204)
+@documented_problems(blp, {401: _WRONG_CODE, 429: _LOCKED})
 @session_required
 @limiter.limit(OTP_PER_ACCOUNT, key_func=account_from_token)
 def reverify(body: dict) -> None:
@@ -155,6 +170,13 @@ def reverify(body: dict) -> None:
 @limiter.limit(LOGIN_PER_IP)
 @blp.arguments(schemas.CpsSignInSchema)
 @blp.response(200, schemas.SessionSchema)
+@documented_problems(
+    blp,
+    {
+        401: "`certificate_rejected`, `card_revoked` or `card_revocation_unknown`.",
+        429: _LOCKED,
+    },
+)
 def sign_in_with_cps(body: dict) -> dict:
     """CPS card: the certificate comes from the TLS proxy and is checked again here."""
     try:

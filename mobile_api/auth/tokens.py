@@ -26,6 +26,7 @@ from flask_jwt_extended import (
     get_jwt,
     verify_jwt_in_request,
 )
+from jwt import InvalidTokenError
 from sqlalchemy import select
 
 from backend import errors
@@ -43,11 +44,11 @@ REFRESH_TOKEN_HOURS = 12
 jwt = JWTManager()
 
 
-def _signing_keys(secret_key: str) -> tuple[bytes, bytes]:
-    """Derive the Ed25519 pair from ESTAFETTE_SECRET_KEY so every api replica agrees."""
+def _key_pair(secret: str) -> tuple[bytes, bytes]:
+    """Derive an Ed25519 pair from a secret so every api replica agrees."""
     seed = HKDF(
         algorithm=hashes.SHA256(), length=32, salt=b"estafette-jwt", info=b"ed25519"
-    ).derive(secret_key.encode())
+    ).derive(secret.encode())
     private = Ed25519PrivateKey.from_private_bytes(seed)
     private_pem = private.private_bytes(
         serialization.Encoding.PEM,
@@ -60,17 +61,44 @@ def _signing_keys(secret_key: str) -> tuple[bytes, bytes]:
     return private_pem, public_pem
 
 
+class SigningKeys:
+    """The signing keyring (ESTAFETTE_SIGNING_KEYS): the first key signs, every key verifies.
+
+    A token names its key in the `kid` header. Rotating adds a key in front and keeps the
+    old one until the last token it signed has expired, so nobody is signed out. Tokens
+    from before `kid` existed were signed with ESTAFETTE_SECRET_KEY's key: they verify
+    while that key is still in the ring.
+    """
+
+    def __init__(self, ring: tuple[tuple[str, str], ...], secret_key: str) -> None:
+        self.current = ring[0][0]
+        self.private_pem = _key_pair(ring[0][1])[0]
+        self._public = {key_id: _key_pair(secret)[1] for key_id, secret in ring}
+        self._without_kid = next((kid for kid, secret in ring if secret == secret_key), None)
+
+    def public_key(self, header: dict) -> bytes:
+        """The key that verifies a token with this (unverified) header; unknown: refused."""
+        key_id = header.get("kid", self._without_kid)
+        if key_id not in self._public:
+            raise InvalidTokenError("the token was signed by a key this gateway does not hold")
+        return self._public[key_id]
+
+
 # Set on views that need a token: "access" or "refresh".
 NEEDS_ATTRIBUTE = "_estafette_needs"
+# Which credential a view takes, for the OpenAPI document (`mobile_api.openapi_contract`):
+# "mfa", "session", "refresh" or "admin". A view without it is open to anyone.
+CREDENTIAL_ATTRIBUTE = "_estafette_credential"
 
 
 def init_jwt(app: Flask, settings: Settings) -> None:
-    private_pem, public_pem = _signing_keys(settings.secret_key)
+    keys = SigningKeys(settings.signing_keys, settings.secret_key)
+    app.extensions["estafette_signing_keys"] = keys
     app.config.update(
         JWT_ALGORITHM="EdDSA",
         JWT_DECODE_ALGORITHMS=["EdDSA"],
-        JWT_PRIVATE_KEY=private_pem,
-        JWT_PUBLIC_KEY=public_pem,
+        JWT_PRIVATE_KEY=keys.private_pem,
+        JWT_PUBLIC_KEY=keys.public_key({"kid": keys.current}),  # verification: `_verifying_key`
         JWT_TOKEN_LOCATION=["headers"],
         JWT_ACCESS_TOKEN_EXPIRES=timedelta(minutes=settings.access_token_minutes),
         JWT_REFRESH_TOKEN_EXPIRES=timedelta(hours=REFRESH_TOKEN_HOURS),
@@ -104,6 +132,20 @@ def _verify_token(kind: str) -> None:
 
 def _unauthorized(detail: str) -> Any:
     return problem(401, "unauthorized", "Authentication required", detail)
+
+
+def _signing_keys() -> SigningKeys:
+    return current_app.extensions["estafette_signing_keys"]
+
+
+@jwt.additional_headers_loader
+def _kid(identity: Any) -> dict[str, str]:
+    return {"kid": _signing_keys().current}
+
+
+@jwt.decode_key_loader
+def _verifying_key(header: dict, payload: dict) -> bytes:
+    return _signing_keys().public_key(header)
 
 
 @jwt.unauthorized_loader
@@ -222,6 +264,7 @@ def mfa_required(view: Callable) -> Callable:
         return view(*args, **kwargs)
 
     setattr(wrapper, NEEDS_ATTRIBUTE, "access")
+    setattr(wrapper, CREDENTIAL_ATTRIBUTE, "mfa")
     return wrapper
 
 
@@ -284,6 +327,7 @@ def session_required(view: Callable | None = None, *, refresh: bool = False) -> 
             return fn(*args, **kwargs)
 
         setattr(wrapper, NEEDS_ATTRIBUTE, "refresh" if refresh else "access")
+        setattr(wrapper, CREDENTIAL_ATTRIBUTE, "refresh" if refresh else "session")
         return wrapper
 
     return decorate(view) if view is not None else decorate
@@ -317,4 +361,5 @@ def admin_required(view: Callable) -> Callable:
             )
         return view(*args, **kwargs)
 
+    setattr(wrapper, CREDENTIAL_ATTRIBUTE, "admin")
     return wrapper

@@ -52,7 +52,7 @@ def _require_data_key() -> None:
     if not encryption.has_data_key():
         from backend.config import load_settings
 
-        encryption.set_data_key(load_settings().data_key)
+        encryption.set_data_keys(load_settings().data_keys)
 
 
 def _rows(table: str, column: str) -> Iterator[list[sa.Row]]:
