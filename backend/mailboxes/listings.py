@@ -9,7 +9,7 @@ from sqlalchemy import Row, Select, false, func, select, tuple_
 from sqlalchemy.orm import Session, defer
 
 from backend.storage.models import Folder, Mailbox, Membership, Message, User
-from backend.store.folders import is_watched
+from backend.store import folders as store_folders  # the module: folders imports us back
 
 XDM_SUBJECT_PREFIX = "XDM/1.0/DDM+"
 
@@ -244,7 +244,7 @@ def folders(*, db: Session, mailbox: Mailbox) -> list[dict[str, Any]]:
     ).all()
     result = []
     for folder, cached_total, cached_unread in rows:
-        watched = is_watched(folder)
+        watched = store_folders.is_watched(folder)
         result.append(
             {
                 "name": folder.name,
