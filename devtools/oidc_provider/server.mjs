@@ -42,7 +42,7 @@ const configuration = {
   cookies: { keys: [config.cookie_key ?? 'fixture-cookie-key-not-a-secret'] },
   scopes: ['openid', 'offline_access', 'scope_all', 'profile', 'email', 'groups'],
   claims: {
-    openid: ['sub'],
+    openid: ['sub', 'acr', 'amr', 'auth_time', 'sid'],
     scope_all: PSC_CLAIMS,
     profile: ['name', 'given_name', 'family_name', 'preferred_username'],
     email: ['email'],

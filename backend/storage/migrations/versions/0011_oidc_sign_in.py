@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("user_id", BigId, nullable=False),
         sa.Column("provider", sa.String(length=32), nullable=False),
         sa.Column("subject", sa.String(length=255), nullable=False),
+        sa.Column("provider_sub", sa.String(length=255), nullable=True),
         sa.Column("session_id", sa.String(length=255), nullable=True),
         sa.Column("access_token", sa.LargeBinary(), nullable=True),
         sa.Column("refresh_token", sa.LargeBinary(), nullable=True),
@@ -47,6 +48,9 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_oidc_identities_user_id"), "oidc_identities", ["user_id"], unique=False
     )
+    op.create_index(
+        op.f("ix_oidc_identities_provider_sub"), "oidc_identities", ["provider_sub"], unique=False
+    )
     op.create_table(
         "oidc_logins",
         sa.Column("id", BigId, nullable=False),
@@ -57,6 +61,7 @@ def upgrade() -> None:
         sa.Column("provider_verifier", sa.LargeBinary(), nullable=True),
         sa.Column("app_challenge", sa.String(length=128), nullable=False),
         sa.Column("app_redirect_uri", sa.String(length=512), nullable=False),
+        sa.Column("app_state", sa.String(length=128), nullable=True),
         sa.Column("code_digest", sa.String(length=64), nullable=True),
         sa.Column("identity", sa.LargeBinary(), nullable=True),
         sa.Column("created_at", sa.DateTime(), nullable=False),
@@ -73,5 +78,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index(op.f("ix_oidc_logins_expires_at"), table_name="oidc_logins")
     op.drop_table("oidc_logins")
+    op.drop_index(op.f("ix_oidc_identities_provider_sub"), table_name="oidc_identities")
     op.drop_index(op.f("ix_oidc_identities_user_id"), table_name="oidc_identities")
     op.drop_table("oidc_identities")

@@ -1,0 +1,83 @@
+"""The mobile flow (RFC 8252) against the real provider: e-CPS in the system browser, a
+one-time code back to the app, a device-bound session; the provider's tokens stay here."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from backend.storage.database import session_scope
+from backend.storage.models import AuditRecord, Device, OidcIdentity, User
+from tests.factories import create_user
+from tests.oidc.support import WEB_REDIRECT, new_rpps, psc_claims
+from tests.support import bearer, body
+
+
+def professional(services, provider, national_id: str | None = None) -> tuple[str, str]:
+    """A user pre-linked by their IdNat_PS (as for the CPS card), known to PSC too."""
+    national_id = national_id or new_rpps()
+    username = create_user(services)
+    with session_scope(services.sessions) as db:
+        db.scalar(select(User).where(User.username == username)).cps_id = national_id
+    provider.add_accounts({national_id: psc_claims(national_id)})
+    return username, national_id
+
+
+def test_an_e_cps_sign_in_opens_a_device_bound_session(client, services, phone, oidc_provider):
+    _username, national_id = professional(services, oidc_provider)
+
+    session = phone.sign_in(national_id)
+
+    assert set(session) == {
+        "access_token",
+        "refresh_token",
+        "token_type",
+        "expires_in",
+        "device_id",
+    }
+    devices = client.get("/api/v1/devices", headers=bearer(session["access_token"]))
+    assert devices.status_code == 200, body(devices)
+    assert [d["id"] for d in body(devices)] == [session["device_id"]]
+    with services.sessions() as db:
+        device = db.scalar(select(Device).where(Device.public_id == session["device_id"]))
+        assert device.auth_method == "psc_ecps"
+        link = db.scalar(select(OidcIdentity).where(OidcIdentity.subject == national_id))
+        assert link.access_token  # kept, sealed, for the mailbox; never sent to the app
+        assert link.access_token not in str(session)
+        opened = db.scalars(
+            select(AuditRecord).where(AuditRecord.action == "auth.session_open")
+        ).all()
+    assert '"method":"psc_ecps"' in opened[-1].details
+
+
+def test_a_cps_card_read_through_psc_is_recorded_as_psc_card(services, phone, oidc_provider):
+    _username, national_id = professional(services, oidc_provider)
+
+    session = phone.sign_in(national_id, amr=("sc",))
+
+    with services.sessions() as db:
+        device = db.scalar(select(Device).where(Device.public_id == session["device_id"]))
+    assert device.auth_method == "psc_card"
+
+
+def test_the_web_client_takes_the_same_flow_with_a_same_site_redirect(
+    services, phone, oidc_provider
+):
+    _username, national_id = professional(services, oidc_provider)
+
+    session = phone.sign_in(national_id, redirect_uri=WEB_REDIRECT)
+
+    assert session["token_type"] == "Bearer"
+
+
+def test_a_redirect_uri_the_establishment_did_not_allow_is_refused(phone):
+    _attempt, started = phone.start(redirect_uri="https://attacker.example/steal")
+
+    assert started.status_code == 400
+    assert body(started)["code"] == "redirect_uri_not_allowed"
+
+
+def test_an_unknown_provider_is_not_found(phone):
+    _attempt, started = phone.start(provider="facebook")
+
+    assert started.status_code == 404
+    assert body(started)["code"] == "oidc_provider_unknown"
