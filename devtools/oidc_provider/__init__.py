@@ -135,7 +135,8 @@ class OidcProvider:
 
     def _post(self, path: str, body: dict[str, Any]) -> None:
         response = httpx.post(f"{self.issuer}{path}", json=body, timeout=10)
-        response.raise_for_status()
+        if response.status_code >= 400:
+            raise AssertionError(f"{path}: {response.status_code} {response.text[:1000]}")
 
     def add_accounts(self, accounts: dict[str, dict[str, Any]]) -> None:
         self._post("/devtools/accounts", accounts)

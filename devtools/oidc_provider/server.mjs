@@ -68,6 +68,9 @@ const configuration = {
   },
   // PSC hands out refresh tokens without offline_access.
   issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
+  // The fixture's relying parties listen on loopback, which the provider's SSRF guard
+  // refuses by default (it drops connections to special-use addresses): not here.
+  fetch: (url, { dispatcher, ...options }) => globalThis.fetch(url, options),
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
   async findAccount(ctx, id) {
     if (!accounts.has(id)) return undefined;
@@ -141,7 +144,13 @@ provider.use(async (ctx, next) => {
   if (ctx.method === 'POST' && ctx.path === '/devtools/backchannel-logout') {
     const body = await readJson(ctx);
     const client = await provider.Client.find(body.client_id);
-    await client.backchannelLogout(body.account, body.sid);
+    try {
+      await client.backchannelLogout(body.account, body.sid);
+    } catch (error) {
+      ctx.status = 502;
+      ctx.body = { error: 'delivery_failed', detail: String(error.cause ?? error) };
+      return;
+    }
     ctx.status = 204;
     return;
   }

@@ -10,8 +10,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
+from sqlalchemy import select
 
+from backend.storage.database import session_scope
+from backend.storage.models import User
 from devtools.oidc_provider import OidcProvider
+from tests.factories import create_user
 from tests.support import body
 
 PSC_CLIENT = "estafette-psc"
@@ -118,3 +122,13 @@ class MobileApp:
         session = self.exchange(returned["code"], attempt.verifier)
         assert session.status_code == 200, body(session)
         return body(session)
+
+
+def professional(services, provider, national_id: str | None = None) -> tuple[str, str]:
+    """A user pre-linked by their IdNat_PS (as for the CPS card), known to PSC too."""
+    national_id = national_id or new_rpps()
+    username = create_user(services)
+    with session_scope(services.sessions) as db:
+        db.scalar(select(User).where(User.username == username)).cps_id = national_id
+    provider.add_accounts({national_id: psc_claims(national_id)})
+    return username, national_id

@@ -5,21 +5,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from backend.storage.database import session_scope
-from backend.storage.models import AuditRecord, Device, OidcIdentity, User
-from tests.factories import create_user
-from tests.oidc.support import WEB_REDIRECT, new_rpps, psc_claims
+from backend.storage.models import AuditRecord, Device, OidcIdentity
+from tests.oidc.support import WEB_REDIRECT, professional
 from tests.support import bearer, body
-
-
-def professional(services, provider, national_id: str | None = None) -> tuple[str, str]:
-    """A user pre-linked by their IdNat_PS (as for the CPS card), known to PSC too."""
-    national_id = national_id or new_rpps()
-    username = create_user(services)
-    with session_scope(services.sessions) as db:
-        db.scalar(select(User).where(User.username == username)).cps_id = national_id
-    provider.add_accounts({national_id: psc_claims(national_id)})
-    return username, national_id
 
 
 def test_an_e_cps_sign_in_opens_a_device_bound_session(client, services, phone, oidc_provider):
