@@ -38,6 +38,7 @@ _CHECKS_FAILED = (
     "`oidc_issuer_mismatch`, `oidc_nonce_mismatch`, `oidc_acr_insufficient` or "
     "`oidc_token_rejected`: the provider's ID token failed that check."
 )
+_RATE_LIMITED = "`rate_limited`: too many sign-ins from this address; see Retry-After."
 _CODE_REFUSALS = (
     "`oidc_code_invalid` (unknown, used or expired one-time code) or `pkce_mismatch` "
     "(the verifier does not match the challenge given to /start)."
@@ -65,11 +66,13 @@ def _provider(name: str) -> OpenIdProvider:
 @limiter.limit(LOGIN_PER_IP)
 @blp.arguments(schemas.OidcStartSchema, location="query")
 @blp.response(302, description="To the provider's sign-in page")
+@blp.doc(security=[])
 @documented_problems(
     blp,
     {
         400: "`redirect_uri_not_allowed`: the establishment did not allow this redirect URI.",
         404: _UNKNOWN,
+        429: _RATE_LIMITED,
         502: "`oidc_provider_failed`: the provider's discovery could not be read.",
     },
 )
@@ -97,6 +100,7 @@ def start(query: dict, provider: str) -> Response:
 @blp.get("/<provider>/callback")
 @blp.arguments(schemas.OidcCallbackSchema, location="query")
 @blp.response(302, description="Back to the app, with a one-time code (or `error`)")
+@blp.doc(security=[])
 @documented_problems(
     blp,
     {
@@ -133,10 +137,12 @@ def callback(query: dict, provider: str) -> Response:
 @limiter.limit(LOGIN_PER_IP)
 @blp.arguments(schemas.OidcExchangeSchema)
 @blp.response(200, SessionSchema)
+@blp.doc(security=[])
 @documented_problems(
     blp,
     {
         401: _CODE_REFUSALS,
+        429: _RATE_LIMITED,
         403: "`account_not_provisioned`: this professional has no account here (and the "
         "establishment does not create them on first sign-in).",
     },
@@ -189,6 +195,7 @@ def link(body: dict) -> dict:
 @blp.post("/<provider>/backchannel-logout")
 @blp.arguments(schemas.LogoutTokenSchema, location="form")
 @blp.response(200, description="The user's sessions through this provider have ended")
+@blp.doc(security=[])
 @documented_problems(
     blp,
     {
