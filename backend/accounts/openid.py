@@ -55,6 +55,11 @@ class ProviderIdentity:
         return cls(**data)
 
 
+class RefreshRefused(Exception):
+    """The provider answered the refresh with an OAuth error (invalid_grant: the session
+    is over or consent withdrawn): only a new sign-in helps."""
+
+
 @dataclass(frozen=True)
 class ProviderTokens:
     access_token: str
@@ -177,7 +182,14 @@ class OpenIdProvider:
             claims = dict(id_claims)
             if metadata.get("userinfo_endpoint"):
                 try:
-                    response = session.get(metadata["userinfo_endpoint"], timeout=TIMEOUT_SECONDS)
+                    # Not session.get(): Authlib would refresh a token it deems near expiry.
+                    response = requests.get(
+                        metadata["userinfo_endpoint"],
+                        headers={"Authorization": f"Bearer {token['access_token']}"},
+                        timeout=TIMEOUT_SECONDS,
+                        verify=self._verify(),
+                        cert=session.cert,
+                    )
                     response.raise_for_status()
                     userinfo = response.json()
                 except (requests.RequestException, ValueError) as exc:
@@ -205,9 +217,11 @@ class OpenIdProvider:
                     refresh_token=refresh_token,
                     timeout=TIMEOUT_SECONDS,
                 )
-            except (OAuthError, requests.RequestException) as exc:
+            except OAuthError as exc:
+                raise RefreshRefused(_reason(exc)) from exc
+            except requests.RequestException as exc:
                 raise errors.OidcProviderFailed(
-                    f"{self.name}: the refresh was refused ({_reason(exc)})"
+                    f"{self.name}: the token endpoint is unreachable ({_reason(exc)})"
                 ) from exc
         return ProviderTokens(
             token["access_token"],

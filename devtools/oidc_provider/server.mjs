@@ -66,6 +66,12 @@ const configuration = {
     Interaction: 600,
     AuthorizationCode: 60,
   },
+  // An access token names its user's mailbox address (introspection answers it), so that
+  // Dovecot's oauth2 passdb accepts it for that mailbox only.
+  extraTokenClaims: async (ctx, token) => {
+    const email = accounts.get(token.accountId)?.email;
+    return email ? { email } : undefined;
+  },
   // PSC hands out refresh tokens without offline_access.
   issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
   // The fixture's relying parties listen on loopback, which the provider's SSRF guard
