@@ -65,6 +65,11 @@ class OidcProviderSettings:
     admin_value: str | None = None
     jit_provisioning: bool = False
     ca_bundle: Path | None = None  # the provider's TLS CAs; None: the system store
+    # The IdP's directory (SCIM 2.0): `users sync-idp` imports users, disables leavers and
+    # grants mailboxes by group: (group display name, mailbox address, role).
+    scim_url: str | None = None
+    scim_token: str | None = None
+    mailbox_groups: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -342,6 +347,20 @@ def _oidc_provider(values: dict[str, str], name: str, raw: object) -> OidcProvid
     key = _existing_file(raw, "client_key") if raw.get("client_key") else None
     if secret is None and cert is None:
         raise ConfigError(f"{where}: give a client secret ({env_name}) or a client_cert")
+    scim_token = values.get(f"ESTAFETTE_OIDC_{name.upper().replace('-', '_')}_SCIM_TOKEN")
+    if not scim_token and raw.get("scim_token_file"):
+        scim_token = _existing_file(raw, "scim_token_file").read_text().strip()
+    if raw.get("scim_url") and not scim_token:
+        raise ConfigError(f"{where}: scim_url needs a scim_token_file (a bearer token)")
+    groups = raw.get("mailbox_groups") or {}
+    if not isinstance(groups, dict) or not all(
+        isinstance(g, dict) and g.get("mailbox") and g.get("role") in ("owner", "delegate")
+        for g in groups.values()
+    ):
+        raise ConfigError(
+            f'{where}: mailbox_groups maps a group to {{"mailbox": ADDRESS, "role": '
+            f'"owner" or "delegate"}}'
+        )
     default_claim = "SubjectNameID" if kind == "psc" else "preferred_username"
     default_scopes = ["openid", "scope_all"] if kind == "psc" else ["openid", "profile"]
     return OidcProviderSettings(
@@ -359,6 +378,11 @@ def _oidc_provider(values: dict[str, str], name: str, raw: object) -> OidcProvid
         admin_value=raw.get("admin_value") or None,
         jit_provisioning=bool(raw.get("jit_provisioning", False)),
         ca_bundle=_existing_file(raw, "ca_bundle") if raw.get("ca_bundle") else None,
+        scim_url=_secure_url(f"{where} scim_url", raw["scim_url"]) if raw.get("scim_url") else None,
+        scim_token=scim_token or None,
+        mailbox_groups=tuple(
+            (group, spec["mailbox"].strip().lower(), spec["role"]) for group, spec in groups.items()
+        ),
     )
 
 

@@ -316,3 +316,10 @@ class LogoutTokenRejected(EstafetteError):
 
     code = "logout_token_invalid"
     title = "The logout token was rejected"
+
+
+class DirectoryUnavailable(OidcProviderFailed):
+    """The IdP's directory (SCIM) could not be read: nothing was changed; try again later."""
+
+    code = "directory_unavailable"
+    title = "The IdP's directory could not be read"

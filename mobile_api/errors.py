@@ -70,6 +70,7 @@ _STATUS_BY_ERROR: dict[type[errors.EstafetteError], int] = {
     errors.AccountNotProvisioned: 403,
     errors.OidcIdentityTaken: 409,
     errors.LogoutTokenRejected: 400,
+    errors.DirectoryUnavailable: 502,
 }
 
 _CODE_BY_STATUS = {

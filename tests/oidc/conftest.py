@@ -67,7 +67,7 @@ def oidc_provider(
 def oidc_settings(tmp_path: Path, oidc_provider: OidcProvider, client_secrets: dict):
     """Write the gateway's provider file; `jit` turns on just-in-time provisioning."""
 
-    def write(*, jit: bool = False) -> dict[str, str]:
+    def write(*, jit: bool = False, idp: dict | None = None) -> dict[str, str]:
         files = {}
         for client_id, secret in client_secrets.items():
             files[client_id] = tmp_path / f"{client_id}.secret"
@@ -90,6 +90,7 @@ def oidc_settings(tmp_path: Path, oidc_provider: OidcProvider, client_secrets: d
                 "admin_claim": "groups",
                 "admin_value": "estafette-admins",
                 "jit_provisioning": jit,
+                **(idp or {}),
             },
         }
         path = tmp_path / "oidc-providers.json"
