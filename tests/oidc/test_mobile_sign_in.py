@@ -3,6 +3,8 @@ one-time code back to the app, a device-bound session; the provider's tokens sta
 
 from __future__ import annotations
 
+import json
+
 from sqlalchemy import select
 
 from backend.storage.models import AuditRecord, Device, OidcIdentity
@@ -69,3 +71,21 @@ def test_an_unknown_provider_is_not_found(phone):
 
     assert started.status_code == 404
     assert body(started)["code"] == "oidc_provider_unknown"
+
+
+def test_the_audit_trail_names_each_sign_in_method(client, services, phone, oidc_provider):
+    from tests.admin.conftest import sign_in
+
+    member = sign_in(client, services)  # password + TOTP
+    _user, national_id = professional(services, oidc_provider)
+    phone.sign_in(national_id)
+    phone.sign_in(national_id, amr=("sc",))
+    oidc_provider.add_accounts({f"kc-{member.username}": {"preferred_username": member.username}})
+    phone.sign_in(f"kc-{member.username}", provider="idp")
+
+    with services.sessions() as db:
+        details = db.scalars(
+            select(AuditRecord.details).where(AuditRecord.action == "auth.session_open")
+        ).all()
+    methods = [json.loads(d)["method"] for d in details]
+    assert methods == ["otp", "psc_ecps", "psc_card", "idp"]
