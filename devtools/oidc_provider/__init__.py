@@ -9,6 +9,7 @@ time, into a git-ignored node_modules; without node or npm, `start()` fails sayi
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -39,7 +40,9 @@ def ensure_installed() -> None:
             )
     lock = HERE / "package-lock.json"
     installed = HERE / "node_modules" / ".package-lock.json"
-    with _install_lock:
+    # Test workers start at once: one installs while the others wait (a file lock).
+    with _install_lock, (HERE / ".npm-install.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
         if installed.is_file() and installed.stat().st_mtime >= lock.stat().st_mtime:
             return
         done = subprocess.run(  # noqa: S603 - fixed argv, no shell
