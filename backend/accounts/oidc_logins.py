@@ -63,8 +63,9 @@ def begin(
     return provider.authorization_url(state=state, nonce=nonce, verifier=verifier)
 
 
-def _claim_state(db: Session, provider: OpenIdProvider, state: str) -> OidcLogin:
-    """The sign-in this state opened, claimed once: a replayed state finds nothing."""
+def _claim_state(db: Session, provider: OpenIdProvider, state: str) -> tuple[OidcLogin, str]:
+    """The sign-in this state opened, claimed once (a replayed state finds nothing), and the
+    one-time code the app will get for it (only its digest is stored)."""
     login = db.scalar(
         select(OidcLogin).where(
             OidcLogin.state_digest == _digest(state), OidcLogin.provider == provider.name
@@ -82,8 +83,7 @@ def _claim_state(db: Session, provider: OpenIdProvider, state: str) -> OidcLogin
     if claimed != 1:
         raise errors.OidcStateInvalid("This sign-in was already answered; start again")
     db.expire(login)
-    login.one_time_code = code  # type: ignore[attr-defined]  # never stored in clear
-    return login
+    return login, code
 
 
 def app_redirect(login: OidcLogin, **params: str) -> str:
@@ -103,13 +103,12 @@ def complete(
     The code exchange and every check of the ID token happen here; a refusal raises
     (problem+json to the browser). The provider's own `error` goes back to the app.
     """
-    login = _claim_state(db, provider, state)
+    login, one_time = _claim_state(db, provider, state)
     if error or not code:
         db.commit()
         return login, app_redirect(login, error=error or "invalid_request")
     identity = provider.finish(code=code, verifier=login.provider_verifier, nonce=login.nonce)
     login.identity = identity.as_dict()
-    one_time = login.one_time_code  # type: ignore[attr-defined]
     return login, app_redirect(login, code=one_time)
 
 
