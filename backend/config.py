@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import json
 import logging
 import os
 import re
@@ -44,6 +45,40 @@ DEFAULT_ANNUAIRE_FHIR_URL = "https://gateway.api.esante.gouv.fr/fhir/v2"
 
 class ConfigError(Exception):
     """A configuration value is missing or malformed; the message says which and why."""
+
+
+OIDC_KINDS = ("psc", "idp")
+
+
+@dataclass(frozen=True)
+class OidcProviderSettings:
+    """One OpenID provider the users may sign in with (ESTAFETTE_OIDC_PROVIDERS).
+
+    `psc` is Pro Santé Connect: its `SubjectNameID` (the IdNat_PS, as on the CPS card)
+    names the user. `idp` is the establishment's own provider: `user_claim` names the user,
+    and `admin_claim` holding `admin_value` (a role or group) makes them an administrator.
+    """
+
+    name: str
+    kind: str
+    issuer: str
+    client_id: str
+    client_secret: str | None = None
+    # Token endpoint authentication by mTLS (tls_client_auth) instead of a secret.
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    scopes: tuple[str, ...] = ("openid", "scope_all")
+    acr_values: tuple[str, ...] = ("eidas1",)
+    user_claim: str = "SubjectNameID"
+    admin_claim: str | None = None
+    admin_value: str | None = None
+    jit_provisioning: bool = False
+    ca_bundle: Path | None = None  # the provider's TLS CAs; None: the system store
+    # The IdP's directory (SCIM 2.0): `users sync-idp` imports users, disables leavers and
+    # grants mailboxes by group: (group display name, mailbox address, role).
+    scim_url: str | None = None
+    scim_token: str | None = None
+    mailbox_groups: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -112,6 +147,10 @@ class Settings:
     directory_unknown_recipients: str = "warn"  # or "refuse"
     annuaire_fhir_url: str = DEFAULT_ANNUAIRE_FHIR_URL
     annuaire_api_key: str | None = None
+    # -- OpenID Connect sign-in (Pro Santé Connect, the establishment's IdP; issue 17) --
+    oidc_providers: tuple[OidcProviderSettings, ...] = ()
+    oidc_redirect_uris: tuple[str, ...] = ()
+    public_url: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -352,6 +391,104 @@ def _trusted_proxies(value: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in value.split(",") if p.strip())
 
 
+def _is_loopback_http(url: str) -> bool:
+    return url.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]"))
+
+
+def _secure_url(name: str, url: str) -> str:
+    if not (url.startswith("https://") or _is_loopback_http(url)):
+        raise ConfigError(f"{name}: {url!r} must be https (http on loopback only)")
+    return url.rstrip("/")
+
+
+def _oidc_provider(values: dict[str, str], name: str, raw: object) -> OidcProviderSettings:
+    where = f"ESTAFETTE_OIDC_PROVIDERS ({name})"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: each provider is a JSON object")
+    kind = raw.get("kind")
+    if kind not in OIDC_KINDS:
+        raise ConfigError(f"{where}: kind must be one of {', '.join(OIDC_KINDS)}")
+    for key in ("issuer", "client_id"):
+        if not isinstance(raw.get(key), str) or not raw[key]:
+            raise ConfigError(f"{where}: {key} is required")
+    env_name = f"ESTAFETTE_OIDC_{name.upper().replace('-', '_')}_CLIENT_SECRET"
+    secret = values.get(env_name) or None
+    secret_file = raw.get("client_secret_file")
+    if secret is None and secret_file:
+        secret = _existing_file({env_name: secret_file}, env_name).read_text().strip()
+    if "client_secret" in raw:
+        raise ConfigError(f"{where}: put the secret in client_secret_file or {env_name}")
+    cert = _existing_file(raw, "client_cert") if raw.get("client_cert") else None
+    key = _existing_file(raw, "client_key") if raw.get("client_key") else None
+    if secret is None and cert is None:
+        raise ConfigError(f"{where}: give a client secret ({env_name}) or a client_cert")
+    scim_token = values.get(f"ESTAFETTE_OIDC_{name.upper().replace('-', '_')}_SCIM_TOKEN")
+    if not scim_token and raw.get("scim_token_file"):
+        scim_token = _existing_file(raw, "scim_token_file").read_text().strip()
+    if raw.get("scim_url") and not scim_token:
+        raise ConfigError(f"{where}: scim_url needs a scim_token_file (a bearer token)")
+    groups = raw.get("mailbox_groups") or {}
+    if not isinstance(groups, dict) or not all(
+        isinstance(g, dict) and g.get("mailbox") and g.get("role") in ("owner", "delegate")
+        for g in groups.values()
+    ):
+        raise ConfigError(
+            f'{where}: mailbox_groups maps a group to {{"mailbox": ADDRESS, "role": '
+            f'"owner" or "delegate"}}'
+        )
+    default_claim = "SubjectNameID" if kind == "psc" else "preferred_username"
+    default_scopes = ["openid", "scope_all"] if kind == "psc" else ["openid", "profile"]
+    return OidcProviderSettings(
+        name=name,
+        kind=kind,
+        issuer=_secure_url(f"{where} issuer", raw["issuer"]),
+        client_id=raw["client_id"],
+        client_secret=secret,
+        client_cert=cert,
+        client_key=key,
+        scopes=tuple(raw.get("scopes") or default_scopes),
+        acr_values=tuple(raw.get("acr_values") or (["eidas1"] if kind == "psc" else [])),
+        user_claim=raw.get("user_claim") or default_claim,
+        admin_claim=raw.get("admin_claim") or None,
+        admin_value=raw.get("admin_value") or None,
+        jit_provisioning=bool(raw.get("jit_provisioning", False)),
+        ca_bundle=_existing_file(raw, "ca_bundle") if raw.get("ca_bundle") else None,
+        scim_url=_secure_url(f"{where} scim_url", raw["scim_url"]) if raw.get("scim_url") else None,
+        scim_token=scim_token or None,
+        mailbox_groups=tuple(
+            (group, spec["mailbox"].strip().lower(), spec["role"]) for group, spec in groups.items()
+        ),
+    )
+
+
+def _oidc_providers(values: dict[str, str]) -> tuple[OidcProviderSettings, ...]:
+    """A JSON file naming each provider (README, "Sign in with Pro Santé Connect")."""
+    path = _existing_file(values, "ESTAFETTE_OIDC_PROVIDERS")
+    if path is None:
+        return ()
+    try:
+        described = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ConfigError(f"ESTAFETTE_OIDC_PROVIDERS: {path} is not JSON ({exc})") from exc
+    if not isinstance(described, dict):
+        raise ConfigError("ESTAFETTE_OIDC_PROVIDERS: an object of providers by name")
+    for name in described:
+        if not name.replace("-", "").isalnum() or len(name) > 32:
+            raise ConfigError(f"ESTAFETTE_OIDC_PROVIDERS: {name!r} is not a short plain name")
+    return tuple(_oidc_provider(values, name, raw) for name, raw in described.items())
+
+
+def _redirect_uris(values: dict[str, str]) -> tuple[str, ...]:
+    """Where the apps may be sent back (RFC 8252): exact URIs, an app scheme or https."""
+    uris = tuple(u.strip() for u in (values.get("ESTAFETTE_OIDC_REDIRECT_URIS") or "").split(","))
+    for uri in (u for u in uris if u):
+        if uri.startswith("http://") and not _is_loopback_http(uri):
+            raise ConfigError(f"ESTAFETTE_OIDC_REDIRECT_URIS: {uri!r} must not be plain http")
+        if ":" not in uri:
+            raise ConfigError(f"ESTAFETTE_OIDC_REDIRECT_URIS: {uri!r} is not a URI")
+    return tuple(u for u in uris if u)
+
+
 def load_settings(
     overrides: dict[str, str] | None = None, env_file: Path | None = None
 ) -> Settings:
@@ -461,4 +598,9 @@ def load_settings(
         annuaire_api_key=(values.get("ESTAFETTE_ANNUAIRE_API_KEY") or "").strip() or None,
         data_keys=data_keys,
         signing_keys=_signing_keys(values),
+        oidc_providers=_oidc_providers(values),
+        oidc_redirect_uris=_redirect_uris(values),
+        public_url=_secure_url("ESTAFETTE_PUBLIC_URL", values["ESTAFETTE_PUBLIC_URL"])
+        if values.get("ESTAFETTE_PUBLIC_URL")
+        else None,
     )

@@ -225,3 +225,109 @@ class ArchiveRejected(EstafetteError):
 
     code = "archive_rejected"
     title = "The archive is unsafe to open"
+
+
+# -- OpenID Connect sign-in (Pro Santé Connect, the establishment's IdP) ------------------
+
+
+class OidcProviderUnknown(NotFound):
+    code = "oidc_provider_unknown"
+    title = "No such sign-in provider"
+
+
+class RedirectUriNotAllowed(EstafetteError):
+    """The app asked to be sent back to a URI the establishment did not allow (RFC 8252)."""
+
+    code = "redirect_uri_not_allowed"
+    title = "This redirect URI is not allowed"
+
+
+class OidcStateInvalid(EstafetteError):
+    """The provider's answer names no sign-in under way (wrong, replayed or stale state)."""
+
+    code = "oidc_state_invalid"
+    title = "Unknown or expired sign-in"
+
+
+class OidcProviderFailed(EstafetteError):
+    """The provider refused the code or could not be reached: start the sign-in again."""
+
+    code = "oidc_provider_failed"
+    title = "The sign-in provider refused or failed"
+
+
+class OidcTokenRejected(EstafetteError):
+    """The provider's ID token failed a check; the subclass's code says which."""
+
+    code = "oidc_token_rejected"
+    title = "The provider's identity token was rejected"
+
+
+class OidcSignatureInvalid(OidcTokenRejected):
+    code = "oidc_signature_invalid"
+    title = "The identity token is not signed by a key the provider publishes"
+
+
+class OidcTokenExpired(OidcTokenRejected):
+    code = "oidc_token_expired"
+    title = "The identity token has expired"
+
+
+class OidcAudienceMismatch(OidcTokenRejected):
+    code = "oidc_audience_mismatch"
+    title = "The identity token was issued for another client"
+
+
+class OidcIssuerMismatch(OidcTokenRejected):
+    code = "oidc_issuer_mismatch"
+    title = "The identity token comes from another issuer"
+
+
+class OidcNonceMismatch(OidcTokenRejected):
+    code = "oidc_nonce_mismatch"
+    title = "The identity token answers another sign-in"
+
+
+class OidcAcrInsufficient(OidcTokenRejected):
+    code = "oidc_acr_insufficient"
+    title = "The sign-in was not strong enough"
+
+
+class OidcCodeInvalid(EstafetteError):
+    """The one-time code is unknown, already redeemed or expired: sign in again."""
+
+    code = "oidc_code_invalid"
+    title = "Unknown, used or expired sign-in code"
+
+
+class PkceMismatch(EstafetteError):
+    """The code verifier does not match the challenge the app started with (RFC 7636)."""
+
+    code = "pkce_mismatch"
+    title = "The code verifier does not match"
+
+
+class AccountNotProvisioned(EstafetteError):
+    """The provider knows this professional, the establishment does not (no JIT)."""
+
+    code = "account_not_provisioned"
+    title = "No account here for this identity"
+
+
+class OidcIdentityTaken(Conflict):
+    code = "oidc_identity_taken"
+    title = "This identity is linked to another account"
+
+
+class LogoutTokenRejected(EstafetteError):
+    """A back-channel logout token that fails a check (OIDC Back-Channel Logout 1.0 §2.8)."""
+
+    code = "logout_token_invalid"
+    title = "The logout token was rejected"
+
+
+class DirectoryUnavailable(OidcProviderFailed):
+    """The IdP's directory (SCIM) could not be read: nothing was changed; try again later."""
+
+    code = "directory_unavailable"
+    title = "The IdP's directory could not be read"

@@ -22,8 +22,9 @@ from backend.config import load_settings
 from backend.mailboxes import registry
 from backend.storage.database import session_scope
 from backend.storage.models import Mailbox
-from devtools import samples
+from devtools import psc_demo, samples
 from devtools.dovecot import DovecotServer
+from devtools.oidc_provider import ProviderUnavailable
 
 DOMAIN = "chu-demo.mssante.fr"
 DEMO_USER = "demo"
@@ -71,6 +72,8 @@ def _register(app, dovecot: DovecotServer, creds: dict) -> None:
         if user is None:
             user = users.create_user(db=db, username=DEMO_USER, password=creds["password"])
             user.totp_secret, user.totp_active = creds["totp_secret"], True
+        if user.cps_id is None:  # pre-linked to the demo e-CPS user, as an admin would
+            user.cps_id = psc_demo.DEMO_RPPS
         for address, kind, name, role in DEMO_MAILBOXES:
             mailbox = registry.find_mailbox(db=db, address=address)
             secret = creds["imap"][address]
@@ -131,7 +134,7 @@ def _move(mailbox: Mailbox, dovecot: DovecotServer, submission: registry.ServerS
     mailbox.settings_version += 1
 
 
-def _instructions(host: str, port: int, creds: dict) -> str:
+def _instructions(host: str, port: int, creds: dict, psc: bool) -> str:
     base = f"http://{host}:{port}/api/v1"
     uri = totp.provisioning_uri(creds["totp_secret"], DEMO_USER)
     return f"""
@@ -152,10 +155,21 @@ def _instructions(host: str, port: int, creds: dict) -> str:
   Send       : POST {base}/mailboxes/<id>/messages with the access_token and
        {{"to": ["secretariat.cardiologie@{DOMAIN}"], "subject": "Avis", "text": "..."}}
 
+  {_psc_instructions(base) if psc else "Sign in with PSC (demo): unavailable (no Node.js)"}
+
   OpenAPI      : {base}/openapi.json     Health: http://{host}:{port}/readyz
   Demo mail    : {", ".join(a for a, *_ in DEMO_MAILBOXES)}
   Stop with Ctrl-C. Data lives in var/ (delete it to start afresh).
 """
+
+
+def _psc_instructions(base: str) -> str:
+    return f"""Sign in with PSC (demo): a local provider stands for Pro Santé Connect, with a
+  demo e-CPS user ({psc_demo.DEMO_RPPS}) pre-linked to `{DEMO_USER}`:
+       .venv/bin/python -m devtools.psc_demo   (plays the app: browser, code, exchange)
+  or in a browser: {base}/auth/oidc/psc/start?redirect_uri={psc_demo.DEMO_REDIRECT}
+       &code_challenge=<BASE64URL(SHA-256(verifier))>&code_challenge_method=S256
+  then POST {base}/auth/oidc/exchange {{"code", "code_verifier", "device"}}."""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -171,6 +185,12 @@ def main(argv: list[str] | None = None) -> None:
         demo["ESTAFETTE_NIL"] = "DEMO"
     settings = load_settings(demo)
     creds = _credentials(settings.var_dir)
+    provider = None
+    try:
+        provider, oidc = psc_demo.start_provider(settings.var_dir, args.host, args.port)
+        settings = load_settings({**demo, **oidc})
+    except ProviderUnavailable as exc:
+        print(f"sign in with PSC (demo) is off: {exc}", file=sys.stderr)
     dovecot = DovecotServer(settings.var_dir / "demo-dovecot")
     for address, *_ in DEMO_MAILBOXES:
         dovecot.add_user(address, creds["imap"][address])
@@ -184,12 +204,14 @@ def main(argv: list[str] | None = None) -> None:
         app = create_app({"SETTINGS": replace(settings, ca_bundle=dovecot.ca_cert_path)})
         _register(app, dovecot, creds)
         _seed_directory(app, settings.var_dir)
-        print(_instructions(args.host, args.port, creds), flush=True)
+        print(_instructions(args.host, args.port, creds, provider is not None), flush=True)
         serve(app, host=args.host, port=args.port, threads=8)
     finally:
         # gunicorn's forked worker unwinds through here too; only the parent owns Dovecot.
         if os.getpid() == parent:
             dovecot.stop()
+            if provider is not None:
+                provider.stop()
 
 
 if __name__ == "__main__":

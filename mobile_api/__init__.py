@@ -159,6 +159,7 @@ def _no_store(response: Response) -> Response:
 def _register_blueprints(app: Flask, api: Api) -> None:
     from mobile_api.admin import register_admin
     from mobile_api.api_browser import blp as api_browser
+    from mobile_api.auth.oidc import blp as oidc
     from mobile_api.auth.routes import blp as auth
     from mobile_api.delta_sync.routes import blp as changes
     from mobile_api.devices.routes import blp as devices
@@ -169,7 +170,7 @@ def _register_blueprints(app: Flask, api: Api) -> None:
     from mobile_api.ops.routes import blp as ops
     from mobile_api.outgoing.routes import blp as outgoing
 
-    for blueprint in (auth, devices, mailboxes, changes, notifications, messages):
+    for blueprint in (auth, oidc, devices, mailboxes, changes, notifications, messages):
         api.register_blueprint(blueprint)
     register_admin(api)
     api.register_blueprint(outgoing)

@@ -35,6 +35,8 @@ OUTCOMES = tuple(Outcome)
 NOT_AUDITED = {
     "auth.": "sign-in steps record themselves (auth.*, session.*): the caller is only known "
     "halfway through, and refusals and lockouts carry their own reason",
+    "oidc.": "OpenID Connect sign-in steps record themselves (auth.oidc_*, auth.session_open, "
+    "auth.backchannel_logout), as the other sign-in steps do",
     "ops.": "health probes and /metrics: no user, no data, called every few seconds",
     "api-docs.": "the OpenAPI document: public, the same for everyone",
     "api_browser.": "the API browser's page and files: public, the same for everyone",

@@ -150,6 +150,31 @@ def users_reset_otp(username: str) -> None:
     _admin_user_change(username, {"reset_otp": True})
 
 
+@users_cli.command("sync-idp")
+@click.option("--provider", help="Only this provider (a name in ESTAFETTE_OIDC_PROVIDERS).")
+@needs_current_schema
+@_domain_errors
+def users_sync_idp(provider: str | None) -> None:
+    """Import users and group-based mailbox grants from the IdP's directory (SCIM 2.0);
+    disable leavers and end their sessions. Exits 1 if a directory could not be read."""
+    from backend.accounts import directory_sync
+
+    chosen = directory_sync.directory_providers(_services().settings.oidc_providers)
+    if provider:
+        chosen = [p for p in chosen if p.name == provider]
+    if not chosen:
+        raise click.ClickException("no provider with a scim_url to follow")
+    for settings in chosen:
+        with session_scope(_services().sessions) as db:
+            report = directory_sync.sync_directory(
+                db=db, trail=_services().audit, settings=settings, actor=CLI
+            )
+        click.echo(
+            f"{settings.name}: {report.created} created, {report.enabled} enabled, "
+            f"{report.disabled} disabled, {report.granted} granted, {report.revoked} revoked"
+        )
+
+
 @users_cli.command("reset-password")
 @click.argument("username")
 @click.option("--password-stdin", is_flag=True, help="Read the new password from stdin.")

@@ -55,6 +55,23 @@ _STATUS_BY_ERROR: dict[type[errors.EstafetteError], int] = {
     errors.SendFailed: 502,
     errors.RecipientsPartiallyRefused: 502,
     errors.ArchiveRejected: 422,
+    errors.OidcProviderUnknown: 404,
+    errors.RedirectUriNotAllowed: 400,
+    errors.OidcStateInvalid: 400,
+    errors.OidcProviderFailed: 502,
+    errors.OidcTokenRejected: 401,
+    errors.OidcSignatureInvalid: 401,
+    errors.OidcTokenExpired: 401,
+    errors.OidcAudienceMismatch: 401,
+    errors.OidcIssuerMismatch: 401,
+    errors.OidcNonceMismatch: 401,
+    errors.OidcAcrInsufficient: 401,
+    errors.OidcCodeInvalid: 401,
+    errors.PkceMismatch: 401,
+    errors.AccountNotProvisioned: 403,
+    errors.OidcIdentityTaken: 409,
+    errors.LogoutTokenRejected: 400,
+    errors.DirectoryUnavailable: 502,
 }
 
 _CODE_BY_STATUS = {

@@ -51,6 +51,14 @@ class ImapRefused(Exception):
     """The server refused us (bad credentials, bad certificate): needs an operator."""
 
 
+class ReauthRequired(ImapRefused):
+    """An `oauth_user` mailbox's owner must sign in again: their provider refused to
+    refresh the token (session over, consent withdrawn), or there never was one."""
+
+
+TOKEN_MODES = ("xoauth2", "oauth_user")
+
+
 @dataclass(frozen=True)
 class ImapEndpoint:
     """Everything needed to open one mailbox; secrets stay in memory only."""
@@ -103,7 +111,7 @@ def connect(
     """Open, secure and authenticate an IMAP session, or raise ImapUnavailable/ImapRefused."""
     from backend.mail.tls import client_context
 
-    if endpoint.auth == "xoauth2" and endpoint.token_provider is None:
+    if endpoint.auth in TOKEN_MODES and endpoint.token_provider is None:
         raise ImapRefused("XOAUTH2 needs a token endpoint and client id on the mailbox")
     try:
         if endpoint.auth == "certificate":
@@ -302,6 +310,15 @@ def _authenticate(client: IMAPClient, endpoint: ImapEndpoint) -> None:
     elif endpoint.auth == "xoauth2":
         assert endpoint.token_provider is not None  # checked before connecting
         client.oauth2_login(endpoint.username, endpoint.token_provider())
+    elif endpoint.auth == "oauth_user":
+        # The owner's own token, by the mechanism the server offers: OAUTHBEARER (RFC 7628)
+        # first, else XOAUTH2.
+        assert endpoint.token_provider is not None  # checked before connecting
+        token = endpoint.token_provider()
+        if b"AUTH=OAUTHBEARER" in client.capabilities():
+            client.oauthbearer_login(endpoint.username, token)
+        else:
+            client.oauth2_login(endpoint.username, token)
     else:
         raise ImapRefused(f"unknown auth mode {endpoint.auth!r}")
 

@@ -33,7 +33,7 @@ def imap_session(
     what the 503 tells the user (a send says that nothing was sent)."""
     try:
         client = connect(
-            imap_endpoint_for(mailbox),
+            imap_endpoint_for(mailbox, settings),
             ca_bundle=settings.ca_bundle,
             timeout=settings.imap_timeout_seconds,
         )

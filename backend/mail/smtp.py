@@ -19,7 +19,7 @@ from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 
-from backend.mail.imap import ImapEndpoint
+from backend.mail.imap import ImapEndpoint, ImapRefused
 from backend.mail.tls import client_context
 
 DEFAULT_TIMEOUT = 30.0
@@ -107,12 +107,20 @@ def _authenticate(session: smtplib.SMTP, endpoint: SmtpEndpoint) -> None:
             code, reply = session.docmd("AUTH", "EXTERNAL =")
             if code != 235:
                 raise smtplib.SMTPAuthenticationError(code, reply)
-        elif endpoint.auth == "xoauth2":
+        elif endpoint.auth in ("xoauth2", "oauth_user"):
             if endpoint.token_provider is None:
                 raise SmtpRefused("XOAUTH2 needs a token endpoint and client id on the mailbox")
-            token = endpoint.token_provider()
-            initial = f"user={endpoint.username}\x01auth=Bearer {token}\x01\x01"
-            session.auth("XOAUTH2", lambda challenge=None: initial)
+            try:
+                token = endpoint.token_provider()
+            except ImapRefused as exc:  # the owner's token could not be had
+                raise SmtpRefused(str(exc)) from exc
+            offered = (session.esmtp_features.get("auth") or "").upper().split()
+            if endpoint.auth == "oauth_user" and "OAUTHBEARER" in offered:
+                initial = f"n,a={endpoint.username},\x01auth=Bearer {token}\x01\x01"
+                session.auth("OAUTHBEARER", lambda challenge=None: initial)
+            else:
+                initial = f"user={endpoint.username}\x01auth=Bearer {token}\x01\x01"
+                session.auth("XOAUTH2", lambda challenge=None: initial)
         else:
             raise SmtpRefused(f"unknown auth mode {endpoint.auth!r}")
     except smtplib.SMTPAuthenticationError as exc:

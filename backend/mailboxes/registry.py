@@ -12,7 +12,7 @@ from backend.storage.models import Folder, Mailbox, Membership, User
 
 KINDS = ("PER", "ORG", "APP", "CAB")
 SECURITY = ("tls", "starttls")
-AUTH_MODES = ("password", "master", "xoauth2", "certificate")
+AUTH_MODES = ("password", "master", "xoauth2", "certificate", "oauth_user")
 ROLES = ("owner", "delegate")
 
 

@@ -184,7 +184,7 @@ def _submit(
     recipients: tuple[str, ...],
     request_dsn: bool,
 ) -> smtp.Submitted:
-    endpoint = smtp_endpoint_for(mailbox)
+    endpoint = smtp_endpoint_for(mailbox, settings)
     try:
         with smtp.connect(endpoint, ca_bundle=settings.ca_bundle) as session:
             submitted = smtp.send(

@@ -338,12 +338,14 @@ class Dispatcher:
                 and event.id < latest_new.get(event.mailbox_id, 0)
             ):
                 continue  # a newer mail.new of this mailbox is queued: it brings the count
-            if event.kind != payloads.NEW_MAIL and latest_read[event.mailbox_id] != event.id:
+            if event.kind == payloads.MAIL_READ and latest_read[event.mailbox_id] != event.id:
                 continue  # a newer mail.read in this batch carries the same news
             stale = now - event.created_at > self._stale
             for recipient in recipients.get(event.mailbox_id, ()):
                 if (event.id, recipient.device_id) in served:
                     continue
+                if event.kind == payloads.AUTH_REQUIRED and not recipient.owner:
+                    continue  # a delegate cannot sign in for the owner
                 web = payloads.is_web_push(recipient.token)
                 if stale:
                     plan.expired.append((event.id, recipient.device_id))
@@ -362,6 +364,8 @@ class Dispatcher:
                     message = payloads.new_mail(
                         recipient.token, mailbox, count, sealed, urgent=event.urgent, web=web
                     )
+                elif event.kind == payloads.AUTH_REQUIRED:
+                    message = payloads.auth_required(recipient.token, web=web)
                 else:
                     message = payloads.mail_read(recipient.token, mailbox, count, web=web)
                 plan.targets.append(_Target(event.id, recipient.device_id, message, _platform(web)))

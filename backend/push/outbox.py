@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from backend.push.payloads import MAIL_READ, NEW_MAIL
+from backend.push.payloads import AUTH_REQUIRED, MAIL_READ, NEW_MAIL
 from backend.push.wakeup import notify
 from backend.storage.models import OutboxEvent
 
@@ -34,6 +34,14 @@ def announce_read(db: Session, *, mailbox_id: int, message_id: int | None = None
     with the unread count as it is then.
     """
     event = OutboxEvent(kind=MAIL_READ, mailbox_id=mailbox_id, message_id=message_id)
+    db.add(event)
+    notify(db)
+    return event
+
+
+def announce_auth_required(db: Session, *, mailbox_id: int) -> OutboxEvent:
+    """The owner's provider refused to refresh their token: ask them to sign in again."""
+    event = OutboxEvent(kind=AUTH_REQUIRED, mailbox_id=mailbox_id)
     db.add(event)
     notify(db)
     return event

@@ -45,6 +45,7 @@ class Recipient:
     push_key: bytes | None
     on_call: bool
     quiet: tuple[int | None, int | None, str | None]
+    owner: bool = False  # only the mailbox's owner is asked to sign in again
 
 
 def recipients(
@@ -55,6 +56,7 @@ def recipients(
     read (and opened) only `with_keys`."""
     columns = [
         Membership.mailbox_id.label("mailbox_id"),
+        Membership.role.label("role"),
         Device.id.label("device_id"),
         Device.push_token.label("push_token"),
         User.on_call.label("on_call"),
@@ -96,6 +98,7 @@ def recipients(
                 key,
                 bool(row.on_call),
                 (row.quiet_start, row.quiet_end, row.quiet_timezone),
+                row.role == "owner",
             )
         )
         public_ids[row.mailbox_id] = row.mailbox_public_id

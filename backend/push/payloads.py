@@ -18,10 +18,12 @@ from firebase_admin import messaging
 PAYLOAD_VERSION = "1"
 NEW_MAIL = "mail.new"
 MAIL_READ = "mail.read"
+AUTH_REQUIRED = "auth.required"
 TEST = "test"
 TTL_SECONDS = 86400
 TEST_TTL_SECONDS = 60  # a test that arrives an hour late answers nothing
 TEST_LOC_KEY = "TEST_PUSH"
+AUTH_LOC_KEY = "SIGN_IN_AGAIN"
 # The app's localised "new secure message" text: the alert carries a key, not words.
 ALERT_LOC_KEY = "NEW_SECURE_MESSAGE"
 _APNS_COLLAPSE_ID_MAX = 64  # bytes, Apple's limit on apns-collapse-id
@@ -109,6 +111,27 @@ def test(token: str) -> messaging.Message:
             headers={"apns-priority": "10"},
             payload=messaging.APNSPayload(
                 aps=messaging.Aps(alert=messaging.ApsAlert(loc_key=TEST_LOC_KEY))
+            ),
+        ),
+    )
+    return _addressed(message, token)
+
+
+def auth_required(token: str, *, web: bool = False) -> messaging.Message:
+    """Ask the owner of an `oauth_user` mailbox to sign in again: the provider refused to
+    refresh their token. A type and the payload version only: not even which mailbox."""
+    data = {"v": PAYLOAD_VERSION, "type": AUTH_REQUIRED}
+    if web:
+        return _for_browser(data, token, AUTH_REQUIRED.replace(".", "-"), urgency="normal")
+    message = messaging.Message(
+        data=data,
+        android=messaging.AndroidConfig(
+            priority="normal", collapse_key=AUTH_REQUIRED, ttl=TTL_SECONDS
+        ),
+        apns=messaging.APNSConfig(
+            headers={"apns-priority": "5", "apns-collapse-id": AUTH_REQUIRED},
+            payload=messaging.APNSPayload(
+                aps=messaging.Aps(alert=messaging.ApsAlert(loc_key=AUTH_LOC_KEY))
             ),
         ),
     )

@@ -167,6 +167,61 @@ class Device(Base):
     user: Mapped[User] = relationship(back_populates="devices")
 
 
+class OidcIdentity(Base):
+    """A user's account at an OpenID provider (PSC or the IdP), linked once.
+
+    Its tokens are kept sealed so that an `oauth_user` mailbox reaches IMAP and SMTP with
+    its owner's own access token; `session_id` is the provider's `sid` of the last sign-in,
+    which a back-channel logout names.
+    """
+
+    __tablename__ = "oidc_identities"
+    __table_args__ = (UniqueConstraint("provider", "subject"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = public_id_column("oid")
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(255))
+    provider_sub: Mapped[str | None] = mapped_column(String(255), index=True)
+    session_id: Mapped[str | None] = mapped_column(String(255))
+    _access_token: Mapped[bytes | None] = mapped_column("access_token", SealedColumn)
+    access_token = SealedText("oidc_identities.access_token")
+    _refresh_token: Mapped[bytes | None] = mapped_column("refresh_token", SealedColumn)
+    refresh_token = SealedText("oidc_identities.refresh_token")
+    access_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class OidcLogin(Base):
+    """A sign-in under way: from /start, through the provider, to the app's one-time code.
+
+    Only digests of the `state` and of the one-time code are stored; the nonce, the
+    gateway's own PKCE verifier and what the provider said (`identity`) are sealed.
+    """
+
+    __tablename__ = "oidc_logins"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = public_id_column("olg")
+    provider: Mapped[str] = mapped_column(String(32))
+    state_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    _nonce: Mapped[bytes | None] = mapped_column("nonce", SealedColumn)
+    nonce = SealedText("oidc_logins.nonce")
+    _provider_verifier: Mapped[bytes | None] = mapped_column("provider_verifier", SealedColumn)
+    provider_verifier = SealedText("oidc_logins.provider_verifier")
+    app_challenge: Mapped[str] = mapped_column(String(128))
+    app_redirect_uri: Mapped[str] = mapped_column(String(512))
+    app_state: Mapped[str | None] = mapped_column(String(128))
+    code_digest: Mapped[str | None] = mapped_column(String(64), unique=True)
+    _identity: Mapped[bytes | None] = mapped_column("identity", SealedColumn)
+    identity = SealedJSON("oidc_logins.identity")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    redeemed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class Mailbox(Base):
     """An MSSanté mailbox on the operator's servers, and how we reach it."""
 

@@ -39,6 +39,7 @@ from backend.mail.imap import (
     ImapUnavailable,
     MailSession,
     ProtocolError,
+    ReauthRequired,
     change_kinds,
     connect,
     input_waiting,
@@ -59,6 +60,7 @@ from backend.metrics import SYNC_IDLE_EVENTS as IDLE_EVENTS
 from backend.metrics import SYNC_IDLE_RENEWALS as IDLE_RENEWALS
 from backend.metrics import SYNC_LAG
 from backend.metrics import SYNC_RECONNECTS as RECONNECTS
+from backend.push.outbox import announce_auth_required
 from backend.storage.database import session_scope
 from backend.storage.outage import DatabaseOutage, is_database_outage
 from backend.store import cache as store
@@ -73,6 +75,7 @@ log = logging.getLogger("estafette.sync")
 IDLE_RENEW_SECONDS = 9 * 60
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 300.0
+REAUTH_RETRY_SECONDS = 5.0
 STATE_FLUSH_SECONDS = 0.2
 DB_PROBE_SECONDS = 1.0  # while the database is down: how often the heartbeat tries it
 
@@ -105,6 +108,7 @@ class MailboxSession:
     condstore: bool = False
     qresync: bool = False
     generation: int = field(default=0)
+    reauth_announced: bool = False  # auth.required was pushed for this spell
     notify: bool = False  # NOTIFY (RFC 5465) tells at once of mail in the other folders
     caught_up_at: float = 0.0  # INBOX's last full catch-up (a fresh SELECT)
     # INBOX's last successful catch-up of any kind (held since, when there was none yet).
@@ -239,7 +243,8 @@ class SyncWorker:
                     else []
                 )
                 fresh = [
-                    (m.id, m.public_id, m.settings_version, imap_endpoint_for(m)) for m in claimed
+                    (m.id, m.public_id, m.settings_version, imap_endpoint_for(m, self._settings))
+                    for m in claimed
                 ]
         except Exception as exc:
             if is_database_outage(exc):
@@ -382,13 +387,20 @@ class SyncWorker:
         RECONNECTS.inc()
         refused = isinstance(exc, ImapRefused)
         state = "error" if refused or session.failures >= 3 else "connecting"
+        reauth = isinstance(exc, ReauthRequired)
+        if reauth:
+            state = "reauth_required"
+            if not session.reauth_announced:
+                session.reauth_announced = self._announce_reauth(session.mailbox_id)
         detail = (
             str(exc)
             if isinstance(exc, ImapRefused | ImapUnavailable)
             else (f"connection lost ({type(exc).__name__}); reconnecting")
         )
         self._record_state(session.mailbox_id, state, detail[:500])
-        delay = backoff_delay(session.failures)
+        # Waiting for the owner to sign in again costs no server a thing: retry often, so
+        # the mailbox catches up soon after the new sign-in.
+        delay = REAUTH_RETRY_SECONDS if reauth else backoff_delay(session.failures)
         log.warning("mailbox %s: %s; retry in %.1fs", session.public_id, type(exc).__name__, delay)
 
         def schedule() -> None:
@@ -398,6 +410,16 @@ class SyncWorker:
             )
 
         return schedule
+
+    def _announce_reauth(self, mailbox_id: int) -> bool:
+        """Ask the owner, once per spell, to sign in again (a content-free push)."""
+        try:
+            with session_scope(self._sessions) as db:
+                announce_auth_required(db, mailbox_id=mailbox_id)
+        except Exception:
+            log.exception("could not ask for a new sign-in; will retry")
+            return False
+        return True
 
     # -- sync states ----------------------------------------------------------------------
 
@@ -462,6 +484,7 @@ class SyncWorker:
         session.notify = watch_every_folder(client)
         self._select_and_catch_up(session)
         session.folders_due = 0.0  # INBOX first; the other folders at the first timer
+        session.reauth_announced = False
         self._record_state(session.mailbox_id, "ok")
         self._start_idle(session)
         session.failures = 0

@@ -22,7 +22,7 @@ def commit_change(change: AdminChange) -> None:
 
 def register_admin(api: Api) -> None:
     """Register every admin blueprint on the app's Api."""
-    from mobile_api.admin import audit, certificates, devices, mailboxes, users
+    from mobile_api.admin import audit, certificates, devices, directory, mailboxes, users
 
-    for module in (users, mailboxes, devices, audit, certificates):
+    for module in (users, mailboxes, devices, audit, certificates, directory):
         api.register_blueprint(module.blp)

@@ -49,6 +49,10 @@ def _refused(action: str, exc: errors.EstafetteError) -> None:
         _audit("auth.locked", outcome=Outcome.REFUSED, reason="locked", seconds=exc.retry_after)
 
 
+# The audit trail's names for how a session was opened (a device keeps its short ones).
+AUDIT_METHODS = {"totp": "otp", "cps": "cps_card"}
+
+
 def _open_session(spec: dict, method: str) -> dict:
     device = device_service.register_device(
         db=db(),
@@ -63,7 +67,7 @@ def _open_session(spec: dict, method: str) -> dict:
     session = issue_session(device, g.user)
     db().commit()
     g.actor = Actor(user=g.user.public_id, device=device.public_id, source_ip=client_ip())
-    _audit("auth.session_open", method=method)
+    _audit("auth.session_open", method=AUDIT_METHODS.get(method, method))
     return session
 
 

@@ -336,9 +336,15 @@ def session_required(view: Callable | None = None, *, refresh: bool = False) -> 
 ADMIN_MFA_MINUTES = 10
 
 
+# A CPS card, read here or through Pro Santé Connect, and e-CPS are strong factors in
+# themselves, as fresh as the session they opened.
+STRONG_METHODS = ("cps", "psc_card", "psc_ecps")
+
+
 def has_fresh_second_factor(device: Device) -> bool:
-    """A CPS card session, or a TOTP code verified on this device in the last 10 minutes."""
-    if device.auth_method == "cps":
+    """A CPS card or e-CPS session, or a TOTP code verified on this device in the last 10
+    minutes."""
+    if device.auth_method in STRONG_METHODS:
         return True
     return utcnow() - device.authenticated_at <= timedelta(minutes=ADMIN_MFA_MINUTES)
 

@@ -7,7 +7,13 @@ from mobile_api.pagination import PageArgsSchema
 
 
 class SyncStateSchema(Schema):
-    state = fields.String(required=True)
+    state = fields.String(
+        required=True,
+        metadata={
+            "description": "ok, connecting, error, or reauth_required: an oauth_user "
+            "mailbox whose owner must sign in with their provider again"
+        },
+    )
     detail = fields.String(allow_none=True)
 
 

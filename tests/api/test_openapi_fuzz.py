@@ -4,7 +4,8 @@ The fuzzed gateway runs on SQLite and on PostgreSQL (which refuses what SQLite s
 characters for one) against the real test Dovecot, with a mailbox holding real mail:
 generated ids are sometimes swapped for real ones, so the calls also reach their success
 paths. Any route added under
-/mailboxes, /messages, /sync, /drafts, /me or /devices is fuzzed without touching this file.
+/mailboxes, /messages, /sync, /drafts, /me, /devices or /auth/oidc is fuzzed without touching
+this file.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from tests.api.fuzzing import EXCLUDED_CHECKS, FuzzedApp, fuzz_settings, served_
 from tests.conftest import TEST_DATA_KEY, TEST_SECRET_KEY, _reset_postgres
 from tests.messages.support import Inbox
 
-MESSAGE_CALLS = r"^/api/v1/(mailboxes|messages|sync|drafts|me/|devices|directory)"
+MESSAGE_CALLS = r"^/api/v1/(mailboxes|messages|sync|drafts|me/|devices|directory|auth/oidc/)"
 MAX_EXAMPLES = 40
 
 

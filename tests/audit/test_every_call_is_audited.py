@@ -275,6 +275,9 @@ CALLS: dict[tuple[str, str], Call] = {
         foreign=lambda w: f"/api/v1/admin/mailboxes/{UNKNOWN}/members/{w.created['user']}",
     ),
     ("GET", "/api/v1/admin/devices"): Call("admin", lambda w: "/api/v1/admin/devices"),
+    ("POST", "/api/v1/admin/directory-sync"): Call(
+        "admin", lambda w: "/api/v1/admin/directory-sync"
+    ),
     ("GET", "/api/v1/admin/certificates"): Call("admin", lambda w: "/api/v1/admin/certificates"),
     ("GET", "/api/v1/admin/audit"): Call(
         "admin", lambda w: "/api/v1/admin/audit?action=message.*&actor=Mme%20DUPONT%20Jeanne"

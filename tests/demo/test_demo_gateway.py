@@ -127,3 +127,15 @@ def test_the_demo_directory_answers_autocomplete_at_once(demo) -> None:
     hits = body(http.get("/api/v1/directory", params={"q": "hélène lef"}, headers=auth))["items"]
 
     assert "helene.lefevre@chu-test.mssante.fr" in [h["address"] for h in hits]
+
+
+def test_a_newcomer_signs_in_with_psc_demo_as_the_demo_e_cps_user(demo) -> None:
+    from devtools import psc_demo
+
+    http, _creds = demo
+
+    session = psc_demo.sign_in(str(http.base_url).rstrip("/"))
+
+    mailboxes = http.get("/api/v1/mailboxes", headers=bearer(session["access_token"]))
+    assert mailboxes.status_code == 200, body(mailboxes)
+    assert len(body(mailboxes)) == 3  # the demo user's: the e-CPS user is pre-linked to it

@@ -1,7 +1,7 @@
 """schema_expansions: which applied revisions only expand the schema, and on top of what
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-04 05:30:00
 
 Rolling upgrades: a process runs on its own head, or on a schema one expand-only step
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 

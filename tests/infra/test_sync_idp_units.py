@@ -1,0 +1,32 @@
+"""The shipped systemd units run the IdP directory sync, so leavers lose access soon."""
+
+from __future__ import annotations
+
+import configparser
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+UNITS = Path(__file__).resolve().parents[2] / "infra" / "systemd"
+
+
+def _unit(name: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read(UNITS / name)
+    return parser
+
+
+def test_the_service_runs_the_sync_as_the_estafette_user() -> None:
+    service = _unit("estafette-sync-idp.service")["Service"]
+    assert service["ExecStart"].endswith("flask --app mobile_api users sync-idp")
+    assert service["EnvironmentFile"] == "/etc/estafette/estafette.env"
+    assert (service["User"], service["Type"]) == ("estafette", "oneshot")
+
+
+def test_the_timer_runs_every_quarter_hour() -> None:
+    timer = _unit("estafette-sync-idp.timer")
+    assert timer["Timer"]["OnCalendar"] == "*:0/15"
+    assert timer["Install"]["WantedBy"] == "timers.target"
