@@ -20,7 +20,7 @@ def test_the_document_describes_the_sign_in_calls_and_their_problems(client):
         assert operation["security"] == [], path
         assert operation.get("summary") or operation.get("description"), path
     link = paths["/api/v1/auth/oidc/link"]["post"]
-    assert "security" not in link  # the document's default: a bearer token
+    assert link["security"] == [{"bearer": []}]  # a signed-in session
     assert {"401", "409"} <= set(link["responses"])
     exchange = paths["/api/v1/auth/oidc/exchange"]["post"]["responses"]
     assert "account_not_provisioned" in exchange["403"]["description"]
