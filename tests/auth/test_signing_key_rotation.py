@@ -7,6 +7,8 @@ has expired."""
 
 from __future__ import annotations
 
+import threading
+
 import jwt as pyjwt
 import pytest
 from flask_jwt_extended import decode_token
@@ -14,7 +16,7 @@ from flask_jwt_extended import decode_token
 from backend.config import ConfigError, load_settings
 from tests.conftest import TEST_DATA_KEY, TEST_SECRET_KEY
 from tests.factories import create_user
-from tests.support import Authenticator, bearer, body
+from tests.support import Authenticator, bearer, body, wait_until
 
 NEW_SECRET = "the-next-signing-secret-long-enough-for-eddsa-derivation"
 BEHIND = f"default:{TEST_SECRET_KEY},next:{NEW_SECRET}"
@@ -101,3 +103,47 @@ def test_a_malformed_ring_is_refused_at_start_naming_the_setting() -> None:
             )
     with pytest.raises(ConfigError, match="ESTAFETTE_DATA_KEYS"):
         load_settings({**base, "ESTAFETTE_DATA_KEYS": "k1:not-base64-of-32-bytes"})
+
+
+def test_a_device_in_use_through_the_whole_rollout_is_never_refused(make_app) -> None:
+    """Two api hosts on one database, rolled forward one at a time while a device keeps
+    listing and refreshing against whichever host answers: not one call is refused."""
+    first = make_app()
+    create_user(first.extensions["estafette"], "dora")
+    session = Authenticator().sign_in(first.test_client(), "dora")
+    hosts = [first, make_app()]  # both on the current key alone
+    refused: list[tuple[str, int]] = []
+    calls = [0]
+    stop = threading.Event()
+
+    def device() -> None:
+        tokens = dict(session)
+        while not stop.is_set():
+            for host in list(hosts):
+                status = _lists(host, tokens["access_token"])
+                calls[0] += 1
+                if status != 200:
+                    refused.append(("list", status))
+                if calls[0] % 5 == 0:  # refresh now and then: whichever host signs it
+                    answer = host.test_client().post(
+                        "/api/v1/auth/refresh", headers=bearer(tokens["refresh_token"])
+                    )
+                    if answer.status_code != 200:
+                        refused.append(("refresh", answer.status_code))
+                    else:
+                        tokens.update(body(answer))
+        session.update(tokens)
+
+    traffic = threading.Thread(target=device, daemon=True)
+    traffic.start()
+    for ring in (BEHIND, IN_FRONT):  # each step rolled out host by host, under traffic
+        for index in range(len(hosts)):
+            seen = calls[0]
+            hosts[index] = make_app(ESTAFETTE_SIGNING_KEYS=ring)
+            wait_until(lambda seen=seen: calls[0] >= seen + 10, what="calls on the new host")
+    stop.set()
+    traffic.join(timeout=30)
+
+    assert not traffic.is_alive()
+    assert refused == []
+    assert _kid(session["access_token"]) == "next"  # refreshed on a host that signs with it
