@@ -64,6 +64,8 @@ class OidcProviderSettings:
     issuer: str
     client_id: str
     client_secret: str | None = None
+    # What a sign-in button says (GET /auth/methods): `label`, or PSC's name, or the name.
+    label: str = ""
     # Token endpoint authentication by mTLS (tls_client_auth) instead of a secret.
     client_cert: Path | None = None
     client_key: Path | None = None
@@ -436,6 +438,9 @@ def _oidc_provider(values: dict[str, str], name: str, raw: object) -> OidcProvid
             f'{where}: mailbox_groups maps a group to {{"mailbox": ADDRESS, "role": '
             f'"owner" or "delegate"}}'
         )
+    label = raw.get("label") or ("Pro Santé Connect" if kind == "psc" else name)
+    if not isinstance(label, str) or len(label) > 64:
+        raise ConfigError(f"{where}: label is a short text (64 characters at most)")
     default_claim = "SubjectNameID" if kind == "psc" else "preferred_username"
     default_scopes = ["openid", "scope_all"] if kind == "psc" else ["openid", "profile"]
     return OidcProviderSettings(
@@ -444,6 +449,7 @@ def _oidc_provider(values: dict[str, str], name: str, raw: object) -> OidcProvid
         issuer=_secure_url(f"{where} issuer", raw["issuer"]),
         client_id=raw["client_id"],
         client_secret=secret,
+        label=label,
         client_cert=cert,
         client_key=key,
         scopes=tuple(raw.get("scopes") or default_scopes),

@@ -33,6 +33,7 @@ OUTCOMES = tuple(Outcome)
 
 # Endpoints (or blueprints, ending in ".") left to other mechanisms, with the reason.
 NOT_AUDITED = {
+    "auth.methods": "the list of sign-in providers: public, the same for everyone",
     "auth.": "sign-in steps record themselves (auth.*, session.*): the caller is only known "
     "halfway through, and refusals and lockouts carry their own reason",
     "oidc.": "OpenID Connect sign-in steps record themselves (auth.oidc_*, auth.session_open, "

@@ -53,3 +53,19 @@ class OidcLinkResultSchema(Schema):
 
 class LogoutTokenSchema(Schema):
     logout_token = fields.String(required=True, validate=validate.Length(min=1, max=16384))
+
+
+class SignInMethodSchema(Schema):
+    name = fields.String(
+        required=True, metadata={"description": "the provider's name in /auth/oidc/{provider}"}
+    )
+    kind = fields.String(
+        required=True,
+        validate=validate.OneOf(["psc", "idp"]),
+        metadata={"description": "`psc`: Pro Santé Connect; `idp`: the establishment's IdP"},
+    )
+    label = fields.String(required=True, metadata={"description": "what its button says"})
+
+
+class SignInMethodsSchema(Schema):
+    methods = fields.List(fields.Nested(SignInMethodSchema), required=True)

@@ -11,6 +11,7 @@ from backend.accounts import devices as device_service
 from backend.audit.trail import Actor, Outcome
 from backend.storage.models import utcnow
 from mobile_api.auth import schemas
+from mobile_api.auth.oidc_schemas import SignInMethodsSchema
 from mobile_api.auth.tokens import (
     issue_mfa_token,
     issue_session,
@@ -69,6 +70,16 @@ def _open_session(spec: dict, method: str) -> dict:
     g.actor = Actor(user=g.user.public_id, device=device.public_id, source_ip=client_ip())
     _audit("auth.session_open", method=AUDIT_METHODS.get(method, method))
     return session
+
+
+@blp.get("/methods")
+@blp.response(200, SignInMethodsSchema)
+@blp.doc(security=[])
+def methods() -> dict:
+    """The providers one may sign in with besides password + TOTP, so that a client shows
+    a button for each (start at `/auth/oidc/{name}/start`). Public: names and labels only."""
+    providers = services().settings.oidc_providers
+    return {"methods": [{"name": p.name, "kind": p.kind, "label": p.label} for p in providers]}
 
 
 @blp.post("/login")

@@ -1,10 +1,12 @@
-// Sign-in: password, then TOTP (with enrolment from the API's QR code). PSC and the CPS
-// card appear only when the gateway lists them (GET /auth/methods, when it exists).
+// Sign-in: password, then TOTP (with enrolment from the API's QR code); or a provider the
+// gateway lists (GET /auth/methods: Pro Santé Connect, the establishment's IdP), through
+// the gateway's OpenID Connect path with PKCE (RFC 7636, 8252) and a same-site redirect.
 import { anonymous, ApiError, Offline, saveSession } from "./api.js";
 import { field, h, replace } from "./dom.js";
 import { t } from "./i18n.js";
 
 const DEVICE = { name: "Navigateur web", platform: "web" };
+const PENDING = "estafette.oidc"; // sessionStorage: the verifier and state of a sign-in under way
 
 function explain(error) {
   if (error instanceof Offline) return t("offline");
@@ -20,7 +22,7 @@ function page(title, ...content) {
   );
 }
 
-// The hook for other sign-in methods: an answer like {methods: [{id: "psc", url}, ...]}.
+// The providers the gateway signs in with: {methods: [{name, kind, label}]}.
 async function otherMethods() {
   try {
     const answer = await anonymous("/auth/methods");
@@ -28,6 +30,49 @@ async function otherMethods() {
   } catch {
     return [];
   }
+}
+
+function base64url(bytes) {
+  return btoa(String.fromCharCode(...new Uint8Array(bytes)))
+    .replace(/\+/g, "-")
+    .replace(/\//g, "_")
+    .replace(/=+$/, "");
+}
+
+function randomText(size) {
+  return base64url(crypto.getRandomValues(new Uint8Array(size)));
+}
+
+// To the provider, by the gateway: the verifier stays here, its SHA-256 goes along.
+async function startProvider(name) {
+  const verifier = randomText(48); // 64 characters (RFC 7636: 43 to 128)
+  const state = randomText(16);
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier));
+  sessionStorage.setItem(PENDING, JSON.stringify({ verifier, state }));
+  const query = new URLSearchParams({
+    redirect_uri: `${location.origin}/`,
+    code_challenge: base64url(digest),
+    code_challenge_method: "S256",
+    state,
+  });
+  location.assign(`/api/v1/auth/oidc/${encodeURIComponent(name)}/start?${query}`);
+}
+
+// Back from the provider (/?code=&state=, or ?error=): redeem the one-time code with the
+// verifier kept for it. Null when this page load is no such return.
+async function finishProvider() {
+  const returned = new URLSearchParams(location.search);
+  if (!returned.has("state") || !(returned.has("code") || returned.has("error"))) return null;
+  const pending = JSON.parse(sessionStorage.getItem(PENDING) || "null");
+  sessionStorage.removeItem(PENDING); // one attempt per verifier
+  history.replaceState(null, "", location.pathname + location.hash); // the code leaves the URL
+  if (!pending || pending.state !== returned.get("state") || !returned.get("code")) {
+    throw new Error("no sign-in of ours under way, or the provider refused");
+  }
+  return anonymous("/auth/oidc/exchange", {
+    method: "POST",
+    json: { code: returned.get("code"), code_verifier: pending.verifier, device: DEVICE },
+  });
 }
 
 export function signIn(root, onSignedIn) {
@@ -65,11 +110,23 @@ export function signIn(root, onSignedIn) {
   );
   replace(root, page(t("sign_in"), form, others));
   username.focus();
+  finishProvider().then(
+    async (session) => {
+      if (!session) return;
+      await saveSession(session);
+      onSignedIn();
+    },
+    (error) => {
+      const ours = error instanceof ApiError || error instanceof Offline;
+      status.textContent = ours ? explain(error) : t("provider_failed");
+    },
+  );
   otherMethods().then((methods) => {
     for (const method of methods) {
-      if (!["psc", "cps"].includes(method.id) || !method.url) continue;
+      if (typeof method?.name !== "string") continue;
+      const label = method.kind === "psc" ? t("sign_in_psc") : t("sign_in_with", { label: method.label });
       others.append(
-        h("a", { class: "button", href: method.url }, t(method.id === "psc" ? "sign_in_psc" : "sign_in_cps")),
+        h("button", { type: "button", "data-provider": method.name, onclick: () => startProvider(method.name) }, label),
       );
     }
   });
