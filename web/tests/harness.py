@@ -119,8 +119,11 @@ def _register(env: dict[str, str], dovecot: DovecotServer, names: list[str]) -> 
 
 
 @contextmanager
-def running_gateway(root: Path, names: list[str]) -> Iterator[Gateway]:
-    """Dovecot, the schema, the clinicians, then `flask serve`; all stopped at the end."""
+def running_gateway(
+    root: Path, names: list[str], *, settings: dict[str, str] | None = None, port: int = 0
+) -> Iterator[Gateway]:
+    """Dovecot, the schema, the clinicians, then `flask serve`; all stopped at the end.
+    `settings` adds to the gateway's; `port`, when given, is where it listens."""
     dovecot = DovecotServer(root / "dovecot", max_connections=200)
     try:
         dovecot.start()
@@ -139,6 +142,7 @@ def running_gateway(root: Path, names: list[str]) -> Iterator[Gateway]:
             "ESTAFETTE_VAR_DIR": str(root / "var"),
             "ESTAFETTE_NIL": "test-nil",
             "ESTAFETTE_CA_BUNDLE": str(dovecot.ca_cert_path),
+            **(settings or {}),
         }
         full_env = {**os.environ, **env}
         upgrade = subprocess.run(
@@ -152,7 +156,7 @@ def running_gateway(root: Path, names: list[str]) -> Iterator[Gateway]:
         if upgrade.returncode != 0:
             pytest.fail(f"db upgrade failed: {upgrade.stderr}")
         gateway = _register(env, dovecot, names)
-        port = free_port()
+        port = port or free_port()
         log = (root / "gateway.log").open("wb")
         process = subprocess.Popen(
             [sys.executable, "-m", "flask", "--app", "mobile_api", "serve", "--port", str(port)],
