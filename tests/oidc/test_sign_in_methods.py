@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from backend.config import ConfigError
 from tests.support import body
 
 
@@ -38,3 +41,8 @@ def test_the_list_gives_away_no_secret_issuer_or_client(client, oidc_provider, c
     assert oidc_provider.issuer not in text
     for client_id, secret in client_secrets.items():
         assert client_id not in text and secret not in text
+
+
+def test_a_label_longer_than_a_button_is_refused_at_start_up(make_app, oidc_settings):
+    with pytest.raises(ConfigError, match="label"):
+        make_app(**oidc_settings(idp={"label": "x" * 65}))
