@@ -152,6 +152,10 @@ class AnnuaireServer:
     # -- the API --------------------------------------------------------------------
 
     def _answer(self, handler: BaseHTTPRequestHandler) -> None:
+        if not urlsplit(handler.path).path.startswith("/fhir/v2/"):
+            # Not the API: under xdist another test's readiness poll can reach a port this
+            # stand-in was just given. It is refused and not counted among `requests`.
+            return self._send(handler, 404, _outcome("not-found", "not the FHIR API"))
         self.requests.append(handler.path)
         if handler.headers.get(API_KEY_HEADER) != self.api_key:
             return self._send(handler, 401, _outcome("security", "ESANTE-API-KEY missing or wrong"))
