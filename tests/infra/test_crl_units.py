@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import configparser
-from pathlib import Path
-
 import pytest
 
+from tests.infra.systemd_units import read_unit as _unit
+
 pytestmark = pytest.mark.unit
-
-UNITS = Path(__file__).resolve().parents[2] / "infra" / "systemd"
-
-
-def _unit(name: str) -> configparser.ConfigParser:
-    parser = configparser.ConfigParser(strict=False, interpolation=None)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
-    parser.read(UNITS / name)
-    return parser
 
 
 def test_the_refresh_service_runs_the_command_and_reloads_nginx() -> None:
