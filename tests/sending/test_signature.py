@@ -8,7 +8,8 @@ from tests.messages.support import audit_text
 from tests.sending.support import Doctor
 from tests.support import body
 
-SIGNATURE = "Dr Alice Durand\nCardiologie, poste 4521"
+# The canary is a word: digits alone can turn up by chance in a timestamp or a hash.
+SIGNATURE = "Dr Alice Durand\nCardiologie, bureau Kestrelvale"
 
 
 def _text(message) -> str:
@@ -41,8 +42,8 @@ def test_the_signature_is_sealed_at_rest_and_never_in_the_audit_trail(
         stored = conn.execute(
             text("SELECT signature FROM users WHERE signature IS NOT NULL")
         ).scalar()
-    assert b"poste 4521" not in bytes(stored)
-    assert "4521" not in audit_text(dovecot_services)
+    assert b"Kestrelvale" not in bytes(stored)
+    assert "Kestrelvale" not in audit_text(dovecot_services)
 
 
 def test_an_empty_signature_removes_it(alice, bob) -> None:
