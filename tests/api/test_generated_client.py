@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,8 +19,8 @@ import httpx
 import pyotp
 import pytest
 
-from tests.e2e.test_walking_skeleton import Gateway
-from tests.support import DEFAULT_PASSWORD, free_port, wait_until
+from tests.e2e.gateway import Gateway
+from tests.support import DEFAULT_PASSWORD, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -46,42 +45,9 @@ def served(base_env, dovecot, tmp_path: Path) -> Iterator[tuple[str, str]]:
     gateway = Gateway({**base_env, "ESTAFETTE_CA_BUNDLE": str(dovecot.ca_cert_path)})
     gateway.cli("db", "upgrade")
     gateway.cli("users", "create", "bruno", "--password-stdin", stdin=DEFAULT_PASSWORD + "\n")
-    gateway.cli(
-        "mailboxes",
-        "create",
-        address,
-        "--kind",
-        "PER",
-        "--imap-host",
-        dovecot.host,
-        "--imap-port",
-        str(dovecot.imaps_port),
-        "--security",
-        "tls",
-        "--auth",
-        "password",
-        "--secret-stdin",
-        stdin=imap_password + "\n",
-    )
-    gateway.cli("mailboxes", "grant", address, "bruno", "--role", "owner")
-    port = free_port()
-    log_path = tmp_path / "serve.log"
-    server = gateway.serve(port, log_path)
-    base_url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{base_url}/readyz", timeout=5).status_code == 200
-        except httpx.TransportError:
-            assert server.poll() is None, log_path.read_text()
-            return False
-
-    try:
-        wait_until(ready, timeout=30, what="the gateway to be ready")
+    gateway.add_owned_mailbox(address, imap_password, dovecot, "bruno")
+    with gateway.serving(tmp_path / "serve.log") as base_url:
         yield base_url, "bruno"
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 def _generate(base_url: str, tmp_path: Path) -> Any:

@@ -7,10 +7,6 @@ the local FCM server receives a content-free push; the app lists the message.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -19,41 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import Authenticator, bearer, free_port, wait_until
+from tests.e2e.gateway import Gateway
+from tests.support import Authenticator, bearer, wait_until
 
 pytestmark = pytest.mark.e2e
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-class Gateway:
-    """Runs `flask --app mobile_api ...` commands with one environment."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = {**os.environ, **env}
-
-    def cli(self, *args: str, stdin: str | None = None) -> str:
-        result = subprocess.run(
-            [sys.executable, "-m", "flask", "--app", "mobile_api", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            env=self.env,
-            cwd=ROOT,
-            timeout=60,
-        )
-        assert result.returncode == 0, f"{args[:2]} failed: {result.stderr}"
-        return result.stdout
-
-    def serve(self, port: int, log_path: Path) -> subprocess.Popen:
-        log = log_path.open("wb")
-        return subprocess.Popen(
-            [sys.executable, "-m", "flask", "--app", "mobile_api", "serve", "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=self.env,
-            cwd=ROOT,
-        )
 
 
 @pytest.fixture
@@ -88,38 +53,10 @@ def test_a_delivered_message_is_pushed_without_content_and_listed_for_the_owner(
     gateway.cli(
         "users", "create", "alice", "--password-stdin", stdin="correct horse battery staple\n"
     )
-    gateway.cli(
-        "mailboxes",
-        "create",
-        address,
-        "--kind",
-        "PER",
-        "--imap-host",
-        dovecot.host,
-        "--imap-port",
-        str(dovecot.imaps_port),
-        "--security",
-        "tls",
-        "--auth",
-        "password",
-        "--secret-stdin",
-        stdin=imap_password + "\n",
-    )
-    gateway.cli("mailboxes", "grant", address, "alice", "--role", "owner")
+    gateway.add_owned_mailbox(address, imap_password, dovecot, "alice")
 
-    port = free_port()
-    server = gateway.serve(port, tmp_path / "serve.log")
-    try:
-        http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
-
-        def ready() -> bool:
-            try:
-                return http.get("/readyz").status_code == 200
-            except httpx.TransportError:
-                assert server.poll() is None, (tmp_path / "serve.log").read_text()
-                return False
-
-        wait_until(ready, timeout=30, what="the gateway to be ready")
+    with gateway.serving(tmp_path / "serve.log") as base_url:
+        http = httpx.Client(base_url=base_url, timeout=10)
         session = Authenticator().sign_in(
             http,
             "alice",
@@ -154,6 +91,3 @@ def test_a_delivered_message_is_pushed_without_content_and_listed_for_the_owner(
         assert [item["subject"] for item in listing["items"]] == [subject]
         assert listing["items"][0]["from"]["address"] == "claire.durand@ch-exemple.mssante.fr"
         assert listing["next"] is None
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
