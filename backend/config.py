@@ -82,6 +82,11 @@ class OidcProviderSettings:
     scim_token: str | None = None
     mailbox_groups: tuple[tuple[str, str, str], ...] = ()
 
+    @property
+    def tls_verify(self) -> str | bool:
+        """What HTTP clients (requests, httpx) take as `verify` for this provider."""
+        return str(self.ca_bundle) if self.ca_bundle else True
+
 
 @dataclass(frozen=True)
 class Settings:

@@ -65,9 +65,7 @@ def _list(settings: OidcProviderSettings, kind: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     start = 1
     headers = {"Authorization": f"Bearer {settings.scim_token}", "Accept": "application/scim+json"}
-    with httpx.Client(
-        timeout=TIMEOUT_SECONDS, verify=str(settings.ca_bundle) if settings.ca_bundle else True
-    ) as client:
+    with httpx.Client(timeout=TIMEOUT_SECONDS, verify=settings.tls_verify) as client:
         for _page in range(MAX_PAGES):
             try:
                 response = client.get(

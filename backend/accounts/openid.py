@@ -101,12 +101,9 @@ class OpenIdProvider:
 
     # -- discovery ---------------------------------------------------------------------
 
-    def _verify(self) -> str | bool:
-        return str(self.settings.ca_bundle) if self.settings.ca_bundle else True
-
     def _get_json(self, url: str) -> dict[str, Any]:
         try:
-            response = requests.get(url, timeout=TIMEOUT_SECONDS, verify=self._verify())
+            response = requests.get(url, timeout=TIMEOUT_SECONDS, verify=self.settings.tls_verify)
             response.raise_for_status()
             document = response.json()
         except (requests.RequestException, ValueError) as exc:
@@ -147,7 +144,7 @@ class OpenIdProvider:
                 if settings.client_key
                 else str(settings.client_cert)
             )
-        session.verify = self._verify()
+        session.verify = self.settings.tls_verify
         return session
 
     def authorization_url(self, *, state: str, nonce: str, verifier: str) -> str:
@@ -187,7 +184,7 @@ class OpenIdProvider:
                         metadata["userinfo_endpoint"],
                         headers={"Authorization": f"Bearer {token['access_token']}"},
                         timeout=TIMEOUT_SECONDS,
-                        verify=self._verify(),
+                        verify=self.settings.tls_verify,
                         cert=session.cert,
                     )
                     response.raise_for_status()
