@@ -304,6 +304,11 @@ async function boot() {
     navigator.serviceWorker.register("/sw.js", { scope: "/", type: "module" }).catch(() => {});
     navigator.serviceWorker.addEventListener("message", (event) => {
       if (event.data?.type === "push" && currentSession() && !app.locked) syncNow();
+      // A tapped notification: to its mailbox (the route waits behind a lock).
+      if (event.data?.type === "open" && typeof event.data.url === "string") {
+        const url = new URL(event.data.url, location.origin);
+        if (url.origin === location.origin) go(url.hash || "#/");
+      }
     });
   }
   watchIdle();

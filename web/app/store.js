@@ -17,7 +17,12 @@ export function openStore() {
         db.createObjectStore("meta");
       };
       request.onsuccess = () => {
-        request.result.onversionchange = () => request.result.close();
+        // Sign-out deletes the database: let it go, and open afresh next time (the
+        // service worker outlives the page's sign-out).
+        request.result.onversionchange = () => {
+          request.result.close();
+          opening = null;
+        };
         resolve(request.result);
       };
       request.onerror = () => reject(request.error);

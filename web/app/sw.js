@@ -1,6 +1,7 @@
 // The service worker: the app shell for offline use, and content-free Web Push.
 // API answers are never cached (they carry health data, and say Cache-Control: no-store).
 import { setLanguage, t } from "/app/i18n.js";
+import { getMetas } from "/app/store.js";
 
 const SHELL_CACHE = "estafette-shell-v1";
 const SHELL = [
@@ -74,7 +75,36 @@ self.addEventListener("fetch", (event) => {
   );
 });
 
-// The push says only which mailbox has new mail (backend/push/payloads.py).
+// An encrypted preview (README, "Encrypted push previews"), opened here with the key this
+// device registered at sign-in (a non-extractable CryptoKey the page put in IndexedDB):
+// "sender — subject", or null for the generic text (no preview, another key, a failed
+// tag, a locked session, or signed out).
+async function openPreview(data) {
+  if (typeof data.enc !== "string" || typeof data.kid !== "string" || !data.mailbox) return null;
+  try {
+    if (!(await indexedDB.databases()).some((d) => d.name === "estafette")) return null;
+    const { push_key: kept, locked } = await getMetas(["push_key", "locked"]);
+    if (!kept?.key || kept.kid !== data.kid || locked) return null;
+    const raw = Uint8Array.from(atob(data.enc), (c) => c.charCodeAt(0));
+    const plain = await crypto.subtle.decrypt(
+      {
+        name: "AES-GCM",
+        iv: raw.slice(0, 12),
+        additionalData: new TextEncoder().encode(`estafette-preview-v1|${data.mailbox}`),
+      },
+      kept.key,
+      raw.slice(12),
+    );
+    const { from, subject } = JSON.parse(new TextDecoder().decode(plain));
+    const words = [from, subject].filter((w) => typeof w === "string" && w);
+    return words.length ? words.join(" — ") : null;
+  } catch {
+    return null;
+  }
+}
+
+// The push says only which mailbox has new mail (backend/push/payloads.py), and, with
+// previews on, carries this device's sealed preview.
 self.addEventListener("push", (event) => {
   let data = {};
   try {
@@ -88,7 +118,9 @@ self.addEventListener("push", (event) => {
       const windows = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
       for (const client of windows) client.postMessage({ type: "push", kind: data.type, mailbox });
       if (data.type === "mail.read") return;
+      const preview = data.type === "mail.new" ? await openPreview(data) : null;
       await self.registration.showNotification(t("new_secure_message"), {
+        body: preview || "",
         tag: mailbox || "estafette",
         renotify: true,
         icon: "/app/icon.svg",
@@ -98,20 +130,23 @@ self.addEventListener("push", (event) => {
   );
 });
 
+// A tap opens that mailbox: in the app's open window if there is one, else a new one.
+// focus() needs the tap's user activation; the window is sent to the mailbox either way.
 self.addEventListener("notificationclick", (event) => {
   event.notification.close();
   const mailbox = event.notification.data?.mailbox;
-  const target = mailbox ? `/#/m/${encodeURIComponent(mailbox)}` : "/";
-  event.waitUntil(
-    (async () => {
-      const windows = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
-      for (const client of windows) {
-        if ("focus" in client) {
-          await client.focus();
-          return client.navigate ? client.navigate(target) : undefined;
-        }
-      }
-      return self.clients.openWindow(target);
-    })(),
-  );
+  const target = new URL(mailbox ? `/#/m/${encodeURIComponent(mailbox)}` : "/", self.location.origin).href;
+  const opened = (async () => {
+    const windows = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
+    const client = windows.find((c) => new URL(c.url).origin === self.location.origin);
+    if (!client) return self.clients.openWindow(target);
+    await client.focus().catch(() => undefined);
+    if (client.url !== target) client.postMessage({ type: "open", url: target });
+    return client;
+  })();
+  try {
+    event.waitUntil(opened);
+  } catch {
+    // An event not dispatched by the browser (a test's) cannot be extended; it still runs.
+  }
 });
