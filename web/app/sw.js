@@ -42,9 +42,13 @@ self.addEventListener("activate", (event) => {
   );
 });
 
-// Sign-out deletes the caches; the next sign-in asks for the shell again.
+// Sign-out deletes the caches; the next sign-in asks for the shell again. Only then: the
+// fetch handler keeps a cached shell fresh, and the app asks at every start.
 self.addEventListener("message", (event) => {
-  if (event.data?.type === "cache-shell") event.waitUntil(cacheShell().catch(() => {}));
+  if (event.data?.type !== "cache-shell") return;
+  event.waitUntil(
+    caches.has(SHELL_CACHE).then((kept) => (kept ? undefined : cacheShell())).catch(() => {}),
+  );
 });
 
 // The shell from the cache at once (it is the same for everyone), refreshed from the
@@ -59,8 +63,12 @@ self.addEventListener("fetch", (event) => {
   event.respondWith(
     (async () => {
       const cached = await caches.match(key);
+      // Stored again only when it changed (its ETag): a stored script keeps the compiled
+      // code Chromium attaches to it, which a warm start would otherwise redo every time.
       const fresh = fetch(event.request).then(async (response) => {
-        if (response.ok && (await caches.has(SHELL_CACHE))) {
+        const etag = response.headers.get("ETag");
+        const same = cached && etag && cached.headers.get("ETag") === etag;
+        if (response.ok && !same && (await caches.has(SHELL_CACHE))) {
           const cache = await caches.open(SHELL_CACHE);
           await cache.put(key, response.clone());
         }
