@@ -22,6 +22,8 @@ Which link is real and which is a stand-in:
   Chromium hands a decrypted push to it.
 - The tap: headless Chromium draws no notification to click, so the test dispatches a
   `notificationclick` in the worker for the notification it really shows.
+
+The content-free test's gateway runs on SQLite, the previews test's on PostgreSQL.
 """
 
 from __future__ import annotations
