@@ -175,7 +175,7 @@ def main() -> None:
     }
     server = None
     try:
-        plan = _setup(env, 3, 1)
+        plan = _setup(env, 3)
         _load_envelopes(url, plan["boxes"], [args.envelopes, 100, 100])
         server = start_gunicorn(env, port)
         _box_pk, mailbox, _folder = plan["boxes"][0]

@@ -76,6 +76,7 @@ class Received:
     headers: dict[str, str]  # TTL, Urgency, Topic, Content-Encoding: what travels in clear
     claims: dict[str, Any]  # the VAPID JWT's
     vapid_key: str  # the `k` it was signed with
+    plaintext: str = ""  # the decrypted bytes as text: what a browser hands its service worker
     received_at: float = field(default_factory=time.time)
 
 
@@ -177,6 +178,7 @@ class WebPushService:
             {k: headers[k] for k in CLEAR_HEADERS if k in headers},
             claims,
             key,
+            plain.decode(),
         )
         with self._lock:
             self.received.append(received)

@@ -6,7 +6,7 @@ import { language, t } from "./i18n.js";
 import { app, mailbox, report, setOffline, syncNow } from "./main.js";
 import * as store from "./store.js";
 
-const PAGE = 50;
+const { PAGE } = store;
 const view = { mailboxId: null, folder: null, items: [], next: null, done: false, loading: false };
 let pane = null;
 let observer = null;
@@ -93,7 +93,7 @@ export async function show(element, mailboxId, folder, messageId) {
     return;
   }
   Object.assign(view, { mailboxId, folder, items: [], next: null, done: false, loading: true });
-  view.items = await store.listEnvelopes(mailboxId, folder, PAGE);
+  view.items = await store.firstEnvelopes(mailboxId, folder);
   render();
   await firstPage();
 }

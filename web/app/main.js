@@ -4,11 +4,18 @@ import { api, ApiError, currentSession, forgetSession, loadSession, Offline, whe
 import { h, replace } from "./dom.js";
 import { language, setLanguage, t } from "./i18n.js";
 import * as list from "./list.js";
-import * as reader from "./reader.js";
-import { signIn } from "./signin.js";
 import * as store from "./store.js";
 
-const FOLDER = "INBOX";
+// Not needed to show a list from the device: fetched when first used, so that a warm
+// start parses only what the first screen runs.
+let readerModule = null;
+const loadReader = () => (readerModule ||= import("./reader.js"));
+async function signIn(...args) {
+  const { signIn: show } = await import("./signin.js");
+  show(...args);
+}
+
+const FOLDER = store.INBOX;
 const SYNC_SECONDS = 5;
 const root = document.getElementById("app");
 
@@ -203,7 +210,7 @@ async function route() {
   } else if (r.view === "mailboxes") {
     list.placeholder(ui.list);
   }
-  if (r.view === "message") await reader.show(ui.main, r.messageId);
+  if (r.view === "message") await (await loadReader()).show(ui.main, r.messageId);
   else if (r.view === "compose") {
     const { compose } = await import("./compose.js");
     await compose(ui.main, r.replyTo);
@@ -228,7 +235,7 @@ function watchIdle() {
 
 export async function lock() {
   app.locked = true;
-  if (ui.main) reader.forget(ui.main);
+  if (ui.main && readerModule) (await readerModule).forget(ui.main);
   await store.wipeBodies();
   const { lockScreen } = await import("./lock.js");
   lockScreen(root, () => {
@@ -304,10 +311,18 @@ async function boot() {
     navigator.serviceWorker.register("/sw.js", { scope: "/", type: "module" }).catch(() => {});
     navigator.serviceWorker.addEventListener("message", (event) => {
       if (event.data?.type === "push" && currentSession() && !app.locked) syncNow();
+      // A tapped notification: to its mailbox (the route waits behind a lock).
+      if (event.data?.type === "open" && typeof event.data.url === "string") {
+        const url = new URL(event.data.url, location.origin);
+        if (url.origin === location.origin) go(url.hash || "#/");
+      }
     });
   }
   watchIdle();
-  // One read of everything start-up needs: the warm start shows the list from IndexedDB.
+  // One read of everything start-up needs, and beside it the list the page opens on: the
+  // warm start shows it from IndexedDB before any network call.
+  const opening = parseRoute();
+  if (opening.mailboxId) store.readAhead(opening.mailboxId, FOLDER);
   const kept = await store.getMetas(["session", "locked", "idle_minutes", "language", "mailboxes"]);
   setLanguage(kept.language || "fr"); // French first; English when chosen in the settings
   if (await loadSession(kept.session)) {

@@ -29,3 +29,17 @@ export async function subscribe() {
 export async function resubscribe() {
   if ("Notification" in window && Notification.permission === "granted") await subscribe();
 }
+
+// Encrypted previews (README, "Encrypted push previews"): 32 random bytes go to the gateway
+// once, as the sign-in's `device.push_key`; the device keeps them only as a
+// non-extractable WebCrypto key in IndexedDB, which the service worker opens previews
+// with. When the establishment has previews off, the gateway ignores the key.
+export async function newPushKey() {
+  const raw = crypto.getRandomValues(new Uint8Array(32));
+  const key = await crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["decrypt"]);
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", raw));
+  const kid = Array.from(digest.slice(0, 8), (b) => b.toString(16).padStart(2, "0")).join("");
+  const sent = btoa(String.fromCharCode(...raw));
+  raw.fill(0);
+  return { sent, kept: { key, kid } };
+}

@@ -4,9 +4,22 @@
 import { anonymous, ApiError, Offline, saveSession } from "./api.js";
 import { field, h, replace } from "./dom.js";
 import { t } from "./i18n.js";
+import { newPushKey } from "./push.js";
+import { setMeta } from "./store.js";
 
 const DEVICE = { name: "Navigateur web", platform: "web" };
 const PENDING = "estafette.oidc"; // sessionStorage: the verifier and state of a sign-in under way
+
+// This browser as a device, with a fresh preview key for each sign-in.
+async function device() {
+  const { sent, kept } = await newPushKey();
+  return { spec: { ...DEVICE, push_key: sent }, kept };
+}
+
+async function signedIn(session, kept) {
+  await saveSession(session);
+  await setMeta("push_key", kept);
+}
 
 function explain(error) {
   if (error instanceof Offline) return t("offline");
@@ -69,10 +82,12 @@ async function finishProvider() {
   if (!pending || pending.state !== returned.get("state") || !returned.get("code")) {
     throw new Error("no sign-in of ours under way, or the provider refused");
   }
-  return anonymous("/auth/oidc/exchange", {
+  const { spec, kept } = await device();
+  const session = await anonymous("/auth/oidc/exchange", {
     method: "POST",
-    json: { code: returned.get("code"), code_verifier: pending.verifier, device: DEVICE },
+    json: { code: returned.get("code"), code_verifier: pending.verifier, device: spec },
   });
+  return { session, kept };
 }
 
 export function signIn(root, onSignedIn) {
@@ -111,9 +126,9 @@ export function signIn(root, onSignedIn) {
   replace(root, page(t("sign_in"), form, others));
   username.focus();
   finishProvider().then(
-    async (session) => {
-      if (!session) return;
-      await saveSession(session);
+    async (signed) => {
+      if (!signed) return;
+      await signedIn(signed.session, signed.kept);
       onSignedIn();
     },
     (error) => {
@@ -209,12 +224,13 @@ function askCode(root, mfaToken, onSignedIn) {
       onsubmit: async (event) => {
         event.preventDefault();
         try {
+          const { spec, kept } = await device();
           const session = await anonymous("/auth/otp", {
             method: "POST",
             token: mfaToken,
-            json: { code: code.value, device: DEVICE },
+            json: { code: code.value, device: spec },
           });
-          await saveSession(session);
+          await signedIn(session, kept);
           onSignedIn();
         } catch (error) {
           status.textContent = explain(error);

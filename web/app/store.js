@@ -2,6 +2,8 @@
 // GET /sync), the bodies of messages the user opened (wiped at lock), a few settings.
 // Sign-out deletes the whole database.
 const NAME = "estafette";
+export const INBOX = "INBOX"; // the folder lists open on
+export const PAGE = 50; // envelopes a list shows first, and loads at a time
 let opening = null;
 
 export function openStore() {
@@ -17,7 +19,12 @@ export function openStore() {
         db.createObjectStore("meta");
       };
       request.onsuccess = () => {
-        request.result.onversionchange = () => request.result.close();
+        // Sign-out deletes the database: let it go, and open afresh next time (the
+        // service worker outlives the page's sign-out).
+        request.result.onversionchange = () => {
+          request.result.close();
+          opening = null;
+        };
         resolve(request.result);
       };
       request.onerror = () => reject(request.error);
@@ -97,22 +104,49 @@ export async function clearEnvelopes() {
 }
 
 // Newest first, `limit` envelopes of one folder older than `before` ([date, id]) if given.
+// Three requests whatever the limit, not one a row (a cursor's continue() costs a task
+// each, which a phone's CPU feels at start-up): a key cursor jumps from the newest to the
+// limit-th newest in one advance(), then one getAll() reads from there up, oldest first.
 export async function listEnvelopes(mailboxId, folder, limit, before = null) {
   const db = await openStore();
+  const lowest = [mailboxId, folder, ""];
   const upper = before ? [mailboxId, folder, ...before] : [mailboxId, folder, "\uffff"];
-  const range = IDBKeyRange.bound([mailboxId, folder, ""], upper, false, Boolean(before));
+  const open = Boolean(before);
   const index = db.transaction("envelopes").objectStore("envelopes").index("by_folder");
-  return new Promise((resolve, reject) => {
-    const found = [];
-    const request = index.openCursor(range, "prev");
+  const floor = await new Promise((resolve, reject) => {
+    const request = index.openKeyCursor(IDBKeyRange.bound(lowest, upper, false, open), "prev");
+    let jumped = false;
     request.onsuccess = () => {
       const cursor = request.result;
-      if (!cursor || found.length >= limit) return resolve(found);
-      found.push(cursor.value);
-      cursor.continue();
+      if (!cursor) resolve(lowest); // fewer than `limit`: all of them
+      else if (jumped || limit <= 1) resolve(cursor.key);
+      else {
+        jumped = true;
+        cursor.advance(limit - 1);
+      }
     };
     request.onerror = () => reject(request.error);
   });
+  const found = await result(index.getAll(IDBKeyRange.bound(floor, upper, false, open), limit));
+  return found.reverse();
+}
+
+// A warm start reads the list it opens on at once, beside its settings, rather than
+// after them: `readAhead` starts that read, `firstEnvelopes` takes it (once).
+let ahead = null;
+
+export function readAhead(mailboxId, folder) {
+  ahead = { mailboxId, folder, page: listEnvelopes(mailboxId, folder, PAGE).catch(() => null) };
+}
+
+export async function firstEnvelopes(mailboxId, folder) {
+  const taken = ahead;
+  ahead = null;
+  if (taken?.mailboxId === mailboxId && taken.folder === folder) {
+    const page = await taken.page;
+    if (page) return page;
+  }
+  return listEnvelopes(mailboxId, folder, PAGE);
 }
 
 export async function getEnvelope(id) {
@@ -141,6 +175,7 @@ export async function wipeBodies() {
 
 // Sign-out: the whole database goes, then every cache of this origin.
 export async function wipeEverything() {
+  ahead = null;
   if (opening) {
     const db = await opening.catch(() => null);
     if (db) db.close();

@@ -1,6 +1,7 @@
 // The service worker: the app shell for offline use, and content-free Web Push.
 // API answers are never cached (they carry health data, and say Cache-Control: no-store).
 import { setLanguage, t } from "/app/i18n.js";
+import { getMetas } from "/app/store.js";
 
 const SHELL_CACHE = "estafette-shell-v1";
 const SHELL = [
@@ -41,9 +42,13 @@ self.addEventListener("activate", (event) => {
   );
 });
 
-// Sign-out deletes the caches; the next sign-in asks for the shell again.
+// Sign-out deletes the caches; the next sign-in asks for the shell again. Only then: the
+// fetch handler keeps a cached shell fresh, and the app asks at every start.
 self.addEventListener("message", (event) => {
-  if (event.data?.type === "cache-shell") event.waitUntil(cacheShell().catch(() => {}));
+  if (event.data?.type !== "cache-shell") return;
+  event.waitUntil(
+    caches.has(SHELL_CACHE).then((kept) => (kept ? undefined : cacheShell())).catch(() => {}),
+  );
 });
 
 // The shell from the cache at once (it is the same for everyone), refreshed from the
@@ -58,8 +63,12 @@ self.addEventListener("fetch", (event) => {
   event.respondWith(
     (async () => {
       const cached = await caches.match(key);
+      // Stored again only when it changed (its ETag): a stored script keeps the compiled
+      // code Chromium attaches to it, which a warm start would otherwise redo every time.
       const fresh = fetch(event.request).then(async (response) => {
-        if (response.ok && (await caches.has(SHELL_CACHE))) {
+        const etag = response.headers.get("ETag");
+        const same = cached && etag && cached.headers.get("ETag") === etag;
+        if (response.ok && !same && (await caches.has(SHELL_CACHE))) {
           const cache = await caches.open(SHELL_CACHE);
           await cache.put(key, response.clone());
         }
@@ -74,7 +83,36 @@ self.addEventListener("fetch", (event) => {
   );
 });
 
-// The push says only which mailbox has new mail (backend/push/payloads.py).
+// An encrypted preview (README, "Encrypted push previews"), opened here with the key this
+// device registered at sign-in (a non-extractable CryptoKey the page put in IndexedDB):
+// "sender — subject", or null for the generic text (no preview, another key, a failed
+// tag, a locked session, or signed out).
+async function openPreview(data) {
+  if (typeof data.enc !== "string" || typeof data.kid !== "string" || !data.mailbox) return null;
+  try {
+    if (!(await indexedDB.databases()).some((d) => d.name === "estafette")) return null;
+    const { push_key: kept, locked } = await getMetas(["push_key", "locked"]);
+    if (!kept?.key || kept.kid !== data.kid || locked) return null;
+    const raw = Uint8Array.from(atob(data.enc), (c) => c.charCodeAt(0));
+    const plain = await crypto.subtle.decrypt(
+      {
+        name: "AES-GCM",
+        iv: raw.slice(0, 12),
+        additionalData: new TextEncoder().encode(`estafette-preview-v1|${data.mailbox}`),
+      },
+      kept.key,
+      raw.slice(12),
+    );
+    const { from, subject } = JSON.parse(new TextDecoder().decode(plain));
+    const words = [from, subject].filter((w) => typeof w === "string" && w);
+    return words.length ? words.join(" — ") : null;
+  } catch {
+    return null;
+  }
+}
+
+// The push says only which mailbox has new mail (backend/push/payloads.py), and, with
+// previews on, carries this device's sealed preview.
 self.addEventListener("push", (event) => {
   let data = {};
   try {
@@ -88,7 +126,9 @@ self.addEventListener("push", (event) => {
       const windows = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
       for (const client of windows) client.postMessage({ type: "push", kind: data.type, mailbox });
       if (data.type === "mail.read") return;
+      const preview = data.type === "mail.new" ? await openPreview(data) : null;
       await self.registration.showNotification(t("new_secure_message"), {
+        body: preview || "",
         tag: mailbox || "estafette",
         renotify: true,
         icon: "/app/icon.svg",
@@ -98,20 +138,23 @@ self.addEventListener("push", (event) => {
   );
 });
 
+// A tap opens that mailbox: in the app's open window if there is one, else a new one.
+// focus() needs the tap's user activation; the window is sent to the mailbox either way.
 self.addEventListener("notificationclick", (event) => {
   event.notification.close();
   const mailbox = event.notification.data?.mailbox;
-  const target = mailbox ? `/#/m/${encodeURIComponent(mailbox)}` : "/";
-  event.waitUntil(
-    (async () => {
-      const windows = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
-      for (const client of windows) {
-        if ("focus" in client) {
-          await client.focus();
-          return client.navigate ? client.navigate(target) : undefined;
-        }
-      }
-      return self.clients.openWindow(target);
-    })(),
-  );
+  const target = new URL(mailbox ? `/#/m/${encodeURIComponent(mailbox)}` : "/", self.location.origin).href;
+  const opened = (async () => {
+    const windows = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
+    const client = windows.find((c) => new URL(c.url).origin === self.location.origin);
+    if (!client) return self.clients.openWindow(target);
+    await client.focus().catch(() => undefined);
+    if (client.url !== target) client.postMessage({ type: "open", url: target });
+    return client;
+  })();
+  try {
+    event.waitUntil(opened);
+  } catch {
+    // An event not dispatched by the browser (a test's) cannot be extended; it still runs.
+  }
 });

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import ssl
 import time
 from email.message import EmailMessage
@@ -13,7 +12,7 @@ from pathlib import Path
 import pyotp
 from harness import Gateway
 from imapclient import IMAPClient
-from playwright.sync_api import Page, expect
+from playwright.sync_api import BrowserContext, Page, Worker, expect
 
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "screenshots"
 
@@ -160,8 +159,9 @@ def inbox_messages(gateway: Gateway, address: str) -> list[EmailMessage]:
         ]
 
 
-def deliver_push(page: Page, origin: str, data: dict) -> None:
-    """Deliver a push to the page's service worker, as its push service would, over CDP."""
+def deliver_push(page: Page, origin: str, data: str) -> None:
+    """Hand a push's decrypted text to the page's service worker over CDP, as Chromium does
+    with what its push service brings (`ServiceWorker.deliverPushMessage`)."""
     session = page.context.new_cdp_session(page)
     registrations: list[dict] = []
     session.on(
@@ -176,20 +176,34 @@ def deliver_push(page: Page, origin: str, data: dict) -> None:
     registration = next(r for r in registrations if not r.get("isDeleted"))
     session.send(
         "ServiceWorker.deliverPushMessage",
-        {
-            "origin": origin,
-            "registrationId": registration["registrationId"],
-            "data": json.dumps(data),
-        },
+        {"origin": origin, "registrationId": registration["registrationId"], "data": data},
+    )
+    session.detach()
+
+
+def service_worker(context: BrowserContext) -> Worker:
+    """The app's service worker, as Playwright sees it (once it has started)."""
+    return (
+        context.service_workers[0]
+        if context.service_workers
+        else context.wait_for_event("serviceworker")
     )
 
 
-def shown_notifications(page: Page) -> list[dict]:
-    """The notifications the page's service worker shows now (title, body, data)."""
-    return page.evaluate(
+def shown_notifications(worker: Worker) -> list[dict]:
+    """The notifications the service worker shows now, read inside it (title, body, data)."""
+    return worker.evaluate(
+        """async () => (await self.registration.getNotifications())
+            .map(n => ({title: n.title, body: n.body, data: n.data}))"""
+    )
+
+
+def tap_notification(worker: Worker) -> None:
+    """The user taps the notification the worker shows. Headless Chromium draws none to
+    click, so the worker is sent the `notificationclick` event for that very notification."""
+    worker.evaluate(
         """async () => {
-            const registration = await navigator.serviceWorker.ready;
-            const shown = await registration.getNotifications();
-            return shown.map(n => ({title: n.title, body: n.body, data: n.data}));
+            const [notification] = await self.registration.getNotifications();
+            self.dispatchEvent(new NotificationEvent('notificationclick', {notification}));
         }"""
     )

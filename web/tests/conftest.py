@@ -26,7 +26,7 @@ def axe_script() -> str:
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    with running_gateway(tmp_path_factory.mktemp("web-gateway"), [*SIZES, "push"]) as server:
+    with running_gateway(tmp_path_factory.mktemp("web-gateway"), list(SIZES)) as server:
         yield server
 
 

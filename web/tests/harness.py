@@ -1,5 +1,6 @@
-"""The real gateway for the browser tests: `flask serve` on SQLite, a real Dovecot, and one
-clinician per screen size, each with a personal mailbox and a delegated one.
+"""The real gateway for the browser tests: `flask serve` on SQLite (or PostgreSQL, see
+`on_database`), a real Dovecot, and one clinician per screen size, each with a personal
+mailbox and a delegated one.
 
 Started once per module (a browser test costs seconds, a gateway start costs more).
 """
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from backend.accounts import users
@@ -24,6 +26,7 @@ from backend.mailboxes import registry
 from backend.storage.database import session_scope
 from devtools import samples
 from devtools.dovecot import DovecotServer
+from devtools.drills.push_harness import POSTGRES_ADMIN_URL, scratch_database
 from tests.support import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,6 +119,21 @@ def _register(env: dict[str, str], dovecot: DovecotServer, names: list[str]) -> 
     dovecot.deliver(SECRETARIAT, samples.plain_letter(to=SECRETARIAT))
     dovecot.deliver(SECRETARIAT, samples.html_alternative(to=SECRETARIAT))
     return Gateway("", dovecot, passwords, clinicians)
+
+
+@contextmanager
+def on_database(kind: str) -> Iterator[dict[str, str]]:
+    """The settings that put a gateway on `kind`: "sqlite" (running_gateway's own file) or
+    "postgresql" (a scratch database on the machine's server, dropped after)."""
+    if kind == "sqlite":
+        yield {}
+        return
+    try:
+        psycopg.connect(POSTGRES_ADMIN_URL, connect_timeout=5).close()
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}")
+    with scratch_database("estafette_web") as url:
+        yield {"ESTAFETTE_DATABASE_URL": url}
 
 
 @contextmanager

@@ -13,13 +13,7 @@ import uuid
 from email.message import EmailMessage
 
 import pytest
-from client import (
-    Clinician,
-    deliver_push,
-    flagged_subjects,
-    inbox_messages,
-    shown_notifications,
-)
+from client import Clinician, flagged_subjects, inbox_messages
 from harness import COLLEAGUE, PASSWORD, SECRETARIAT, SIZES
 from playwright.sync_api import expect
 
@@ -193,38 +187,3 @@ def test_a_clinician_reads_answers_and_signs_out_in_the_browser(clinician, gatew
     page.get_by_role("button", name="Se déconnecter").click()
     expect(page.get_by_label("Identifiant")).to_be_visible()
     assert clinician.stored() == {"databases": [], "caches": []}
-
-
-def test_a_push_reaches_the_service_worker_which_shows_a_content_free_notice(
-    gateway, browser, axe_script
-) -> None:
-    context = browser.new_context(locale="fr-FR", permissions=["notifications"])
-    page = context.new_page()
-    page.goto(gateway.base_url + "/")
-    clinician = Clinician(page, gateway, gateway.clinicians["push"].username, axe_script, "push")
-    clinician.enrol_and_sign_in(PASSWORD)
-    expect(page.locator(".mailbox").first).to_be_visible()
-    page.evaluate("navigator.serviceWorker.ready")
-    page.wait_for_function("navigator.serviceWorker.controller !== null")
-
-    mailbox_id = page.locator(".mailbox").first.get_attribute("href").removeprefix("#/m/")
-    page.evaluate(
-        """() => {
-            window.pushes = [];
-            navigator.serviceWorker.addEventListener('message', e => pushes.push(e.data));
-        }"""
-    )
-    deliver_push(
-        page,
-        gateway.base_url,
-        {"v": "1", "type": "mail.new", "mailbox": mailbox_id, "unread": "3"},
-    )
-    notices = wait_until(
-        lambda: shown_notifications(page), timeout=15, what="the service worker's notification"
-    )
-    assert notices == [
-        {"title": "Nouveau message sécurisé", "body": "", "data": {"mailbox": mailbox_id}}
-    ]
-    # The open app hears of it too, and syncs at once.
-    assert page.evaluate("pushes") == [{"type": "push", "kind": "mail.new", "mailbox": mailbox_id}]
-    context.close()
