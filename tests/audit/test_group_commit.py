@@ -10,6 +10,7 @@ import threading
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 
 from backend.audit.group_commit import GroupCommit
 from backend.audit.trail import Actor, verify_chain
@@ -92,3 +93,18 @@ def test_a_failed_batch_fails_each_of_its_callers_and_the_next_batch_is_written(
 def test_a_lone_caller_writes_at_once(count: int) -> None:
     group: GroupCommit[int, list[int]] = GroupCommit(lambda items: items)
     assert group.submit(list(range(count))) == list(range(count))
+
+
+def test_a_batch_the_database_refuses_leaves_the_chain_whole_and_the_writer_usable(
+    services,
+) -> None:
+    services.audit.append([services.audit.entry("mailbox.list", actor=Actor("usr_a"))])
+    refused = services.audit.entry("mailbox.list", actor=Actor(None))  # type: ignore[arg-type]
+    with pytest.raises(DBAPIError):  # NOT NULL: the database refuses the whole batch
+        services.audit.append([refused])
+    services.audit.append([services.audit.entry("mailbox.list", actor=Actor("usr_c"))])
+    with services.sessions() as db:
+        actors = db.scalars(select(AuditRecord.actor).order_by(AuditRecord.id)).all()
+        result = verify_chain(db)
+    assert actors == ["usr_a", "usr_c"]
+    assert result.ok and result.records == 2
