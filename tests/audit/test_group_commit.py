@@ -108,3 +108,40 @@ def test_a_batch_the_database_refuses_leaves_the_chain_whole_and_the_writer_usab
         result = verify_chain(db)
     assert actors == ["usr_a", "usr_c"]
     assert result.ok and result.records == 2
+
+
+def test_concurrent_api_calls_leave_one_record_each_on_a_chain_that_verifies(app, services) -> None:
+    from tests.mailboxes.support import deliver, make_mailbox, sign_in
+
+    username, auth = sign_in(app.test_client(), services)
+    mailbox = make_mailbox(services, member=username)
+    deliver(services, mailbox, 3)
+    start = threading.Barrier(6)
+    statuses: list[int] = []
+
+    def calls() -> None:
+        client = app.test_client()
+        start.wait()
+        for _ in range(5):
+            listing = client.get(f"/api/v1/mailboxes/{mailbox}/messages", headers=auth)
+            sync = client.get("/api/v1/sync", headers=auth)
+            statuses.extend([listing.status_code, sync.status_code])
+
+    threads = [threading.Thread(target=calls) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert statuses == [200] * 60
+    with services.sessions() as db:
+        counted = dict(
+            db.execute(
+                select(AuditRecord.action, func.count())
+                .where(AuditRecord.action.in_(["mailbox.list", "sync.read"]))
+                .group_by(AuditRecord.action)
+            ).all()
+        )
+        result = verify_chain(db)
+    assert counted == {"mailbox.list": 30, "sync.read": 30}
+    assert result.ok
