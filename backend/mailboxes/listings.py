@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, false, func, select, tuple_
+from sqlalchemy import Integer, Row, Select, bindparam, false, func, select, tuple_
 from sqlalchemy.orm import Session, defer
 
 from backend.storage.models import Folder, Mailbox, Membership, Message, User
@@ -116,24 +116,51 @@ def visible_page(
     the check costs no round trip of its own. An empty page is also what a mailbox that is
     not the user's gives: the caller tells the two apart (registry.get_visible_mailbox).
     """
+    params: dict[str, Any] = {
+        "user_id": user.id,
+        "mailbox_id": mailbox_id,
+        "folder_name": folder_name,
+        "limit": limit + 1,
+    }
+    if after is not None:
+        params["after_key"], params["after_id"] = after
+    rows = list(db.execute(_VISIBLE_PAGE[after is not None], params))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, ((rows[-1].sort_key, rows[-1].id) if more else None)
+
+
+def _visible_page_query(after: bool) -> Select[Any]:
+    """`visible_page`'s statement, built once with bound values: building it costs more
+    Python than the database takes to run it."""
     mailbox_pk = (
         select(Membership.mailbox_id)
         .join(Mailbox, Mailbox.id == Membership.mailbox_id)
-        .where(Membership.user_id == user.id, Mailbox.public_id == mailbox_id)
+        .where(
+            Membership.user_id == bindparam("user_id"),
+            Mailbox.public_id == bindparam("mailbox_id"),
+        )
         .scalar_subquery()
     )
     folder_pk = (
         select(Folder.id)
-        .where(Folder.mailbox_id == mailbox_pk, Folder.name == folder_name)
+        .where(Folder.mailbox_id == mailbox_pk, Folder.name == bindparam("folder_name"))
         .scalar_subquery()
     )
     query = select(*ENVELOPE_COLUMNS).where(
         Message.mailbox_id == mailbox_pk, Message.folder_id == folder_pk
     )
-    rows = list(db.execute(newest_first(query, after).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, ((rows[-1].sort_key, rows[-1].id) if more else None)
+    if after:
+        key = (
+            bindparam("after_key", type_=Message.sort_key.type),
+            bindparam("after_id", type_=Message.id.type),
+        )
+        query = query.where(tuple_(Message.sort_key, Message.id) < tuple_(*key))
+    ordered = query.order_by(Message.sort_key.desc(), Message.id.desc())
+    return ordered.limit(bindparam("limit", type_=Integer))
+
+
+_VISIBLE_PAGE = {after: _visible_page_query(after) for after in (False, True)}
 
 
 def counts(*, db: Session, mailbox: Mailbox, folder_name: str = "INBOX") -> tuple[int, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import time
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from sqlalchemy import (
     bindparam,
     create_engine,
     event,
+    exc,
     inspect,
     make_url,
     text,
@@ -70,9 +72,40 @@ def make_engine(url: str) -> Engine:
                 restrict_sqlite_files(path)  # the WAL and SHM files exist from here on
 
         return engine
-    return create_engine(
-        url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True
-    )
+    engine = create_engine(url, pool_size=10, max_overflow=20, hide_parameters=True)
+    _ping_when_idle(engine)
+    return engine
+
+
+# A pooled connection unused for longer than this is pinged before it is handed out.
+IDLE_BEFORE_PING_SECONDS = 1.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection before use only if it sat idle: a busy one just answered.
+
+    Why: SQLAlchemy's `pool_pre_ping` pings at every checkout, and a read call checks a
+    connection out two or three times (its session, after a commit, the audit writer):
+    each ping is a round trip to PostgreSQL, as many as the call's own statements. A
+    connection checked in less than IDLE_BEFORE_PING_SECONDS ago was working then; one
+    idle longer (a quiet night, a PostgreSQL restart) is pinged, and a dead one is
+    replaced before anyone uses it, as with `pool_pre_ping`.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _idle_from(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info["estafette_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("estafette_idle_since")  # absent: connected just now
+        if since is None or time.monotonic() - since < IDLE_BEFORE_PING_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:
+            raise exc.DisconnectionError("idle connection gone") from error  # pool reconnects
 
 
 def restrict_sqlite_files(path: Path) -> None:

@@ -9,6 +9,7 @@ ESTAFETTE_SESSION_MAX_DAYS from its sign-in (the device's `created_at`), refresh
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import wraps
@@ -27,7 +28,7 @@ from flask_jwt_extended import (
     verify_jwt_in_request,
 )
 from jwt import InvalidTokenError
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from backend import errors
 from backend.accounts import devices as device_service
@@ -41,7 +42,40 @@ from mobile_api.errors import problem
 MFA_TOKEN_MINUTES = 5
 REFRESH_TOKEN_HOURS = 12
 
-jwt = JWTManager()
+# How many verified tokens a process remembers: about one per device in use.
+VERIFIED_TOKENS_KEPT = 20_000
+
+
+class _Tokens(JWTManager):
+    """flask-jwt-extended's manager, checking a token's signature once per process.
+
+    Why: decoding checks the token's base64 in Python and its Ed25519 signature, about a
+    third of a millisecond, and a device sends the same access token on every call for its
+    whole lifetime. A token string that verified once has the same claims every time; what
+    can change is checked on every call all the same: its expiry (here), its revocation
+    (the blocklist loader) and the session behind it (`_load_session`). The memory is per
+    keyring (`SigningKeys.verified`), so an app with other keys never trusts these.
+    """
+
+    def _decode_jwt_from_config(
+        self, encoded_token: str, csrf_value: Any = None, allow_expired: bool = False
+    ) -> dict:
+        if allow_expired or csrf_value is not None:
+            return super()._decode_jwt_from_config(encoded_token, csrf_value, allow_expired)
+        verified = _signing_keys().verified
+        claims = verified.get(encoded_token)
+        leeway = current_app.config.get("JWT_DECODE_LEEWAY", 0)
+        if claims is None or not time.time() < claims["exp"] + leeway:  # PyJWT's rule
+            claims = super()._decode_jwt_from_config(encoded_token)  # raises if expired
+            if "exp" not in claims:
+                return claims  # never expires: not one of ours, never remembered
+            if len(verified) >= VERIFIED_TOKENS_KEPT:
+                verified.clear()  # simplest bound: the next calls verify once more
+            verified[encoded_token] = claims
+        return dict(claims)  # the caller's own copy
+
+
+jwt = _Tokens()
 
 
 def _key_pair(secret: str) -> tuple[bytes, bytes]:
@@ -75,6 +109,9 @@ class SigningKeys:
         self.private_pem = _key_pair(ring[0][1])[0]
         self._public = {key_id: _key_pair(secret)[1] for key_id, secret in ring}
         self._without_kid = next((kid for kid, secret in ring if secret == secret_key), None)
+
+        # Tokens whose signature this process checked, with their claims: see `_Tokens`.
+        self.verified: dict[str, dict] = {}
 
     def public_key(self, header: dict) -> bytes:
         """The key that verifies a token with this (unverified) header; unknown: refused."""
@@ -268,17 +305,17 @@ def mfa_required(view: Callable) -> Callable:
     return wrapper
 
 
+# Built once: every signed-in call runs it, and building it costs more than running it.
+_SESSION = (
+    select(User, Device)
+    .join(Device, Device.user_id == User.id)
+    .where(User.public_id == bindparam("sub"), Device.public_id == bindparam("dev"))
+)
+
+
 def _load_session(claims: dict) -> tuple[User, Device]:
     """The token's user and device, in one query: every signed-in call starts here."""
-    row = (
-        db()
-        .execute(
-            select(User, Device)
-            .join(Device, Device.user_id == User.id)
-            .where(User.public_id == claims["sub"], Device.public_id == claims.get("dev"))
-        )
-        .one_or_none()
-    )
+    row = db().execute(_SESSION, {"sub": claims["sub"], "dev": claims.get("dev")}).one_or_none()
     if row is None or row.User.disabled:
         raise errors.TokenRevoked()
     _ensure_current_credentials(claims, row.User)

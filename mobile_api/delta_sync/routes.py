@@ -53,7 +53,7 @@ def decode_state(state: str, user_id: str) -> dict[str, int]:
 
 @blp.get("/sync")
 @audited("sync.read", target_type="user")
-@blp.arguments(schemas.SyncArgsSchema, location="query")
+@blp.arguments(schemas.SyncArgsSchema(), location="query")  # one instance, not one per call
 @blp.response(200, schemas.SyncSchema)
 @blp.alt_response(
     400,

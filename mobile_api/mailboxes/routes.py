@@ -103,7 +103,7 @@ def watch_folder(change: dict, mailbox_id: str) -> list[dict]:
 
 @blp.get("/mailboxes/<mailbox_id>/messages")
 @audited("mailbox.list", target_type="mailbox", target="mailbox_id", mailbox="mailbox_id")
-@blp.arguments(schemas.MessageListArgsSchema, location="query")
+@blp.arguments(schemas.MessageListArgsSchema(), location="query")  # one instance, not one per call
 @blp.response(200, schemas.MessagePageSchema)
 @documented_problems(
     blp,

@@ -10,6 +10,7 @@ import threading
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 
 from backend.audit.group_commit import GroupCommit
 from backend.audit.trail import Actor, verify_chain
@@ -92,3 +93,55 @@ def test_a_failed_batch_fails_each_of_its_callers_and_the_next_batch_is_written(
 def test_a_lone_caller_writes_at_once(count: int) -> None:
     group: GroupCommit[int, list[int]] = GroupCommit(lambda items: items)
     assert group.submit(list(range(count))) == list(range(count))
+
+
+def test_a_batch_the_database_refuses_leaves_the_chain_whole_and_the_writer_usable(
+    services,
+) -> None:
+    services.audit.append([services.audit.entry("mailbox.list", actor=Actor("usr_a"))])
+    refused = services.audit.entry("mailbox.list", actor=Actor(None))  # type: ignore[arg-type]
+    with pytest.raises(DBAPIError):  # NOT NULL: the database refuses the whole batch
+        services.audit.append([refused])
+    services.audit.append([services.audit.entry("mailbox.list", actor=Actor("usr_c"))])
+    with services.sessions() as db:
+        actors = db.scalars(select(AuditRecord.actor).order_by(AuditRecord.id)).all()
+        result = verify_chain(db)
+    assert actors == ["usr_a", "usr_c"]
+    assert result.ok and result.records == 2
+
+
+def test_concurrent_api_calls_leave_one_record_each_on_a_chain_that_verifies(app, services) -> None:
+    from tests.mailboxes.support import deliver, make_mailbox, sign_in
+
+    username, auth = sign_in(app.test_client(), services)
+    mailbox = make_mailbox(services, member=username)
+    deliver(services, mailbox, 3)
+    start = threading.Barrier(6)
+    statuses: list[int] = []
+
+    def calls() -> None:
+        client = app.test_client()
+        start.wait()
+        for _ in range(5):
+            listing = client.get(f"/api/v1/mailboxes/{mailbox}/messages", headers=auth)
+            sync = client.get("/api/v1/sync", headers=auth)
+            statuses.extend([listing.status_code, sync.status_code])
+
+    threads = [threading.Thread(target=calls) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert statuses == [200] * 60
+    with services.sessions() as db:
+        counted = dict(
+            db.execute(
+                select(AuditRecord.action, func.count())
+                .where(AuditRecord.action.in_(["mailbox.list", "sync.read"]))
+                .group_by(AuditRecord.action)
+            ).all()
+        )
+        result = verify_chain(db)
+    assert counted == {"mailbox.list": 30, "sync.read": 30}
+    assert result.ok

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 from datetime import timedelta
 
 import jwt as pyjwt
@@ -13,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask_jwt_extended import create_access_token, decode_token
 
 from tests.factories import create_user
-from tests.support import Authenticator, bearer
+from tests.support import Authenticator, bearer, wait_until
 
 
 def _b64(data: dict) -> str:
@@ -89,3 +90,31 @@ def test_tokens_are_eddsa_and_carry_jti_device_and_type(app, client, services) -
     assert access["dev"] == refresh["dev"] == session["device_id"]
     assert access["jti"] != refresh["jti"]
     assert access["exp"] - access["iat"] == 600
+
+
+def test_a_token_accepted_before_is_refused_once_it_expires(app, client, services) -> None:
+    claims = _claims(app, _signed_in(client, services)["access_token"])
+    with app.app_context():
+        short = create_access_token(
+            identity=claims["sub"],
+            additional_claims={"scope": "session", "dev": claims["dev"]},
+            expires_delta=timedelta(seconds=2),
+        )
+    assert client.get("/api/v1/devices", headers=bearer(short)).status_code == 200
+    # Its signature was checked once; its expiry is checked on every call all the same.
+    expiry = _claims(app, short)["exp"]
+    wait_until(lambda: time.time() >= expiry, timeout=10, what="the token to expire")
+    response = client.get("/api/v1/devices", headers=bearer(short))
+    assert response.status_code == 401
+    assert response.get_json()["code"] == "token_expired"
+
+
+def test_a_token_one_gateway_accepted_is_not_trusted_by_one_with_other_keys(
+    app, client, services, make_app
+) -> None:
+    token = _signed_in(client, services)["access_token"]
+    assert client.get("/api/v1/devices", headers=bearer(token)).status_code == 200
+    other = make_app(ESTAFETTE_SECRET_KEY="another-secret-key-another-secret-key-x")
+    response = other.test_client().get("/api/v1/devices", headers=bearer(token))
+    assert response.status_code == 401
+    assert response.get_json()["code"] == "token_invalid"
