@@ -13,9 +13,10 @@ That scan stops once it has its answer, which is soon when the other words are c
 together ("thomas henry": 21,000 Thomas, 8,000 Henry, 200 of both) it would read
 thousands of entries to find a few, so on PostgreSQL a search of several words first
 reads `directory_words`: the words each typed prefix stands for and their counts. If
-the expected matches are fewer than the entries the scan would read, the entries are
-found by intersecting those words in the GIN index of the entries' words, then ordered
-the same way (by the driving word, then id): the same answer, found from the rare side.
+the expected matches cost less than the entries the scan would read (SCAN_ENTRY_COST),
+the entries are found by intersecting those words in the GIN index of the entries'
+words, then ordered the same way (by the driving word, then id): the same answer, found
+from the rare side.
 """
 
 from __future__ import annotations
@@ -361,7 +362,8 @@ own_mailboxes = _OwnMailboxes()
 def search(*, db: Session, user: User, query: str, limit: int) -> list[Hit]:
     """Up to `limit` mailboxes matching every word of `query`, best ranked first.
 
-    One round trip: the tiers' scans, each bounded by its own LIMIT, in one UNION ALL."""
+    One round trip: the tiers' scans, each bounded by its own LIMIT, in one UNION ALL
+    (PostgreSQL, several words: one more, before it, for the words' counts)."""
     limit = max(1, min(limit, MAX_LIMIT))
     if "@" in query:
         return _by_address(db, query, limit)
