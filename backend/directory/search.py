@@ -212,10 +212,16 @@ def _tsquery(typed: list[_Typed]) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _rare_side_statement(wide: int, domains: int, recent: bool, words: int) -> Select:
+def _rare_side_statement(
+    wide: int, domains: int, recent: bool, words: int, one_driving_word: bool
+) -> Select:
     """The search for `_from_rare_side`: the entries having every narrow word (the GIN
     index; `:tsquery`), the `wide` others filtering them (`:wide0`...), one row per word
-    starting with the driving prefix as in the scan, then the same tiers and order."""
+    starting with the driving prefix as in the scan, then the same tiers and order.
+
+    `one_driving_word`: the driving prefix starts one word of the whole directory
+    (`:driving_word`, in the tsquery), so each entry found has it once and nothing else
+    in its range: one row each, without unnesting the entry's words."""
     parts = []
     if recent:
         correspondents_scan = select(
@@ -228,15 +234,20 @@ def _rare_side_statement(wide: int, domains: int, recent: bool, words: int) -> S
             .order_by(_ENTRY.c.address)
             .limit(bindparam("limit", type_=Integer))
         )
-    entry_words = func.string_to_array(func.ltrim(_ENTRY.c.words), literal_column("' '"))
-    matched = func.unnest(entry_words).table_valued("term").render_derived(name="matched_word")
-    found = (
-        select(*_SHOWN, _ENTRY.c.domain, matched.c.term.label("matched"))
-        .select_from(_ENTRY)
-        .join(matched, true())
-        .where(text(f"{DIRECTORY_WORDS_TSVECTOR} @@ CAST(:tsquery AS tsquery)"))
-        .where(matched.c.term >= bindparam("low"), matched.c.term < bindparam("high"))
-    )
+    in_index = text(f"{DIRECTORY_WORDS_TSVECTOR} @@ CAST(:tsquery AS tsquery)")
+    if one_driving_word:
+        driving = bindparam("driving_word", type_=_TERM.c.term.type)
+        found = select(*_SHOWN, _ENTRY.c.domain, driving.label("matched")).where(in_index)
+    else:
+        entry_words = func.string_to_array(func.ltrim(_ENTRY.c.words), literal_column("' '"))
+        matched = func.unnest(entry_words).table_valued("term").render_derived(name="matched_word")
+        found = (
+            select(*_SHOWN, _ENTRY.c.domain, matched.c.term.label("matched"))
+            .select_from(_ENTRY)
+            .join(matched, true())
+            .where(in_index)
+            .where(matched.c.term >= bindparam("low"), matched.c.term < bindparam("high"))
+        )
     found = _matching(found, wide, "wide").cte("found").prefix_with("MATERIALIZED")
     columns = [found.c[column.name] for column in _SHOWN]
     for number in range(domains):
@@ -400,7 +411,12 @@ def search(*, db: Session, user: User, query: str, limit: int) -> list[Hit]:
             else:
                 params["tsquery"] = _tsquery(typed)
                 params |= {f"wide{n}": f"% {word}%" for n, word in enumerate(wide)}
-                statement = _rare_side_statement(len(wide), len(domains), bool(recent), len(words))
+                one_driving_word = typed[0].terms is not None and len(typed[0].terms) == 1
+                if one_driving_word:
+                    params["driving_word"] = typed[0].terms[0]
+                statement = _rare_side_statement(
+                    len(wide), len(domains), bool(recent), len(words), one_driving_word
+                )
     rows = db.execute(statement, params).all() if statement is not None else []
     first = [row for row in rows if row.tier == _TIER["correspondent"]]
     rest = [row for row in rows if row.tier != _TIER["correspondent"]]
