@@ -3,36 +3,51 @@ keystroke searches (prefixes of 1 to 4 letters, and full names) at the bare quer
 through the api under gunicorn with concurrent clients. One JSON line out.
 
 Targets (issue 18): import < 60 s; bare query p99 < 5 ms; api p99 < 20 ms with 10
-clients. The run also measures its own floor: /healthz through the same gunicorn under
-the same load, so a busy machine shows as a high floor rather than a slow search.
+clients. The run measures its own floors under the same load, so a busy machine shows
+as a high floor rather than a slow search: at the bare query, a `SELECT 1` round trip on
+the same session between searches; at the api, with the same generator, /healthz (no
+session, no database) and GET /api/v1/mailboxes (the signed-in, audited path every call
+shares, with a one-row query).
 
-    .venv/bin/python -m bench.directory [--entries 600000] [--clients 10]
+The api is driven by wrk (Debian's, compiled: a load generator in Python shares the two
+cores and its GIL with the server and measures itself; bench/directory_paths.lua), one
+connection per wrk thread:
+- closed loop, `--clients` connections each sending its next search on the answer: the
+  issue's "10 concurrent clients", which on two cores is a throughput test (the latency
+  is the queue: clients / throughput);
+- open loop, `--rate` searches per second in all (10 people typing 5 keys a second:
+  50/s), each call's latency counted from when it was due, not from when it was sent, so
+  a queue cannot hide (no coordinated omission).
+
+    .venv/bin/python -m bench.directory [--entries 600000] [--clients 10] [--rate 50]
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import json
 import logging
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
-import httpx
 import psycopg
 
 from bench.gunicorn import free_port, start_gunicorn
 from devtools.directory_extraction import FIRST_NAMES, LAST_NAMES, write_extraction
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1/postgres"
+SCRIPT = Path(__file__).resolve().parent / "directory_paths.lua"
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -122,56 +137,85 @@ def _read_floor(path: Path) -> float:
     return round(time.perf_counter() - started, 2)
 
 
-def _bare(services: Any, queries: list[str]) -> list[float]:
-    """The search service itself (SQL and ranking), no HTTP: one session, as a request has."""
+def _bare(services: Any, queries: list[str]) -> tuple[list[float], list[float]]:
+    """The search service itself (SQL and ranking), no HTTP: one session, as a request has.
+    Between two searches, a `SELECT 1` on the same session: the round trip's floor."""
+    from sqlalchemy import text
+
     from backend.directory import search as directory
     from backend.storage.models import User
 
-    timings = []
+    timings, floor = [], []
     with services.sessions() as db:
         user = db.query(User).filter_by(username="bench").one()
         for query in queries:
             started = time.perf_counter()
             directory.search(db=db, user=user, query=query, limit=10)
             timings.append((time.perf_counter() - started) * 1000)
-    return timings
+            started = time.perf_counter()
+            db.execute(text("SELECT 1")).scalar()
+            floor.append((time.perf_counter() - started) * 1000)
+    return timings, floor
 
 
-def _drive(base: str, token: str, paths: list[tuple[str, dict]], clients: int) -> list[float]:
-    """`clients` threads share the list of calls; each keeps one HTTP connection."""
-    timings: list[float] = []
-    failures: list[str] = []
-    lock = threading.Lock()
-    work = iter(paths)
+def _paths_file(folder: Path, name: str, paths: list[str]) -> Path:
+    path = folder / f"{name}.txt"
+    path.write_text("".join(f"{p}\n" for p in paths), encoding="utf-8")
+    return path
 
-    def client() -> None:
-        headers = {"Authorization": f"Bearer {token}"}
-        # A generous timeout: on a busy machine a slow answer is a figure, not an error.
-        with httpx.Client(base_url=base, headers=headers, timeout=120.0) as http:
-            while True:
-                with lock:
-                    item = next(work, None)
-                if item is None:
-                    return
-                path, params = item
-                started = time.perf_counter()
-                response = http.get(path, params=params)
-                elapsed = (time.perf_counter() - started) * 1000
-                if response.status_code != 200:
-                    with lock:
-                        failures.append(f"{path} answered {response.status_code}")
-                    return
-                with lock:
-                    timings.append(elapsed)
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if failures:
-        raise SystemExit(f"{len(failures)} calls failed, first: {failures[0]}")
-    return timings
+def _wrk(
+    port: int,
+    paths: Path,
+    token: str,
+    *,
+    connections: int,
+    seconds: float,
+    rate: float | None = None,
+) -> dict[str, Any]:
+    """One wrk run over `paths` (bench/directory_paths.lua); its JSON summary. Fails the
+    bench if any call did not answer 200."""
+    env = {**os.environ, "BENCH_PATHS": str(paths), "BENCH_TOKEN": token}
+    if rate is not None:
+        env["BENCH_RATE"] = str(rate / connections)
+    result = subprocess.run(
+        [
+            "wrk",
+            f"-t{connections}",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(SCRIPT),
+            f"http://127.0.0.1:{port}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = json.loads(next(x for x in result.stdout.splitlines() if x.startswith("{")))
+    if found["non200"] or found["socket_errors"]:
+        raise SystemExit(f"wrk over {paths.name}: {found}")
+    return found
+
+
+def _closed(found: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "p50_ms": found["p50_ms"],
+        "p99_ms": found["p99_ms"],
+        "max_ms": found["max_ms"],
+        "rps": round(found["requests"] / found["seconds"]),
+    }
+
+
+def _open(found: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "p50_ms": found["open_p50_ms"],
+        "p99_ms": found["open_p99_ms"],
+        "calls": found["open_samples"],
+    }
 
 
 def main() -> None:
@@ -179,7 +223,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--entries", type=int, default=600_000)
     parser.add_argument("--clients", type=int, default=10)
-    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--rate", type=float, default=50, help="open loop: searches/s in all")
     parser.add_argument("--workers", type=int, default=3)
     args = parser.parse_args()
 
@@ -200,7 +245,10 @@ def main() -> None:
         # The token is issued before the import, which may take minutes on a busy machine.
         "ESTAFETTE_ACCESS_TOKEN_MINUTES": "120",
     }
+    load_at_start = os.getloadavg()
     server = None
+    lists_folder = tempfile.TemporaryDirectory(prefix="estafette-bench-directory-paths-")
+    lists = Path(lists_folder.name)
     try:
         services, token = _setup(env)
         with tempfile.TemporaryDirectory(prefix="estafette-bench-directory-") as folder:
@@ -210,7 +258,7 @@ def main() -> None:
         print(f"import: {imported}", file=sys.stderr, flush=True)
         bare_queries = _queries(2000, seed=1)
         _bare(services, bare_queries[:200])  # warm the caches, as a running api has them
-        bare = _bare(services, bare_queries)
+        bare, bare_floor = _bare(services, bare_queries)
         short = [q for q in bare_queries if " " not in q]
         bare_by_kind = {
             "prefix_1_to_4": _summary(
@@ -222,19 +270,32 @@ def main() -> None:
         }
         services.engine.dispose()
         server = start_gunicorn(env, port)
-        base = f"http://127.0.0.1:{port}"
-        api_queries = _queries(args.requests, seed=2)
-        calls = [("/api/v1/directory", {"q": q, "limit": 10}) for q in api_queries]
-        _drive(base, token, calls[:300], args.clients)  # warm every worker
-        api = _drive(base, token, calls, args.clients)
-        floor = _drive(base, token, [("/healthz", {})] * args.requests, args.clients)
+        searches = _paths_file(
+            lists,
+            "searches",
+            [
+                "/api/v1/directory?" + urlencode({"q": q, "limit": 10})
+                for q in _queries(4000, seed=2)
+            ],
+        )
+        healthz = _paths_file(lists, "healthz", ["/healthz"])
+        signed_in = _paths_file(lists, "signed_in", ["/api/v1/mailboxes"])
+        run = functools.partial(_wrk, port, token=token, connections=args.clients)
+        run(searches, seconds=3)  # warm every worker and its caches
+        api = run(searches, seconds=args.seconds)
+        floor = run(healthz, seconds=args.seconds / 2)
+        floor_signed_in = run(signed_in, seconds=args.seconds / 2)
+        api_open = run(searches, seconds=args.seconds, rate=args.rate)
+        floor_open = run(healthz, seconds=args.seconds / 2, rate=args.rate)
     finally:
         if server is not None:
             server.terminate()
             server.wait(timeout=30)
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+        lists_folder.cleanup()
 
+    load_at_end = os.getloadavg()
     print(
         json.dumps(
             {
@@ -245,11 +306,16 @@ def main() -> None:
                 "import_floor_read_split_s": read_floor_s,
                 "import_phases_s": imported["phases_s"],
                 "bare_query": {**_summary(bare), **bare_by_kind, "target_p99_ms": 5},
-                "api": {**_summary(api), "clients": args.clients, "target_p99_ms": 20},
-                "floor_healthz": _summary(floor),
-                "requests": len(api),
+                "bare_floor_select_1": _summary(bare_floor),
+                "api": {**_closed(api), "clients": args.clients, "target_p99_ms": 20},
+                "floor_healthz": _closed(floor),
+                "floor_signed_in_mailboxes": _closed(floor_signed_in),
+                "api_open_loop": {**_open(api_open), "rate_per_s": args.rate},
+                "floor_open_loop_healthz": _open(floor_open),
+                "generator": "wrk, one connection per thread (bench/directory_paths.lua)",
                 "gunicorn_workers": args.workers,
                 "cpus": os.cpu_count(),
+                "load_average_start_end": [round(load_at_start[0], 2), round(load_at_end[0], 2)],
             }
         )
     )

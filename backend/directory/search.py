@@ -7,22 +7,46 @@ addresses (its mailboxes in Estafette, then directory entries in its domains), t
 everyone else; within a tier, by the matched word. Each tier is one index
 range scan of `directory_terms` driven by the longest word, the other words filtering
 the entry's `words`, so a one-letter prefix costs no more than a full name.
+
+That scan stops once it has its answer, which is soon when the other words are common
+("jean dup": a quarter of the entries have a word starting "jean"). When they are rare
+together ("thomas henry": 21,000 Thomas, 8,000 Henry, 200 of both) it would read
+thousands of entries to find a few, so on PostgreSQL a search of several words first
+reads `directory_words`: the words each typed prefix stands for and their counts. If
+the expected matches cost less than the entries the scan would read (SCAN_ENTRY_COST),
+the entries are found by intersecting those words in the GIN index of the entries'
+words, then ordered the same way (by the driving word, then id): the same answer, found
+from the rare side.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Integer, Select, bindparam, literal, select, union_all
+from sqlalchemy import (
+    Integer,
+    Select,
+    bindparam,
+    func,
+    literal,
+    literal_column,
+    select,
+    text,
+    true,
+    union_all,
+)
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import TextClause
 
 from backend.directory.words import address_words, query_words, words_of
 from backend.storage.models import (
+    DIRECTORY_WORDS_TSVECTOR,
     DirectoryEntry,
     DirectoryTerm,
     Mailbox,
@@ -35,6 +59,13 @@ MAX_LIMIT = 50
 RECENT_MESSAGES = 200
 CORRESPONDENTS_TTL = 120.0
 OWN_MAILBOXES_TTL = 60.0  # seconds; a new correspondent ranks first within two minutes
+# A typed prefix standing for more distinct words than this ("d") is not looked up in the
+# GIN index (an OR of thousands of words): it filters the entries found by the others.
+NARROW_WORDS = 16
+# An entry the driving word's scan reads costs about what three entries found through the
+# GIN index do (a descent of the entries' key and a heap page, against one heap page of a
+# bitmap scan): EXPLAIN's buffer counts on 600,000 entries.
+SCAN_ENTRY_COST = 3
 
 
 @dataclass(frozen=True)
@@ -61,6 +92,8 @@ def _upper_bound(prefix: str) -> str:
 
 _ENTRY = DirectoryEntry.__table__
 _TERM = DirectoryTerm.__table__
+# What a hit shows: the searchable words (the longest column) never leave the database.
+_SHOWN = tuple(c for c in _ENTRY.c if c.name not in ("words", "domain", "civility"))
 _TIER = {"correspondent": 0, "establishment": 1, "directory": 2}
 _RANK = {number: name for name, number in _TIER.items()}
 
@@ -77,7 +110,7 @@ def _term_scan(others: int, domain: int | None) -> Select:
     (domain, term), so the first rows found are the answer (no sort of all hits)."""
     tier = _TIER["directory" if domain is None else "establishment"]
     statement = (
-        select(*_ENTRY.c, literal(tier).label("tier"), _TERM.c.term.label("matched"))
+        select(*_SHOWN, literal(tier).label("tier"), _TERM.c.term.label("matched"))
         .join_from(_TERM, _ENTRY, _ENTRY.c.id == _TERM.c.entry_id)
         .where(_TERM.c.term >= bindparam("low"), _TERM.c.term < bindparam("high"))
     )
@@ -97,7 +130,7 @@ def _search_statement(words: int, domains: int, recent: bool) -> Select:
     parts = []
     if recent:
         correspondents_scan = select(
-            *_ENTRY.c,
+            *_SHOWN,
             literal(_TIER["correspondent"]).label("tier"),
             _ENTRY.c.address.label("matched"),
         ).where(_ENTRY.c.address.in_(bindparam("recent", expanding=True)))
@@ -113,7 +146,128 @@ def _search_statement(words: int, domains: int, recent: bool) -> Select:
     return select(tiers).order_by(tiers.c.tier, tiers.c.matched, tiers.c.id)
 
 
-def _hit(row: Any, rank: str) -> Hit:
+@dataclass(frozen=True)
+class _Typed:
+    """One typed word as the directory knows it."""
+
+    terms: tuple[str, ...] | None  # the words it is a prefix of; None: more than NARROW_WORDS
+    entries: int  # the entries having one of them (a lower bound when `terms` is None)
+
+
+@functools.lru_cache(maxsize=8)
+def _words_statement(words: int) -> TextClause:
+    """Each typed word's first NARROW_WORDS + 1 words in `directory_words`, and the number
+    of entries (ids are an import's line numbers): one round trip, index range scans."""
+    parts = [
+        f"(SELECT {n} AS word, term, entries FROM directory_words"  # noqa: S608 (n: an int)
+        f" WHERE term >= :low{n} AND term < :high{n} ORDER BY term LIMIT {NARROW_WORDS + 1})"
+        for n in range(words)
+    ]
+    parts.append("(SELECT -1, NULL, max(id) FROM directory_entries)")
+    return text(" UNION ALL ".join(parts))
+
+
+def _typed(db: Session, words: list[str]) -> tuple[int, list[_Typed]]:
+    """The number of entries, and what each typed word stands for."""
+    params = {f"low{n}": w for n, w in enumerate(words)}
+    params |= {f"high{n}": _upper_bound(w) for n, w in enumerate(words)}
+    found: list[list[tuple[str, int]]] = [[] for _ in words]
+    total = 0
+    for word, term, entries in db.execute(_words_statement(len(words)), params):
+        if word < 0:
+            total = entries or 0
+        else:
+            found[word].append((term, entries))
+    typed = [
+        _Typed(
+            terms=tuple(t for t, _ in rows) if len(rows) <= NARROW_WORDS else None,
+            entries=sum(e for _, e in rows),
+        )
+        for rows in found
+    ]
+    return total, typed
+
+
+def _from_rare_side(total: int, typed: list[_Typed], wide_limit: int) -> bool:
+    """Whether intersecting the narrow words in the GIN index costs less than the driving
+    word's ordered scan, the entries each reads estimated as if the words were independent."""
+    narrow = [t for t in typed if t.terms is not None]
+    if total <= 0 or not narrow:
+        return False
+    driver, others = typed[0], typed[1:]
+    scanned = wide_limit * math.prod(total / max(1, o.entries) for o in others)
+    scanned = min(scanned, driver.entries)
+    matching = total * math.prod(t.entries / total for t in narrow)
+    return matching < SCAN_ENTRY_COST * scanned
+
+
+def _tsquery(typed: list[_Typed]) -> str:
+    """Every narrow word, as an OR of the exact words it stands for ([a-z0-9], no quoting
+    needed): the index's lists are intersected, the rarest skipping through the others."""
+    return " & ".join(
+        "(" + " | ".join(f"'{term}'" for term in t.terms) + ")"
+        for t in typed
+        if t.terms is not None
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _rare_side_statement(
+    wide: int, domains: int, recent: bool, words: int, one_driving_word: bool
+) -> Select:
+    """The search for `_from_rare_side`: the entries having every narrow word (the GIN
+    index; `:tsquery`), the `wide` others filtering them (`:wide0`...), one row per word
+    starting with the driving prefix as in the scan, then the same tiers and order.
+
+    `one_driving_word`: the driving prefix starts one word of the whole directory
+    (`:driving_word`, in the tsquery), so each entry found has it once and nothing else
+    in its range: one row each, without unnesting the entry's words."""
+    parts = []
+    if recent:
+        correspondents_scan = select(
+            *_SHOWN,
+            literal(_TIER["correspondent"]).label("tier"),
+            _ENTRY.c.address.label("matched"),
+        ).where(_ENTRY.c.address.in_(bindparam("recent", expanding=True)))
+        parts.append(
+            _matching(correspondents_scan, words, "word")
+            .order_by(_ENTRY.c.address)
+            .limit(bindparam("limit", type_=Integer))
+        )
+    in_index = text(f"{DIRECTORY_WORDS_TSVECTOR} @@ CAST(:tsquery AS tsquery)")
+    if one_driving_word:
+        driving = bindparam("driving_word", type_=_TERM.c.term.type)
+        found = select(*_SHOWN, _ENTRY.c.domain, driving.label("matched")).where(in_index)
+    else:
+        entry_words = func.string_to_array(func.ltrim(_ENTRY.c.words), literal_column("' '"))
+        matched = func.unnest(entry_words).table_valued("term").render_derived(name="matched_word")
+        found = (
+            select(*_SHOWN, _ENTRY.c.domain, matched.c.term.label("matched"))
+            .select_from(_ENTRY)
+            .join(matched, true())
+            .where(in_index)
+            .where(matched.c.term >= bindparam("low"), matched.c.term < bindparam("high"))
+        )
+    found = _matching(found, wide, "wide").cte("found").prefix_with("MATERIALIZED")
+    columns = [found.c[column.name] for column in _SHOWN]
+    for number in range(domains):
+        parts.append(
+            select(*columns, literal(_TIER["establishment"]).label("tier"), found.c.matched)
+            .where(found.c.domain == bindparam(f"domain{number}"))
+            .order_by(found.c.matched, found.c.id)
+            .limit(bindparam("limit", type_=Integer))
+        )
+    parts.append(
+        select(*columns, literal(_TIER["directory"]).label("tier"), found.c.matched)
+        .order_by(found.c.matched, found.c.id)
+        .limit(bindparam("wide_limit", type_=Integer))
+    )
+    tiers = union_all(*(select(*part.subquery().c) for part in parts)).subquery()
+    return select(tiers).order_by(tiers.c.tier, tiers.c.matched, tiers.c.id)
+
+
+def _hit(row: Any, rank: str | None = None) -> Hit:
+    """A hit from a directory row: its rank from the row's tier, unless given."""
     name = " ".join(p for p in (row.first_name, row.last_name) if p) or None
     return Hit(
         address=row.address,
@@ -127,7 +281,7 @@ def _hit(row: Any, rank: str) -> Hit:
         postcode=row.postcode,
         city=row.city,
         national_id=row.national_id,
-        rank=rank,
+        rank=rank or _RANK[row.tier],
     )
 
 
@@ -219,7 +373,8 @@ own_mailboxes = _OwnMailboxes()
 def search(*, db: Session, user: User, query: str, limit: int) -> list[Hit]:
     """Up to `limit` mailboxes matching every word of `query`, best ranked first.
 
-    One round trip: the tiers' scans, each bounded by its own LIMIT, in one UNION ALL."""
+    One round trip: the tiers' scans, each bounded by its own LIMIT, in one UNION ALL
+    (PostgreSQL, several words: one more, before it, for the words' counts)."""
     limit = max(1, min(limit, MAX_LIMIT))
     if "@" in query:
         return _by_address(db, query, limit)
@@ -247,14 +402,31 @@ def search(*, db: Session, user: User, query: str, limit: int) -> list[Hit]:
     if recent:
         params["recent"] = sorted(recent)
     statement = _search_statement(len(words), len(domains), bool(recent))
-    rows = db.execute(statement, params).all()
-    found = [_hit(row, _RANK[row.tier]) for row in rows]
-    ranked = [h for h in found if h.rank == "correspondent"] + own
-    ranked += [h for h in found if h.rank != "correspondent"]
+    if len(words) > 1 and db.get_bind().dialect.name == "postgresql":
+        total, typed = _typed(db, words)
+        if _from_rare_side(total, typed, params["wide_limit"]):
+            wide = [w for w, t in zip(words, typed, strict=True) if t.terms is None]
+            if any(t.terms == () for t in typed):
+                statement = None  # a word no entry has: only the establishment's own
+            else:
+                params["tsquery"] = _tsquery(typed)
+                params |= {f"wide{n}": f"% {word}%" for n, word in enumerate(wide)}
+                one_driving_word = typed[0].terms is not None and len(typed[0].terms) == 1
+                if one_driving_word:
+                    params["driving_word"] = typed[0].terms[0]
+                statement = _rare_side_statement(
+                    len(wide), len(domains), bool(recent), len(words), one_driving_word
+                )
+    rows = db.execute(statement, params).all() if statement is not None else []
+    first = [row for row in rows if row.tier == _TIER["correspondent"]]
+    rest = [row for row in rows if row.tier != _TIER["correspondent"]]
     results: dict[str, Hit] = {}
-    for hit in ranked:
-        results.setdefault(hit.address, hit)
-    return list(results.values())[:limit]
+    for found in (*first, *own, *rest):  # the first of an address is its best rank
+        if found.address not in results:
+            results[found.address] = found if isinstance(found, Hit) else _hit(found)
+            if len(results) == limit:
+                break
+    return list(results.values())
 
 
 def _by_address(db: Session, query: str, limit: int) -> list[Hit]:

@@ -75,8 +75,15 @@ def _value_words(value: str) -> tuple[str, ...]:
 def address_words(address: str) -> list[str]:
     """The local part's words and the domain's telling labels (`chu-xyz`, not `fr`)."""
     local, _, domain = address.partition("@")
+    return [w[:MAX_TERM] for w in fold(local).split() if _telling(w)] + _domain_words(domain)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _domain_words(domain: str) -> list[str]:
+    """Cached: an establishment's domain is on thousands of lines (never handed out: the
+    caller's `+` copies it)."""
     labels = [label for label in fold(domain).split() if label not in _DOMAIN_NOISE]
-    return [w[:MAX_TERM] for w in (*fold(local).split(), *labels) if _telling(w)]
+    return [w[:MAX_TERM] for w in labels if _telling(w)]
 
 
 def as_text(words: list[str]) -> str:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -518,6 +519,11 @@ class RateCounter(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+# An entry's words as a tsvector of exact lexemes (no parser, no dictionary: the importer
+# folded them): the expression of PostgreSQL's GIN index, which a query must repeat.
+DIRECTORY_WORDS_TSVECTOR = "array_to_tsvector(string_to_array(ltrim(words), ' '))"
+
+
 class DirectoryEntry(Base):
     """One mailbox of the national MSSanté directory (the ANS daily extraction).
 
@@ -526,6 +532,14 @@ class DirectoryEntry(Base):
     """
 
     __tablename__ = "directory_entries"
+    __table_args__ = (
+        # PostgreSQL only: the entries having given words, intersected in the index.
+        Index(
+            "ix_directory_entries_words",
+            text(DIRECTORY_WORDS_TSVECTOR),
+            postgresql_using="gin",
+        ).ddl_if(dialect="postgresql"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     kind: Mapped[str] = mapped_column(String(3))  # PER | ORG
@@ -559,3 +573,17 @@ class DirectoryTerm(Base):
     term: Mapped[str] = mapped_column(String(64), primary_key=True)
     entry_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     domain: Mapped[str] = mapped_column(String(254))
+
+
+class DirectoryWord(Base):
+    """Each distinct word of the directory and how many entries have it, replaced with them.
+
+    A search of several words reads here first: which typed prefix is rarest, and which
+    words it stands for (backend/directory/search.py). PostgreSQL also has a GIN index
+    over each entry's words (migration 0013, created by the importer on each new table),
+    which intersects the entries of those words."""
+
+    __tablename__ = "directory_words"
+
+    term: Mapped[str] = mapped_column(String(64), primary_key=True)
+    entries: Mapped[int] = mapped_column(Integer)

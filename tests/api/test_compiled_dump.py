@@ -16,6 +16,7 @@ from marshmallow import Schema, fields, post_dump
 
 from mobile_api.compiled_dump import compile_dump, json_response
 from mobile_api.delta_sync.schemas import SyncSchema
+from mobile_api.directory.schemas import DirectoryResultSchema
 from mobile_api.mailboxes.schemas import MailboxSchema, MessagePageSchema
 from mobile_api.messages.schemas import MessageSchema
 
@@ -86,6 +87,29 @@ CASES = {
                 "sync": {"state": "ok", "detail": None},
             }
         ],
+    ),
+    "directory": (
+        DirectoryResultSchema(),
+        {
+            "items": [
+                {
+                    "address": "helene.lefevre@chu-test.mssante.fr",
+                    "kind": "PER",
+                    "name": "Hélène Lefèvre",
+                    "profession": "Médecin",
+                    "specialty": "Pédiatrie",
+                    "organisation": "CHU de Test",
+                    "service": None,
+                    "street": "3 rue de la Paix",
+                    "postcode": "75015",
+                    "city": "PARIS",
+                    "national_id": "81000000000",
+                    "rank": "establishment",
+                    "in_directory": True,  # the hit's own field, not in the answer
+                },
+                {"address": "bloc@chu-test.mssante.fr", "kind": "APP", "name": None, "rank": "x"},
+            ]
+        },
     ),
     "message": (
         MessageSchema(),

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from tests.directory.support import own_mailbox, received_from, search
+import pytest
+from sqlalchemy import func, select
+
+from backend.directory import search as directory_search
+from backend.storage.models import DirectoryTerm, DirectoryWord
+from tests.directory.support import extraction, import_file, own_mailbox, received_from, search
 from tests.messages.support import audit_rows, audit_text
 from tests.support import body
 
@@ -122,3 +127,55 @@ def test_searching_needs_a_session(client, loaded) -> None:
     response = client.get("/api/v1/directory", query_string={"q": "martin"})
 
     assert response.status_code == 401
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_several_words_give_the_same_answer_from_the_rare_side_as_from_the_scan(
+    app, client, services, user, tmp_path, monkeypatch
+) -> None:
+    """PostgreSQL answers a rare combination of words from the GIN index of the entries'
+    words rather than the driving word's scan: the answer (hits, tiers, order) is one."""
+    import_file(app, extraction(tmp_path, 3000))
+    own_mailbox(services, "moi@chu-test.mssante.fr", owner=user.username)
+    received_from(services, user.username, "jp.muller-lefevre@ch-emeraude.mssante.fr")
+    typed = [
+        "thomas henry",  # two common names, rare together
+        "anne nicolas",
+        "jean dupont",
+        "jean-pierre lef",
+        "lefevre helene chu",
+        "jean d",  # a prefix of a thousand words: a filter, never looked up in the index
+        "mar lyo",  # many hits, ordered by the word "mar" starts (marc, marie, martin...)
+        "ma lyo",
+        "medecin paris",
+        "cardio marseille",
+        "martin zzzqxw",  # a word nobody has
+    ]
+    by_scan, by_index = {}, {}
+    monkeypatch.setattr(directory_search, "_from_rare_side", lambda *_: False)
+    for q in typed:
+        by_scan[q] = [search(client, user.headers, q, limit=n) for n in (1, 5)]
+    # Whenever a word is narrow enough to be looked up in the index (always, here).
+    monkeypatch.setattr(
+        directory_search,
+        "_from_rare_side",
+        lambda total, words, _: any(w.terms is not None for w in words),
+    )
+    for q in typed:
+        by_index[q] = [search(client, user.headers, q, limit=n) for n in (1, 5)]
+
+    assert by_index == by_scan
+    assert by_scan["thomas henry"][1] and by_scan["jean d"][1] and not by_scan["martin zzzqxw"][1]
+    assert {h["rank"] for h in by_scan["lefevre helene chu"][1]} == {"establishment"}
+
+
+def test_the_words_table_counts_each_words_entries(app, services, tmp_path) -> None:
+    import_file(app, extraction(tmp_path, 300))
+
+    with services.sessions() as db:
+        counted = dict(db.execute(select(DirectoryWord.term, DirectoryWord.entries)).all())
+        expected = dict(
+            db.execute(select(DirectoryTerm.term, func.count()).group_by(DirectoryTerm.term)).all()
+        )
+    assert counted == expected
+    assert counted["lefevre"] == 2  # Hélène Lefèvre and Jean-Pierre Müller-Lefèvre
