@@ -32,7 +32,6 @@ import logging
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,6 +43,7 @@ from urllib.parse import urlencode
 import psycopg
 
 from bench.gunicorn import free_port, start_gunicorn
+from bench.wrk import run_wrk
 from devtools.directory_extraction import FIRST_NAMES, LAST_NAMES, write_extraction
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1/postgres"
@@ -173,32 +173,9 @@ def _wrk(
     seconds: float,
     rate: float | None = None,
 ) -> dict[str, Any]:
-    """One wrk run over `paths` (bench/directory_paths.lua); its JSON summary. Fails the
-    bench if any call did not answer 200."""
-    env = {**os.environ, "BENCH_PATHS": str(paths), "BENCH_TOKEN": token}
-    if rate is not None:
-        env["BENCH_RATE"] = str(rate / connections)
-    result = subprocess.run(
-        [
-            "wrk",
-            f"-t{connections}",
-            f"-c{connections}",
-            f"-d{max(1, round(seconds))}s",
-            "--timeout",
-            "10s",
-            "-s",
-            str(SCRIPT),
-            f"http://127.0.0.1:{port}",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    found = json.loads(next(x for x in result.stdout.splitlines() if x.startswith("{")))
-    if found["non200"] or found["socket_errors"]:
-        raise SystemExit(f"wrk over {paths.name}: {found}")
-    return found
+    """One wrk run over `paths` (bench/directory_paths.lua); its JSON summary."""
+    env = {"BENCH_PATHS": str(paths), "BENCH_TOKEN": token}
+    return run_wrk(SCRIPT, port, env, connections=connections, seconds=seconds, rate=rate)
 
 
 def _closed(found: dict[str, Any]) -> dict[str, Any]:
