@@ -28,7 +28,6 @@ server answered (counted from gunicorn's access log). Prints one JSON line.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import re
@@ -37,7 +36,6 @@ import signal
 import subprocess
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -45,9 +43,9 @@ from typing import Any
 import psycopg
 
 from bench.gunicorn import ROOT, free_port, start_gunicorn
+from bench.scratch import ScratchDatabase, gateway_env
 from bench.wrk import run_wrk
 
-ADMIN_URL = "postgresql://postgres@127.0.0.1/test"
 PAGE = 50
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 CACHED_BODIES = 4  # per mailbox: the newest messages, opened by the "get" calls
@@ -340,17 +338,11 @@ def main() -> None:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
     args = parser.parse_args()
 
-    name = f"estafette_bench_api_{uuid.uuid4().hex[:6]}"
-    admin = psycopg.connect(ADMIN_URL, autocommit=True)
-    admin.execute(f'CREATE DATABASE "{name}"')
-    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    database = ScratchDatabase("api")
+    url = database.url
     scratch = Path(tempfile.mkdtemp(prefix="estafette-bench-api-"))
     env = {
-        "ESTAFETTE_DATABASE_URL": url,
-        "ESTAFETTE_SECRET_KEY": "bench-secret-key-bench-secret-key-bench",
-        "ESTAFETTE_DATA_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-        "ESTAFETTE_NIL": "bench",
-        "ESTAFETTE_CA_BUNDLE": "system",
+        **gateway_env(url),
         "ESTAFETTE_WORKERS": str(args.workers),
         "ESTAFETTE_REDIS_URL": args.redis,
         "ESTAFETTE_VAR_DIR": str(scratch / "var"),
@@ -387,8 +379,7 @@ def main() -> None:
     finally:
         if server is not None:
             _stop(server)
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+        database.drop()
         shutil.rmtree(scratch, ignore_errors=True)
 
     failed = sum(run["non200"] + run["socket_errors"] for run in (api["closed"], api["one"]))

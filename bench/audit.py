@@ -14,11 +14,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import random
 import statistics
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -29,8 +27,8 @@ from backend.audit.search import AuditQuery, search
 from backend.audit.trail import CHAIN_COLUMNS, GENESIS, canonical_bytes, verify_chain
 from backend.storage.database import make_engine, make_session_factory, upgrade_schema
 from backend.storage.models import AuditRecord
+from bench.scratch import ScratchDatabase
 
-ADMIN_URL = os.environ.get("ESTAFETTE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1/test")
 ACTIONS = ("message.read", "message.list", "attachment.download", "message.flag", "auth.refresh")
 COLUMNS = (
     "id, occurred_at, actor, device, action, outcome, target_type, target, mailbox, "
@@ -140,10 +138,8 @@ def main() -> None:
     parser.add_argument("--searches", type=int, default=300)
     args = parser.parse_args()
 
-    name = f"estafette_bench_audit_{uuid.uuid4().hex[:8]}"
-    admin = psycopg.connect(ADMIN_URL, autocommit=True)
-    admin.execute(f'CREATE DATABASE "{name}"')
-    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    database = ScratchDatabase("audit")
+    url = database.url
     engine = make_engine(url)
     try:
         upgrade_schema(engine)
@@ -191,8 +187,7 @@ def main() -> None:
         )
     finally:
         engine.dispose()
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+        database.drop()
 
 
 if __name__ == "__main__":

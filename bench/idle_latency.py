@@ -30,7 +30,6 @@ worker's start until every mailbox's sync state is `ok`.
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import json
 import os
@@ -48,12 +47,12 @@ import uuid
 from email.message import EmailMessage
 from pathlib import Path
 
-import psycopg
 from imapclient import IMAPClient
 from sqlalchemy import func, select
 
+from bench.scratch import ScratchDatabase, gateway_env
+
 ROOT = Path(__file__).resolve().parent.parent
-ADMIN_URL = "postgresql://postgres@127.0.0.1/test"
 DOMAIN = "chu-bench.mssante.fr"
 UID_BASE = 61000  # as root, mail spreads over several uids: inotify instances are per uid
 SAMPLE_TIMEOUT = 15.0
@@ -370,9 +369,7 @@ def main() -> None:
     from devtools.fcm_server import FakeFcm
 
     work = Path(tempfile.mkdtemp(prefix="estafette-bench-idle-"))
-    db_name = f"estafette_bench_idle_{uuid.uuid4().hex[:6]}"
-    admin = psycopg.connect(ADMIN_URL, autocommit=True)
-    admin.execute(f'CREATE DATABASE "{db_name}"')
+    database = ScratchDatabase("idle")
     floor_count = min(n, args.floor_clients)
     server = DovecotServer(
         work / "dovecot",
@@ -390,11 +387,7 @@ def main() -> None:
             server.add_user(address, password, uid=UID_BASE + index % 8 if spread else None)
         server.start()
         env = {
-            "ESTAFETTE_DATABASE_URL": ADMIN_URL.rsplit("/", 1)[0] + f"/{db_name}",
-            "ESTAFETTE_SECRET_KEY": "bench-secret-key-bench-secret-key-bench",
-            "ESTAFETTE_DATA_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-            "ESTAFETTE_NIL": "bench",
-            "ESTAFETTE_CA_BUNDLE": str(server.ca_cert_path),
+            **gateway_env(database.url, ca_bundle=str(server.ca_cert_path)),
             "ESTAFETTE_FCM_CREDENTIALS": str(fcm.write_service_account(work / "fcm.json")),
             "ESTAFETTE_FCM_ENDPOINT": fcm.base_url,
             "ESTAFETTE_FOLDER_POLL_SECONDS": str(args.folder_poll_seconds),
@@ -510,8 +503,7 @@ def main() -> None:
             flask.stop_all()
         fcm.stop()
         server.stop()
-        admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-        admin.close()
+        database.drop()
         if args.keep:
             log(f"logs kept in {work}")
         else:

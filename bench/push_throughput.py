@@ -26,7 +26,6 @@ Prints one JSON line.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import multiprocessing
 import os
@@ -37,13 +36,12 @@ import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import psycopg
 from sqlalchemy import func, select, text
 
 from backend.storage.models import OutboxEvent
+from bench.scratch import ScratchDatabase, gateway_env
 
 ROOT = Path(__file__).resolve().parent.parent
-ADMIN_URL = "postgresql://postgres@127.0.0.1/test"
 NAIVE_SAMPLE = 500
 LIVE_SAMPLE = 200
 
@@ -310,16 +308,10 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    name = f"estafette_bench_push_{uuid.uuid4().hex[:6]}"
-    admin = psycopg.connect(ADMIN_URL, autocommit=True)
-    admin.execute(f'CREATE DATABASE "{name}"')
+    database = ScratchDatabase("push")
     os.environ.update(
         {
-            "ESTAFETTE_DATABASE_URL": ADMIN_URL.rsplit("/", 1)[0] + f"/{name}",
-            "ESTAFETTE_SECRET_KEY": "bench-secret-key-bench-secret-key-bench",
-            "ESTAFETTE_DATA_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-            "ESTAFETTE_NIL": "bench",
-            "ESTAFETTE_CA_BUNDLE": "system",
+            **gateway_env(database.url),
         }
     )
     context = multiprocessing.get_context("spawn")
@@ -345,8 +337,7 @@ def main() -> None:
             server.close()
         if engine is not None:
             engine.dispose()
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+        database.drop()
 
     print(
         json.dumps(

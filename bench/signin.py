@@ -11,21 +11,18 @@ must spend by design. Prints one JSON line.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import statistics
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import psycopg
 import pyotp
 
 from bench.gunicorn import free_port, start_gunicorn
+from bench.scratch import ScratchDatabase, gateway_env
 
-ADMIN_URL = "postgresql://postgres@127.0.0.1/test"
 PASSWORD = "bench password long enough"
 
 
@@ -93,17 +90,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
 
-    name = f"estafette_bench_signin_{uuid.uuid4().hex[:6]}"
-    admin = psycopg.connect(ADMIN_URL, autocommit=True)
-    admin.execute(f'CREATE DATABASE "{name}"')
+    database = ScratchDatabase("signin")
     port = free_port()
     env = {
-        "ESTAFETTE_DATABASE_URL": ADMIN_URL.rsplit("/", 1)[0] + f"/{name}",
-        "ESTAFETTE_SECRET_KEY": "bench-secret-key-bench-secret-key-bench",
-        "ESTAFETTE_DATA_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+        **gateway_env(database.url),
         "ESTAFETTE_TRUSTED_PROXIES": "127.0.0.1",
-        "ESTAFETTE_NIL": "bench",
-        "ESTAFETTE_CA_BUNDLE": "system",
         "ESTAFETTE_BIND": f"127.0.0.1:{port}",
         "ESTAFETTE_WORKERS": str(args.workers),
     }
@@ -123,8 +114,7 @@ def main() -> None:
         if server is not None:
             server.terminate()
             server.wait(timeout=30)
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+        database.drop()
     latencies.sort()
     print(
         json.dumps(

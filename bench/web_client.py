@@ -29,8 +29,9 @@ from pathlib import Path
 import psycopg
 from playwright.sync_api import BrowserContext, sync_playwright
 
-from bench.api_latency import ADMIN_URL, _load_envelopes, _setup
+from bench.api_latency import _load_envelopes, _setup
 from bench.gunicorn import free_port, start_gunicorn
+from bench.scratch import ADMIN_URL
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
