@@ -225,7 +225,7 @@ def _rare_side_statement(
     parts = []
     if recent:
         correspondents_scan = select(
-            *_SHOWN,
+            _ENTRY.c.id,
             literal(_TIER["correspondent"]).label("tier"),
             _ENTRY.c.address.label("matched"),
         ).where(_ENTRY.c.address.in_(bindparam("recent", expanding=True)))
@@ -234,36 +234,42 @@ def _rare_side_statement(
             .order_by(_ENTRY.c.address)
             .limit(bindparam("limit", type_=Integer))
         )
+    # The entries found keep only what orders them (id, domain, matched word): a narrow
+    # intermediate result, sorted and limited, joined back to the entries for the final
+    # rows only (a full name can find over a thousand entries to rank for ten hits).
     in_index = text(f"{DIRECTORY_WORDS_TSVECTOR} @@ CAST(:tsquery AS tsquery)")
     if one_driving_word:
         driving = bindparam("driving_word", type_=_TERM.c.term.type)
-        found = select(*_SHOWN, _ENTRY.c.domain, driving.label("matched")).where(in_index)
+        found = select(_ENTRY.c.id, _ENTRY.c.domain, driving.label("matched")).where(in_index)
     else:
         entry_words = func.string_to_array(func.ltrim(_ENTRY.c.words), literal_column("' '"))
         matched = func.unnest(entry_words).table_valued("term").render_derived(name="matched_word")
         found = (
-            select(*_SHOWN, _ENTRY.c.domain, matched.c.term.label("matched"))
+            select(_ENTRY.c.id, _ENTRY.c.domain, matched.c.term.label("matched"))
             .select_from(_ENTRY)
             .join(matched, true())
             .where(in_index)
             .where(matched.c.term >= bindparam("low"), matched.c.term < bindparam("high"))
         )
     found = _matching(found, wide, "wide").cte("found").prefix_with("MATERIALIZED")
-    columns = [found.c[column.name] for column in _SHOWN]
     for number in range(domains):
         parts.append(
-            select(*columns, literal(_TIER["establishment"]).label("tier"), found.c.matched)
+            select(found.c.id, literal(_TIER["establishment"]).label("tier"), found.c.matched)
             .where(found.c.domain == bindparam(f"domain{number}"))
             .order_by(found.c.matched, found.c.id)
             .limit(bindparam("limit", type_=Integer))
         )
     parts.append(
-        select(*columns, literal(_TIER["directory"]).label("tier"), found.c.matched)
+        select(found.c.id, literal(_TIER["directory"]).label("tier"), found.c.matched)
         .order_by(found.c.matched, found.c.id)
         .limit(bindparam("wide_limit", type_=Integer))
     )
     tiers = union_all(*(select(*part.subquery().c) for part in parts)).subquery()
-    return select(tiers).order_by(tiers.c.tier, tiers.c.matched, tiers.c.id)
+    return (
+        select(*_SHOWN, tiers.c.tier, tiers.c.matched)
+        .join_from(tiers, _ENTRY, _ENTRY.c.id == tiers.c.id)
+        .order_by(tiers.c.tier, tiers.c.matched, _ENTRY.c.id)
+    )
 
 
 def _hit(row: Any, rank: str | None = None) -> Hit:
