@@ -25,7 +25,6 @@ connection per wrk thread:
 from __future__ import annotations
 
 import argparse
-import base64
 import functools
 import json
 import logging
@@ -35,18 +34,15 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import psycopg
-
 from bench.gunicorn import free_port, start_gunicorn
+from bench.scratch import ScratchDatabase, gateway_env
 from bench.wrk import run_wrk
 from devtools.directory_extraction import FIRST_NAMES, LAST_NAMES, write_extraction
 
-ADMIN_URL = "postgresql://postgres@127.0.0.1/postgres"
 SCRIPT = Path(__file__).resolve().parent / "directory_paths.lua"
 
 
@@ -205,20 +201,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=3)
     args = parser.parse_args()
 
-    name = f"estafette_bench_directory_{uuid.uuid4().hex[:6]}"
-    admin = psycopg.connect(ADMIN_URL, autocommit=True)
-    admin.execute(f'CREATE DATABASE "{name}"')
-    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    database = ScratchDatabase("directory")
+    url = database.url
     port = free_port()
     env = {
-        "ESTAFETTE_DATABASE_URL": url,
-        "ESTAFETTE_SECRET_KEY": "bench-secret-key-bench-secret-key-bench",
-        "ESTAFETTE_DATA_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-        "ESTAFETTE_NIL": "bench",
-        "ESTAFETTE_CA_BUNDLE": "system",
+        **gateway_env(url),
         "ESTAFETTE_BIND": f"127.0.0.1:{port}",
         "ESTAFETTE_WORKERS": str(args.workers),
-        "ESTAFETTE_VAR_DIR": f"/tmp/{name}",
+        "ESTAFETTE_VAR_DIR": f"/tmp/{database.name}",
         # The token is issued before the import, which may take minutes on a busy machine.
         "ESTAFETTE_ACCESS_TOKEN_MINUTES": "120",
     }
@@ -268,8 +258,7 @@ def main() -> None:
         if server is not None:
             server.terminate()
             server.wait(timeout=30)
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+        database.drop()
         lists_folder.cleanup()
 
     load_at_end = os.getloadavg()

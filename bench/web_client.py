@@ -17,21 +17,17 @@ sign-in screens are the browser tests' business, not this timing's.
 from __future__ import annotations
 
 import argparse
-import base64
 import gzip
 import json
-import os
 import statistics
 import time
-import uuid
 from pathlib import Path
 
-import psycopg
 from playwright.sync_api import BrowserContext, sync_playwright
 
 from bench.api_latency import _load_envelopes, _setup
 from bench.gunicorn import free_port, start_gunicorn
-from bench.scratch import ADMIN_URL
+from bench.scratch import ScratchDatabase, gateway_env
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -159,20 +155,14 @@ def main() -> None:
     if not Path(CHROMIUM).is_file():
         raise SystemExit(f"{CHROMIUM} is missing: `make system-deps` installs Debian's chromium")
 
-    name = f"estafette_bench_web_{uuid.uuid4().hex[:6]}"
-    admin = psycopg.connect(ADMIN_URL, autocommit=True)
-    admin.execute(f'CREATE DATABASE "{name}"')
-    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    database = ScratchDatabase("web")
+    url = database.url
     port = free_port()
     env = {
-        "ESTAFETTE_DATABASE_URL": url,
-        "ESTAFETTE_SECRET_KEY": "bench-secret-key-bench-secret-key-bench",
-        "ESTAFETTE_DATA_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-        "ESTAFETTE_NIL": "bench",
-        "ESTAFETTE_CA_BUNDLE": "system",
+        **gateway_env(url),
         "ESTAFETTE_BIND": f"127.0.0.1:{port}",
         "ESTAFETTE_WORKERS": "2",
-        "ESTAFETTE_VAR_DIR": f"/tmp/{name}",
+        "ESTAFETTE_VAR_DIR": f"/tmp/{database.name}",
     }
     server = None
     try:
@@ -192,8 +182,7 @@ def main() -> None:
         if server is not None:
             server.terminate()
             server.wait(timeout=30)
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+        database.drop()
     print(
         json.dumps(
             {
