@@ -10,6 +10,9 @@ const { PAGE } = store;
 const view = { mailboxId: null, folder: null, items: [], next: null, done: false, loading: false };
 let pane = null;
 let observer = null;
+let markDrawn;
+// Settles once the first list shown has its rows from IndexedDB (start-up waits on it).
+export const firstDrawn = new Promise((resolve) => (markDrawn = resolve));
 
 export function placeholder(element) {
   view.mailboxId = null;
@@ -95,6 +98,7 @@ export async function show(element, mailboxId, folder, messageId) {
   Object.assign(view, { mailboxId, folder, items: [], next: null, done: false, loading: true });
   view.items = await store.firstEnvelopes(mailboxId, folder);
   render();
+  markDrawn();
   await firstPage();
 }
 

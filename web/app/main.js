@@ -290,6 +290,9 @@ async function start(kept) {
   navigator.serviceWorker?.controller?.postMessage({ type: "cache-shell" });
   lastActivity = Date.now();
   const first = route();
+  // The list the page opens on is drawn from IndexedDB first: the mailboxes' refresh (a
+  // network answer and a re-render) waits for it rather than compete with its rows.
+  if (app.route?.mailboxId) await Promise.race([list.firstDrawn, first]).catch(() => {});
   await refreshMailboxes();
   await first;
   syncNow();
