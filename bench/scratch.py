@@ -4,25 +4,15 @@ from __future__ import annotations
 
 import base64
 import os
-import uuid
 
-import psycopg
-
-ADMIN_URL = os.environ.get("ESTAFETTE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1/test")
+from devtools.drills.push_harness import EmptyDatabase
 
 
-class ScratchDatabase:
-    """A database created for one bench run; `drop()` removes it, connections and all."""
+class ScratchDatabase(EmptyDatabase):
+    """A database created for one bench run (`estafette_bench_<label>_…`); `drop()` ends it."""
 
     def __init__(self, label: str) -> None:
-        self.name = f"estafette_bench_{label}_{uuid.uuid4().hex[:6]}"
-        self.url = ADMIN_URL.rsplit("/", 1)[0] + f"/{self.name}"
-        self._admin = psycopg.connect(ADMIN_URL, autocommit=True)
-        self._admin.execute(f'CREATE DATABASE "{self.name}"')
-
-    def drop(self) -> None:
-        self._admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-        self._admin.close()
+        super().__init__(f"estafette_bench_{label}")
 
 
 def gateway_env(database_url: str, *, ca_bundle: str = "system") -> dict[str, str]:

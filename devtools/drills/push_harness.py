@@ -41,6 +41,7 @@ from devtools.fcm_server import FakeFcm, RecordedRequest
 __all__ = [
     "Clock",
     "DrillGateway",
+    "EmptyDatabase",
     "FakeFcm",
     "Tally",
     "p99",
@@ -58,22 +59,33 @@ SECRET_KEY = "drill-secret-key-that-is-long-enough-for-eddsa-derivation"
 DATA_KEY = "a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s="  # base64 of 32 x "k"
 
 
+class EmptyDatabase:
+    """A PostgreSQL database of our own on the machine's server, until `drop()` (benches
+    keep it across a try/finally of their own)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        self.url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{self.name}"
+        self._admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5)
+        self._admin.execute(f'CREATE DATABASE "{self.name}"')
+
+    def drop(self) -> None:
+        self._admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        self._admin.close()
+
+
 @contextlib.contextmanager
 def scratch_database(prefix: str = "estafette_drill") -> Iterator[str]:
-    """A migrated PostgreSQL database of our own on the machine's server, dropped at the end
-    (drills, benches, the test suite's session database)."""
-    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5)
-    admin.execute(f'CREATE DATABASE "{name}"')
-    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    engine = make_engine(url)
-    upgrade_schema(engine)
-    engine.dispose()
+    """A migrated database of our own, dropped at the end (drills, the test suite's session
+    database)."""
+    database = EmptyDatabase(prefix)
     try:
-        yield url
+        engine = make_engine(database.url)
+        upgrade_schema(engine)
+        engine.dispose()
+        yield database.url
     finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+        database.drop()
 
 
 @dataclass
