@@ -123,23 +123,26 @@ def _term_scan(others: int, domain: int | None) -> Select:
     return _matching(statement, others)
 
 
+def _correspondents_tier(words: int, *columns: Any) -> Select:
+    """The user's recent correspondents that match: every word, the first one included,
+    filters them; `columns` are what the caller's statement carries of each entry."""
+    scan = select(
+        *columns,
+        literal(_TIER["correspondent"]).label("tier"),
+        _ENTRY.c.address.label("matched"),
+    ).where(_ENTRY.c.address.in_(bindparam("recent", expanding=True)))
+    return (
+        _matching(scan, words, "word")
+        .order_by(_ENTRY.c.address)
+        .limit(bindparam("limit", type_=Integer))
+    )
+
+
 @functools.lru_cache(maxsize=64)
 def _search_statement(words: int, domains: int, recent: bool) -> Select:
     """The whole search for one shape of query, built once: the tiers' scans, each bounded
     by its own LIMIT, in one UNION ALL (one round trip a keystroke). Values are bound."""
-    parts = []
-    if recent:
-        correspondents_scan = select(
-            *_SHOWN,
-            literal(_TIER["correspondent"]).label("tier"),
-            _ENTRY.c.address.label("matched"),
-        ).where(_ENTRY.c.address.in_(bindparam("recent", expanding=True)))
-        # Every word, the first one included, filters the correspondents.
-        parts.append(
-            _matching(correspondents_scan, words, "word")
-            .order_by(_ENTRY.c.address)
-            .limit(bindparam("limit", type_=Integer))
-        )
+    parts = [_correspondents_tier(words, *_SHOWN)] if recent else []
     parts += [_term_scan(words - 1, number) for number in range(domains)]
     parts.append(_term_scan(words - 1, None))
     tiers = union_all(*(select(*part.subquery().c) for part in parts)).subquery()
@@ -222,18 +225,7 @@ def _rare_side_statement(
     `one_driving_word`: the driving prefix starts one word of the whole directory
     (`:driving_word`, in the tsquery), so each entry found has it once and nothing else
     in its range: one row each, without unnesting the entry's words."""
-    parts = []
-    if recent:
-        correspondents_scan = select(
-            _ENTRY.c.id,
-            literal(_TIER["correspondent"]).label("tier"),
-            _ENTRY.c.address.label("matched"),
-        ).where(_ENTRY.c.address.in_(bindparam("recent", expanding=True)))
-        parts.append(
-            _matching(correspondents_scan, words, "word")
-            .order_by(_ENTRY.c.address)
-            .limit(bindparam("limit", type_=Integer))
-        )
+    parts = [_correspondents_tier(words, _ENTRY.c.id)] if recent else []
     # The entries found keep only what orders them (id, domain, matched word): a narrow
     # intermediate result, sorted and limited, joined back to the entries for the final
     # rows only (a full name can find over a thousand entries to rank for ten hits).
