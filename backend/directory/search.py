@@ -10,13 +10,16 @@ the entry's `words`, so a one-letter prefix costs no more than a full name.
 
 That scan stops once it has its answer, which is soon when the other words are common
 ("jean dup": a quarter of the entries have a word starting "jean"). When they are rare
-together ("thomas henry": 21,000 Thomas, 8,000 Henry, 200 of both) it would read
-thousands of entries to find a few, so on PostgreSQL a search of several words first
-reads `directory_words`: the words each typed prefix stands for and their counts. If
-the expected matches cost less than the entries the scan would read (SCAN_ENTRY_COST),
-the entries are found by intersecting those words in the GIN index of the entries'
-words, then ordered the same way (by the driving word, then id): the same answer, found
-from the rare side.
+together ("thomas henry": 21,000 Thomas, 8,000 Henry, 200 of both) it reads thousands of
+entries to find a few. So on PostgreSQL a search of several words first reads
+`directory_words`: the words each typed prefix stands for and their counts. From them
+`_plan` estimates, in microseconds, three ways to the same answer and takes the cheapest:
+- `scan`: the driving word's range, each entry read from the heap and filtered;
+- `probe`: the same range read from `directory_terms`' key alone, each entry probed in
+  that key for the other words (when each stands for a few words): an index-only scan;
+- `index`: the entries found by intersecting the narrow words in the GIN index of the
+  entries' words, then ordered the same way (by the driving word, then id): from the
+  rare side.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from typing import Any
 from sqlalchemy import (
     Integer,
     Select,
+    String,
+    any_,
     bindparam,
     func,
     literal,
@@ -41,6 +46,7 @@ from sqlalchemy import (
     true,
     union_all,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
 
@@ -62,10 +68,17 @@ OWN_MAILBOXES_TTL = 60.0  # seconds; a new correspondent ranks first within two 
 # A typed prefix standing for more distinct words than this ("d") is not looked up in the
 # GIN index (an OR of thousands of words): it filters the entries found by the others.
 NARROW_WORDS = 16
-# An entry the driving word's scan reads costs about what three entries found through the
-# GIN index do (a descent of the entries' key and a heap page, against one heap page of a
-# bitmap scan): EXPLAIN's buffer counts on 600,000 entries.
-SCAN_ENTRY_COST = 3
+# What each step of a plan costs, in microseconds: fitted to the times of 420 full names
+# on 600,000 entries (bench/directory.py's), each plan forced in turn. PostgreSQL 15 with
+# 128 MB of shared buffers: many pages come from the OS cache, and names both first and
+# last ("Thomas", "Nicolas") are less often together than independence predicts, so a
+# probe costs more than its descent.
+SCAN_ENTRY_US = 10.0  # an entry of the driving word's range: its heap row, the LIKE filters
+PROBE_ENTRY_US = 0.3  # the same entry read from directory_terms' key alone
+PROBE_WORD_US = 4.0  # ...and one descent of that key for one word of the other typed words
+INDEX_POSTING_US = 0.05  # one entry id of a narrow word's list in the GIN index
+INDEX_ENTRY_US = 2.0  # one entry the GIN index finds: its heap page, the recheck
+UNNEST_US = 8.0  # ...and splitting its words, when the driving prefix stands for several
 
 
 @dataclass(frozen=True)
@@ -191,17 +204,53 @@ def _typed(db: Session, words: list[str]) -> tuple[int, list[_Typed]]:
     return total, typed
 
 
-def _from_rare_side(total: int, typed: list[_Typed], wide_limit: int) -> bool:
-    """Whether intersecting the narrow words in the GIN index costs less than the driving
-    word's ordered scan, the entries each reads estimated as if the words were independent."""
-    narrow = [t for t in typed if t.terms is not None]
-    if total <= 0 or not narrow:
-        return False
-    driver, others = typed[0], typed[1:]
-    scanned = wide_limit * math.prod(total / max(1, o.entries) for o in others)
-    scanned = min(scanned, driver.entries)
-    matching = total * math.prod(t.entries / total for t in narrow)
-    return matching < SCAN_ENTRY_COST * scanned
+def _plan(total: int, typed: list[_Typed], wide_limit: int) -> str:
+    """`scan`, `probe` or `index`: the cheapest way to the answer (module docstring), the
+    entries each reads estimated as if the typed words were independent."""
+    if total <= 0 or len(typed) < 2:
+        return "scan"
+    matching = total * math.prod(t.entries / total for t in typed)
+
+    def read(driver: _Typed) -> float:
+        """The driver's entries read before `wide_limit` of them have the other words."""
+        return min(driver.entries, wide_limit * driver.entries / max(matching, 1.0))
+
+    costs = {"scan": read(typed[0]) * SCAN_ENTRY_US}
+    if _can_probe(typed):
+        probed = _probe_driver(typed)
+        words = sum(len(t.terms or ()) for n, t in enumerate(typed) if n != probed)
+        costs["probe"] = read(typed[probed]) * (PROBE_ENTRY_US + PROBE_WORD_US * words)
+    if _can_use_index(typed):
+        narrow = [t for t in typed if t.terms is not None]
+        split = 0.0 if _one_driving_word(typed) else UNNEST_US
+        costs["index"] = INDEX_POSTING_US * sum(t.entries for t in narrow) + matching * (
+            INDEX_ENTRY_US + split
+        )
+    return min(costs, key=costs.__getitem__)
+
+
+def _probe_driver(typed: list[_Typed]) -> int:
+    """Which typed word's entries the `probe` plan reads, the others probed. When the
+    driving prefix stands for one word, its hits are in id order, as are any other single
+    word's: the rarest of those reads the fewest entries for the same answer."""
+    if not _one_driving_word(typed):
+        return 0
+    single = [n for n, t in enumerate(typed) if t.terms is not None and len(t.terms) == 1]
+    return min(single, key=lambda n: typed[n].entries)
+
+
+def _can_probe(typed: list[_Typed]) -> bool:
+    """Every word but the one read stands for a few words, each probed in the key."""
+    probed = _probe_driver(typed)
+    return all(t.terms is not None for n, t in enumerate(typed) if n != probed)
+
+
+def _can_use_index(typed: list[_Typed]) -> bool:
+    return any(t.terms is not None for t in typed)
+
+
+def _one_driving_word(typed: list[_Typed]) -> bool:
+    return typed[0].terms is not None and len(typed[0].terms) == 1
 
 
 def _tsquery(typed: list[_Typed]) -> str:
@@ -214,11 +263,74 @@ def _tsquery(typed: list[_Typed]) -> str:
     )
 
 
+def _joined_back(parts: list[Select]) -> Select:
+    """The tiers' narrow rows (id, tier, matched word), each bounded by its own LIMIT,
+    joined to the entries for what a hit shows: the final rows only."""
+    tiers = union_all(*(select(*part.subquery().c) for part in parts)).subquery()
+    return (
+        select(*_SHOWN, tiers.c.tier, tiers.c.matched)
+        .join_from(tiers, _ENTRY, _ENTRY.c.id == tiers.c.id)
+        .order_by(tiers.c.tier, tiers.c.matched, _ENTRY.c.id)
+    )
+
+
+def _has_one_of(number: int) -> Any:
+    """The driving scan's entry has one of the words `:terms<number>`: a descent of
+    directory_terms' key for each. A subquery evaluated per row, which PostgreSQL does not
+    turn into a join (as it would an EXISTS): the ordered scan stays one and stops at its
+    LIMIT."""
+    probe = _TERM.alias(f"probe{number}")
+    words = bindparam(f"terms{number}", type_=ARRAY(String))
+    return (
+        select(literal(1))
+        .where(probe.c.term == any_(words), probe.c.entry_id == _TERM.c.entry_id)
+        .limit(1)
+        .scalar_subquery()
+        .is_not(None)
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _probe_statement(
+    probes: int, domains: int, recent: bool, words: int, one_driving_word: bool
+) -> Select:
+    """The search for the `probe` plan: one typed word's entries read from directory_terms'
+    keys alone ((term, entry_id); a domain's (domain, term)), each probed for the `probes`
+    others (`:terms0`...), then the same tiers and order as the scan.
+
+    `one_driving_word`: the driving prefix stands for one word (`:driving_word`), so the
+    word read is any single word (`:read_word`; `_probe_driver`), in id order. Otherwise
+    the driving prefix's range is read, in (word, id) order."""
+    parts = [_correspondents_tier(words, _ENTRY.c.id)] if recent else []
+    if one_driving_word:
+        matched = bindparam("driving_word", type_=_TERM.c.term.type)
+        read = _TERM.c.term == bindparam("read_word")
+    else:
+        matched = _TERM.c.term
+        read = (_TERM.c.term >= bindparam("low")) & (_TERM.c.term < bindparam("high"))
+    for number in [*range(domains), None]:
+        tier = _TIER["directory" if number is None else "establishment"]
+        statement = select(
+            _TERM.c.entry_id.label("id"), literal(tier).label("tier"), matched.label("matched")
+        ).where(read)
+        if number is None:
+            statement = statement.order_by(_TERM.c.term, _TERM.c.entry_id)
+            statement = statement.limit(bindparam("wide_limit", type_=Integer))
+        else:  # the order of the (domain, term) index, as the scan's
+            statement = statement.where(_TERM.c.domain == bindparam(f"domain{number}"))
+            statement = statement.order_by(_TERM.c.term)
+            statement = statement.limit(bindparam("limit", type_=Integer))
+        for other in range(probes):
+            statement = statement.where(_has_one_of(other))
+        parts.append(statement)
+    return _joined_back(parts)
+
+
 @functools.lru_cache(maxsize=64)
 def _rare_side_statement(
     wide: int, domains: int, recent: bool, words: int, one_driving_word: bool
 ) -> Select:
-    """The search for `_from_rare_side`: the entries having every narrow word (the GIN
+    """The search for the `index` plan: the entries having every narrow word (the GIN
     index; `:tsquery`), the `wide` others filtering them (`:wide0`...), one row per word
     starting with the driving prefix as in the scan, then the same tiers and order.
 
@@ -256,12 +368,7 @@ def _rare_side_statement(
         .order_by(found.c.matched, found.c.id)
         .limit(bindparam("wide_limit", type_=Integer))
     )
-    tiers = union_all(*(select(*part.subquery().c) for part in parts)).subquery()
-    return (
-        select(*_SHOWN, tiers.c.tier, tiers.c.matched)
-        .join_from(tiers, _ENTRY, _ENTRY.c.id == tiers.c.id)
-        .order_by(tiers.c.tier, tiers.c.matched, _ENTRY.c.id)
-    )
+    return _joined_back(parts)
 
 
 def _hit(row: Any, rank: str | None = None) -> Hit:
@@ -401,21 +508,9 @@ def search(*, db: Session, user: User, query: str, limit: int) -> list[Hit]:
         params["recent"] = sorted(recent)
     statement = _search_statement(len(words), len(domains), bool(recent))
     if len(words) > 1 and db.get_bind().dialect.name == "postgresql":
-        total, typed = _typed(db, words)
-        if _from_rare_side(total, typed, params["wide_limit"]):
-            wide = [w for w, t in zip(words, typed, strict=True) if t.terms is None]
-            if any(t.terms == () for t in typed):
-                statement = None  # a word no entry has: only the establishment's own
-            else:
-                params["tsquery"] = _tsquery(typed)
-                params |= {f"wide{n}": f"% {word}%" for n, word in enumerate(wide)}
-                one_driving_word = typed[0].terms is not None and len(typed[0].terms) == 1
-                if one_driving_word:
-                    params["driving_word"] = typed[0].terms[0]
-                statement = _rare_side_statement(
-                    len(wide), len(domains), bool(recent), len(words), one_driving_word
-                )
-    rows = db.execute(statement, params).all() if statement is not None else []
+        planned = _planned(db, words, params, len(domains), bool(recent))
+        statement = statement if planned is None else planned
+    rows = db.execute(statement, params).all() if statement is not _NOTHING else []
     first = [row for row in rows if row.tier == _TIER["correspondent"]]
     rest = [row for row in rows if row.tier != _TIER["correspondent"]]
     results: dict[str, Hit] = {}
@@ -425,6 +520,38 @@ def search(*, db: Session, user: User, query: str, limit: int) -> list[Hit]:
             if len(results) == limit:
                 break
     return list(results.values())
+
+
+_NOTHING = select(literal(None))  # a word no entry has: only the establishment's own
+
+
+def _planned(
+    db: Session, words: list[str], params: dict[str, Any], domains: int, recent: bool
+) -> Select | None:
+    """The statement of the cheapest plan other than the scan (None: the scan), after the
+    words' counts; binds what it needs into `params`."""
+    total, typed = _typed(db, words)
+    if any(t.terms == () for t in typed):
+        return _NOTHING
+    plan = _plan(total, typed, params["wide_limit"])
+    if plan == "probe":
+        read = _probe_driver(typed)
+        probed = [list(t.terms or ()) for n, t in enumerate(typed) if n != read]
+        params |= {f"terms{n}": terms for n, terms in enumerate(probed)}
+        if _one_driving_word(typed):
+            params["driving_word"] = typed[0].terms[0]
+            params["read_word"] = typed[read].terms[0]
+        return _probe_statement(len(probed), domains, recent, len(words), _one_driving_word(typed))
+    if plan == "index":
+        wide = [w for w, t in zip(words, typed, strict=True) if t.terms is None]
+        params["tsquery"] = _tsquery(typed)
+        params |= {f"wide{n}": f"% {word}%" for n, word in enumerate(wide)}
+        if _one_driving_word(typed):
+            params["driving_word"] = typed[0].terms[0]
+        return _rare_side_statement(
+            len(wide), domains, recent, len(words), _one_driving_word(typed)
+        )
+    return None
 
 
 def _by_address(db: Session, query: str, limit: int) -> list[Hit]:

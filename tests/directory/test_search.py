@@ -130,11 +130,12 @@ def test_searching_needs_a_session(client, loaded) -> None:
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_several_words_give_the_same_answer_from_the_rare_side_as_from_the_scan(
+def test_several_words_give_the_same_answer_whichever_plan_finds_it(
     app, client, services, user, tmp_path, monkeypatch
 ) -> None:
-    """PostgreSQL answers a rare combination of words from the GIN index of the entries'
-    words rather than the driving word's scan: the answer (hits, tiers, order) is one."""
+    """PostgreSQL answers several words by the driving word's scan, by probing the words'
+    key for the others (index only), or from the GIN index of the entries' words (the
+    rare side), whichever costs least: the answer (hits, tiers, order) is one."""
     import_file(app, extraction(tmp_path, 3000))
     own_mailbox(services, "moi@chu-test.mssante.fr", owner=user.username)
     received_from(services, user.username, "jp.muller-lefevre@ch-emeraude.mssante.fr")
@@ -142,6 +143,7 @@ def test_several_words_give_the_same_answer_from_the_rare_side_as_from_the_scan(
         "thomas henry",  # two common names, rare together
         "anne nicolas",
         "jean dupont",
+        "dupont jean",  # the probe reads the rarer whole word, in the same order
         "jean-pierre lef",
         "lefevre helene chu",
         "jean d",  # a prefix of a thousand words: a filter, never looked up in the index
@@ -151,22 +153,55 @@ def test_several_words_give_the_same_answer_from_the_rare_side_as_from_the_scan(
         "cardio marseille",
         "martin zzzqxw",  # a word nobody has
     ]
-    by_scan, by_index = {}, {}
-    monkeypatch.setattr(directory_search, "_from_rare_side", lambda *_: False)
-    for q in typed:
-        by_scan[q] = [search(client, user.headers, q, limit=n) for n in (1, 5)]
-    # Whenever a word is narrow enough to be looked up in the index (always, here).
-    monkeypatch.setattr(
-        directory_search,
-        "_from_rare_side",
-        lambda total, words, _: any(w.terms is not None for w in words),
-    )
-    for q in typed:
-        by_index[q] = [search(client, user.headers, q, limit=n) for n in (1, 5)]
+    answers: dict[str, dict[str, list]] = {}
+    for plan in ("scan", "probe", "index"):
+        possible = {
+            "scan": lambda typed: True,
+            "probe": directory_search._can_probe,
+            "index": directory_search._can_use_index,
+        }[plan]
+        monkeypatch.setattr(
+            directory_search,
+            "_plan",
+            lambda total, words, _, plan=plan, possible=possible: (
+                plan if possible(words) else "scan"
+            ),
+        )
+        answers[plan] = {
+            q: [search(client, user.headers, q, limit=n) for n in (1, 5)] for q in typed
+        }
 
-    assert by_index == by_scan
+    assert answers["probe"] == answers["scan"]
+    assert answers["index"] == answers["scan"]
+    by_scan = answers["scan"]
     assert by_scan["thomas henry"][1] and by_scan["jean d"][1] and not by_scan["martin zzzqxw"][1]
     assert {h["rank"] for h in by_scan["lefevre helene chu"][1]} == {"establishment"}
+
+
+def test_the_cheapest_plan_is_taken_for_each_kind_of_full_name() -> None:
+    """The cost model's choices on the 600,000-entry bench directory's counts."""
+    typed = directory_search._Typed
+    total = 600_000
+    # "jean dupont": a common first name, a rarer last name: the last name is read.
+    assert (
+        directory_search._plan(total, [typed(("dupont",), 8000), typed(("jean",), 160000)], 25)
+        == "probe"
+    )
+    # "marc denis": two single words, rare together: the rarer is read, the other probed.
+    assert (
+        directory_search._plan(total, [typed(("denis",), 57505), typed(("marc",), 13399)], 25)
+        == "probe"
+    )
+    # "anne nicolas": rarer still together (both first names): from the GIN index.
+    assert (
+        directory_search._plan(total, [typed(("nicolas",), 21186), typed(("anne",), 13345)], 25)
+        == "index"
+    )
+    # a word too common to look up ("d") can only filter: never the probe.
+    assert (
+        directory_search._plan(total, [typed(("martin",), 16384), typed(None, 90000)], 25)
+        != "probe"
+    )
 
 
 def test_the_words_table_counts_each_words_entries(app, services, tmp_path) -> None:
