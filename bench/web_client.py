@@ -21,23 +21,14 @@ import gzip
 import json
 import statistics
 import time
-from pathlib import Path
 
 from playwright.sync_api import BrowserContext, sync_playwright
 
 from bench.api_latency import _load_envelopes, _setup
 from bench.gunicorn import free_port, start_gunicorn
 from bench.scratch import ScratchDatabase, gateway_env
+from devtools.chromium import ChromiumUnavailable, launch_chromium, require_chromium
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ROW = "#pane-list a.row"
 # Records, relative to navigation start, when the first message row enters the DOM: no
 # polling delay in the figure.
@@ -107,7 +98,7 @@ def _measure(base: str, token: str, mailbox: str, runs: int, rate: float, total:
     cold, warm, floor, js_sizes = [], [], [], []
     stored = 0
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         try:
             for _ in range(runs):
                 context = browser.new_context(viewport={"width": 390, "height": 844})
@@ -152,8 +143,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--cpu-throttle", type=float, default=4.0)
     args = parser.parse_args()
-    if not Path(CHROMIUM).is_file():
-        raise SystemExit(f"{CHROMIUM} is missing: `make system-deps` installs Debian's chromium")
+    try:
+        require_chromium()
+    except ChromiumUnavailable as exc:
+        raise SystemExit(str(exc)) from exc
 
     database = ScratchDatabase("web")
     url = database.url

@@ -24,7 +24,7 @@ import pytest
 from backend.accounts import users
 from backend.mailboxes import registry
 from backend.storage.database import session_scope
-from devtools import samples
+from devtools import chromium, samples
 from devtools.dovecot import DovecotServer
 from devtools.drills.push_harness import POSTGRES_ADMIN_URL, scratch_database
 from tests.support import free_port, wait_until
@@ -34,15 +34,6 @@ DOMAIN = "chu-test.mssante.fr"
 COLLEAGUE = f"dr.bernard@{DOMAIN}"
 SECRETARIAT = f"secretariat@{DOMAIN}"
 PASSWORD = "mot-de-passe-de-test-assez-long"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SIZES = {"phone": (390, 844), "tablet": (820, 1180), "desktop": (1440, 900)}
 AXE = ROOT / "web" / "node_modules" / "axe-core" / "axe.min.js"
 
@@ -212,10 +203,8 @@ def _wait_ready(base_url: str, process: subprocess.Popen, log: Path) -> None:
 
 
 def launch_chromium(playwright):
-    """Debian's Chromium, never a downloaded one; fails with the reason if it is missing."""
-    if not CHROMIUM.is_file():
-        pytest.fail(f"{CHROMIUM} is missing: `make system-deps` installs Debian's chromium")
+    """Debian's Chromium (devtools.chromium); fails the test with the reason if it cannot."""
     try:
-        return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-    except Exception as exc:
-        pytest.fail(f"Chromium could not start: {exc}")
+        return chromium.launch_chromium(playwright)
+    except chromium.ChromiumUnavailable as exc:
+        pytest.fail(str(exc))
