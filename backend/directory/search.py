@@ -475,6 +475,38 @@ class _OwnMailboxes:
 own_mailboxes = _OwnMailboxes()
 
 
+_NOTHING = select(literal(None))  # a word no entry has: only the establishment's own
+
+
+def _planned(
+    db: Session, words: list[str], params: dict[str, Any], domains: int, recent: bool
+) -> Select | None:
+    """The statement of the cheapest plan other than the scan (None: the scan), after the
+    words' counts; binds what it needs into `params`."""
+    total, typed = _typed(db, words)
+    if any(t.terms == () for t in typed):
+        return _NOTHING
+    plan = _plan(total, typed, params["wide_limit"])
+    if plan == "probe":
+        read = _probe_driver(typed)
+        probed = [list(t.terms or ()) for n, t in enumerate(typed) if n != read]
+        params |= {f"terms{n}": terms for n, terms in enumerate(probed)}
+        if _one_driving_word(typed):
+            params["driving_word"] = typed[0].terms[0]
+            params["read_word"] = typed[read].terms[0]
+        return _probe_statement(len(probed), domains, recent, len(words), _one_driving_word(typed))
+    if plan == "index":
+        wide = [w for w, t in zip(words, typed, strict=True) if t.terms is None]
+        params["tsquery"] = _tsquery(typed)
+        params |= {f"wide{n}": f"% {word}%" for n, word in enumerate(wide)}
+        if _one_driving_word(typed):
+            params["driving_word"] = typed[0].terms[0]
+        return _rare_side_statement(
+            len(wide), domains, recent, len(words), _one_driving_word(typed)
+        )
+    return None
+
+
 def search(*, db: Session, user: User, query: str, limit: int) -> list[Hit]:
     """Up to `limit` mailboxes matching every word of `query`, best ranked first.
 
@@ -520,38 +552,6 @@ def search(*, db: Session, user: User, query: str, limit: int) -> list[Hit]:
             if len(results) == limit:
                 break
     return list(results.values())
-
-
-_NOTHING = select(literal(None))  # a word no entry has: only the establishment's own
-
-
-def _planned(
-    db: Session, words: list[str], params: dict[str, Any], domains: int, recent: bool
-) -> Select | None:
-    """The statement of the cheapest plan other than the scan (None: the scan), after the
-    words' counts; binds what it needs into `params`."""
-    total, typed = _typed(db, words)
-    if any(t.terms == () for t in typed):
-        return _NOTHING
-    plan = _plan(total, typed, params["wide_limit"])
-    if plan == "probe":
-        read = _probe_driver(typed)
-        probed = [list(t.terms or ()) for n, t in enumerate(typed) if n != read]
-        params |= {f"terms{n}": terms for n, terms in enumerate(probed)}
-        if _one_driving_word(typed):
-            params["driving_word"] = typed[0].terms[0]
-            params["read_word"] = typed[read].terms[0]
-        return _probe_statement(len(probed), domains, recent, len(words), _one_driving_word(typed))
-    if plan == "index":
-        wide = [w for w, t in zip(words, typed, strict=True) if t.terms is None]
-        params["tsquery"] = _tsquery(typed)
-        params |= {f"wide{n}": f"% {word}%" for n, word in enumerate(wide)}
-        if _one_driving_word(typed):
-            params["driving_word"] = typed[0].terms[0]
-        return _rare_side_statement(
-            len(wide), domains, recent, len(words), _one_driving_word(typed)
-        )
-    return None
 
 
 def _by_address(db: Session, query: str, limit: int) -> list[Hit]:
