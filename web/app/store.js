@@ -136,22 +136,36 @@ export async function listEnvelopes(mailboxId, folder, limit, before = null) {
   return found.reverse();
 }
 
-// A warm start reads the list it opens on at once, beside its settings, rather than
-// after them: `readAhead` starts that read, `firstEnvelopes` takes it (once).
+// What start-up reads, in one transaction.
+export const START_KEYS = ["session", "locked", "idle_minutes", "language", "mailboxes"];
+
+// A warm start reads what its first screen needs at once (early.js, the first module to
+// run), while the rest of the app is still being fetched and compiled: its settings, and
+// beside them the list it opens on. `readAhead` starts those reads (once a page load);
+// `startMetas` and `firstEnvelopes` take them (once each).
 let ahead = null;
 
 export function readAhead(mailboxId, folder) {
-  ahead = { mailboxId, folder, page: listEnvelopes(mailboxId, folder, PAGE).catch(() => null) };
+  if (ahead) return;
+  ahead = {
+    metas: getMetas(START_KEYS),
+    mailboxId,
+    folder,
+    page: mailboxId ? listEnvelopes(mailboxId, folder, PAGE).catch(() => null) : null,
+  };
+  ahead.metas.catch(() => {}); // taken by startMetas, which reports a failure
+}
+
+export function startMetas() {
+  const metas = ahead?.metas;
+  if (ahead) ahead.metas = null;
+  return metas || getMetas(START_KEYS);
 }
 
 export async function firstEnvelopes(mailboxId, folder) {
-  const taken = ahead;
-  ahead = null;
-  if (taken?.mailboxId === mailboxId && taken.folder === folder) {
-    const page = await taken.page;
-    if (page) return page;
-  }
-  return listEnvelopes(mailboxId, folder, PAGE);
+  const page = ahead?.mailboxId === mailboxId && ahead.folder === folder ? ahead.page : null;
+  if (ahead) ahead.page = null;
+  return (await page) || listEnvelopes(mailboxId, folder, PAGE);
 }
 
 export async function getEnvelope(id) {

@@ -8,6 +8,7 @@ const SHELL = [
   "/",
   "/manifest.webmanifest",
   "/app/main.js",
+  "/app/early.js",
   "/app/api.js",
   "/app/dom.js",
   "/app/i18n.js",
