@@ -3,7 +3,10 @@
 // Sign-out deletes the whole database.
 const NAME = "estafette";
 export const INBOX = "INBOX"; // the folder lists open on
-export const PAGE = 50; // envelopes a list shows first, and loads at a time
+export const PAGE = 50; // envelopes a list loads at a time
+// What a list draws first from the device: a screenful (the window's height at 48 px a
+// row; rows are taller), the rest of a page only if the network does not answer.
+export const screenful = () => Math.min(PAGE, Math.ceil(innerHeight / 48));
 let opening = null;
 
 export function openStore() {
@@ -151,7 +154,7 @@ export function readAhead(mailboxId, folder) {
     metas: getMetas(START_KEYS),
     mailboxId,
     folder,
-    page: mailboxId ? listEnvelopes(mailboxId, folder, PAGE).catch(() => null) : null,
+    page: mailboxId ? listEnvelopes(mailboxId, folder, screenful()).catch(() => null) : null,
   };
   ahead.metas.catch(() => {}); // taken by startMetas, which reports a failure
 }
@@ -165,7 +168,7 @@ export function startMetas() {
 export async function firstEnvelopes(mailboxId, folder) {
   const page = ahead?.mailboxId === mailboxId && ahead.folder === folder ? ahead.page : null;
   if (ahead) ahead.page = null;
-  return (await page) || listEnvelopes(mailboxId, folder, PAGE);
+  return (await page) || listEnvelopes(mailboxId, folder, screenful());
 }
 
 export async function getEnvelope(id) {
