@@ -278,12 +278,13 @@ async function start(kept) {
   setLanguage(meta.language || language());
   app.mailboxes = meta.mailboxes || [];
   shell();
-  navigator.serviceWorker?.controller?.postMessage({ type: "cache-shell" });
   lastActivity = Date.now();
   const first = route();
   // The list the page opens on is drawn from IndexedDB first: the mailboxes' refresh (a
-  // network answer and a re-render) waits for it rather than compete with its rows.
+  // network answer and a re-render) and the shell's (the service worker's) wait for it
+  // rather than compete with its rows.
   if (app.route?.mailboxId) await Promise.race([list.firstDrawn, first]).catch(() => {});
+  navigator.serviceWorker?.controller?.postMessage({ type: "cache-shell" });
   await refreshMailboxes();
   await first;
   syncNow();
