@@ -5,8 +5,9 @@ const NAME = "estafette";
 export const INBOX = "INBOX"; // the folder lists open on
 export const PAGE = 50; // envelopes a list loads at a time
 // What a list draws first from the device: a screenful (the window's height at 48 px a
-// row; rows are taller), the rest of a page only if the network does not answer.
-export const screenful = () => Math.min(PAGE, Math.ceil(innerHeight / 48));
+// row; rows are taller), the rest of a page only if the network does not answer. Never
+// 0, which getAll() would take for "no limit".
+export const screenful = () => Math.min(PAGE, Math.max(10, Math.ceil(innerHeight / 48)));
 let opening = null;
 
 export function openStore() {
