@@ -281,12 +281,13 @@ async function start(kept) {
   lastActivity = Date.now();
   const first = route();
   // The list the page opens on is drawn from IndexedDB first: the mailboxes' refresh (a
-  // network answer and a re-render) and the shell's (the service worker's) wait for it
-  // rather than compete with its rows.
+  // network answer and a re-render) waits for it rather than compete with its rows.
   if (app.route?.mailboxId) await Promise.race([list.firstDrawn, first]).catch(() => {});
-  navigator.serviceWorker?.controller?.postMessage({ type: "cache-shell" });
   await refreshMailboxes();
   await first;
+  // The shell's refresh (the service worker's network fetches) waits until the first
+  // screen has the API's answers too: a cold start's calls do not queue behind it.
+  navigator.serviceWorker?.controller?.postMessage({ type: "cache-shell" });
   syncNow();
   import("./push.js").then((push) => push.resubscribe()).catch(() => {});
   if (!timers) {

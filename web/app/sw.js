@@ -60,8 +60,8 @@ async function refreshShell() {
 }
 
 // The app asks at every start, once its first screen is drawn (not while it is being
-// drawn: a phone's CPU is busy enough then): the shell is refreshed, or cached afresh
-// when sign-out deleted the caches.
+// drawn: a phone's CPU and the gateway are busy enough then): the shell is refreshed, or
+// cached afresh when sign-out deleted the caches.
 self.addEventListener("message", (event) => {
   if (event.data?.type !== "cache-shell") return;
   event.waitUntil(
