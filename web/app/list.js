@@ -11,7 +11,8 @@ const view = { mailboxId: null, folder: null, items: [], next: null, done: false
 let pane = null;
 let observer = null;
 let markDrawn;
-// Settles once the first list shown has its rows from IndexedDB (start-up waits on it).
+// Settles once the first list shown has its first rows from IndexedDB (start-up waits on
+// it).
 export const firstDrawn = new Promise((resolve) => (markDrawn = resolve));
 
 export function placeholder(element) {
@@ -114,6 +115,12 @@ async function firstPage() {
     view.done = !page.next;
   } catch (error) {
     report(error);
+    // The device's page instead (offline, say): only a screenful of it was drawn first.
+    const last = view.items.at(-1);
+    if (view.mailboxId === asked && last && view.items.length < PAGE) {
+      const older = await store.listEnvelopes(asked, view.folder, PAGE - view.items.length, [last.date, last.id]).catch(() => []);
+      if (view.mailboxId === asked) view.items = view.items.concat(older);
+    }
     view.done = true;
   }
   view.loading = false;

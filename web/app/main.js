@@ -2,6 +2,7 @@
 // loop (GET /sync?since=), the idle lock and sign-out.
 import { api, ApiError, currentSession, forgetSession, loadSession, Offline, whenSignedOut } from "./api.js";
 import { h, replace } from "./dom.js";
+import { parseRoute } from "./early.js";
 import { language, setLanguage, t } from "./i18n.js";
 import * as list from "./list.js";
 import * as store from "./store.js";
@@ -29,16 +30,6 @@ export const app = {
 };
 
 const ui = {};
-
-function parseRoute() {
-  const parts = location.hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
-  if (parts[0] === "m" && parts[1]) {
-    return { view: parts[2] ? "message" : "list", mailboxId: parts[1], messageId: parts[2] || null };
-  }
-  if (parts[0] === "compose") return { view: "compose", replyTo: parts[1] === "reply" ? parts[2] : null };
-  if (parts[0] === "settings") return { view: "settings" };
-  return { view: "mailboxes" };
-}
 
 export function go(hash) {
   if (location.hash === hash) route();
@@ -287,7 +278,6 @@ async function start(kept) {
   setLanguage(meta.language || language());
   app.mailboxes = meta.mailboxes || [];
   shell();
-  navigator.serviceWorker?.controller?.postMessage({ type: "cache-shell" });
   lastActivity = Date.now();
   const first = route();
   // The list the page opens on is drawn from IndexedDB first: the mailboxes' refresh (a
@@ -295,6 +285,9 @@ async function start(kept) {
   if (app.route?.mailboxId) await Promise.race([list.firstDrawn, first]).catch(() => {});
   await refreshMailboxes();
   await first;
+  // The shell's refresh (the service worker's network fetches) waits until the first
+  // screen has the API's answers too: a cold start's calls do not queue behind it.
+  navigator.serviceWorker?.controller?.postMessage({ type: "cache-shell" });
   syncNow();
   import("./push.js").then((push) => push.resubscribe()).catch(() => {});
   if (!timers) {
@@ -322,11 +315,9 @@ async function boot() {
     });
   }
   watchIdle();
-  // One read of everything start-up needs, and beside it the list the page opens on: the
-  // warm start shows it from IndexedDB before any network call.
-  const opening = parseRoute();
-  if (opening.mailboxId) store.readAhead(opening.mailboxId, FOLDER);
-  const kept = await store.getMetas(["session", "locked", "idle_minutes", "language", "mailboxes"]);
+  // One read of everything start-up needs, and beside it the list the page opens on
+  // (started by early.js): the warm start shows it from IndexedDB before any network call.
+  const kept = await store.startMetas();
   setLanguage(kept.language || "fr"); // French first; English when chosen in the settings
   if (await loadSession(kept.session)) {
     if (kept.locked) return lock();

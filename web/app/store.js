@@ -3,7 +3,11 @@
 // Sign-out deletes the whole database.
 const NAME = "estafette";
 export const INBOX = "INBOX"; // the folder lists open on
-export const PAGE = 50; // envelopes a list shows first, and loads at a time
+export const PAGE = 50; // envelopes a list loads at a time
+// What a list draws first from the device: a screenful (the window's height at 48 px a
+// row; rows are taller), the rest of a page only if the network does not answer. Never
+// 0, which getAll() would take for "no limit".
+export const screenful = () => Math.min(PAGE, Math.max(10, Math.ceil(innerHeight / 48)));
 let opening = null;
 
 export function openStore() {
@@ -104,7 +108,8 @@ export async function clearEnvelopes() {
 }
 
 // Newest first, `limit` envelopes of one folder older than `before` ([date, id]) if given.
-// Three requests whatever the limit, not one a row (a cursor's continue() costs a task
+// One request where getAll() takes a direction (IndexedDB 3: where getAllRecords exists);
+// elsewhere three whatever the limit, not one a row (a cursor's continue() costs a task
 // each, which a phone's CPU feels at start-up): a key cursor jumps from the newest to the
 // limit-th newest in one advance(), then one getAll() reads from there up, oldest first.
 export async function listEnvelopes(mailboxId, folder, limit, before = null) {
@@ -113,6 +118,10 @@ export async function listEnvelopes(mailboxId, folder, limit, before = null) {
   const upper = before ? [mailboxId, folder, ...before] : [mailboxId, folder, "\uffff"];
   const open = Boolean(before);
   const index = db.transaction("envelopes").objectStore("envelopes").index("by_folder");
+  if (typeof index.getAllRecords === "function") {
+    const query = IDBKeyRange.bound(lowest, upper, false, open);
+    return result(index.getAll({ query, count: limit, direction: "prev" }));
+  }
   const floor = await new Promise((resolve, reject) => {
     const request = index.openKeyCursor(IDBKeyRange.bound(lowest, upper, false, open), "prev");
     let jumped = false;
@@ -131,22 +140,36 @@ export async function listEnvelopes(mailboxId, folder, limit, before = null) {
   return found.reverse();
 }
 
-// A warm start reads the list it opens on at once, beside its settings, rather than
-// after them: `readAhead` starts that read, `firstEnvelopes` takes it (once).
+// What start-up reads, in one transaction.
+export const START_KEYS = ["session", "locked", "idle_minutes", "language", "mailboxes"];
+
+// A warm start reads what its first screen needs at once (early.js, the first module to
+// run), while the rest of the app is still being fetched and compiled: its settings, and
+// beside them the list it opens on. `readAhead` starts those reads (once a page load);
+// `startMetas` and `firstEnvelopes` take them (once each).
 let ahead = null;
 
 export function readAhead(mailboxId, folder) {
-  ahead = { mailboxId, folder, page: listEnvelopes(mailboxId, folder, PAGE).catch(() => null) };
+  if (ahead) return;
+  ahead = {
+    metas: getMetas(START_KEYS),
+    mailboxId,
+    folder,
+    page: mailboxId ? listEnvelopes(mailboxId, folder, screenful()).catch(() => null) : null,
+  };
+  ahead.metas.catch(() => {}); // taken by startMetas, which reports a failure
+}
+
+export function startMetas() {
+  const metas = ahead?.metas;
+  if (ahead) ahead.metas = null;
+  return metas || getMetas(START_KEYS);
 }
 
 export async function firstEnvelopes(mailboxId, folder) {
-  const taken = ahead;
-  ahead = null;
-  if (taken?.mailboxId === mailboxId && taken.folder === folder) {
-    const page = await taken.page;
-    if (page) return page;
-  }
-  return listEnvelopes(mailboxId, folder, PAGE);
+  const page = ahead?.mailboxId === mailboxId && ahead.folder === folder ? ahead.page : null;
+  if (ahead) ahead.page = null;
+  return (await page) || listEnvelopes(mailboxId, folder, screenful());
 }
 
 export async function getEnvelope(id) {

@@ -8,6 +8,7 @@ const SHELL = [
   "/",
   "/manifest.webmanifest",
   "/app/main.js",
+  "/app/early.js",
   "/app/api.js",
   "/app/dom.js",
   "/app/i18n.js",
@@ -42,18 +43,34 @@ self.addEventListener("activate", (event) => {
   );
 });
 
-// Sign-out deletes the caches; the next sign-in asks for the shell again. Only then: the
-// fetch handler keeps a cached shell fresh, and the app asks at every start.
+// The cached shell, refreshed from the network for the next start. A file is stored again
+// only when it changed (its ETag): a stored script keeps the compiled code Chromium
+// attaches to it, which a warm start would otherwise redo every time.
+async function refreshShell() {
+  const cache = await caches.open(SHELL_CACHE);
+  await Promise.all(
+    SHELL.map(async (key) => {
+      const [cached, response] = await Promise.all([cache.match(key), fetch(key)]);
+      const etag = response.headers.get("ETag");
+      if (response.ok && !(cached && etag && cached.headers.get("ETag") === etag)) {
+        await cache.put(key, response);
+      }
+    }),
+  );
+}
+
+// The app asks at every start, once its first screen is drawn (not while it is being
+// drawn: a phone's CPU and the gateway are busy enough then): the shell is refreshed, or
+// cached afresh when sign-out deleted the caches.
 self.addEventListener("message", (event) => {
   if (event.data?.type !== "cache-shell") return;
   event.waitUntil(
-    caches.has(SHELL_CACHE).then((kept) => (kept ? undefined : cacheShell())).catch(() => {}),
+    caches.has(SHELL_CACHE).then((kept) => (kept ? refreshShell() : cacheShell())).catch(() => {}),
   );
 });
 
-// The shell from the cache at once (it is the same for everyone), refreshed from the
-// network behind it for the next start; from the network alone while nothing is cached.
-// Offline (the basement case) the cached copy is all there is.
+// The shell from the cache at once (it is the same for everyone); from the network while
+// nothing is cached. Offline (the basement case) the cached copy is all there is.
 self.addEventListener("fetch", (event) => {
   const url = new URL(event.request.url);
   if (event.request.method !== "GET" || url.origin !== self.location.origin) return;
@@ -61,25 +78,7 @@ self.addEventListener("fetch", (event) => {
   const key = url.pathname;
   if (!SHELL.includes(key)) return; // /healthz, /metrics, /api/...: straight to the network
   event.respondWith(
-    (async () => {
-      const cached = await caches.match(key);
-      // Stored again only when it changed (its ETag): a stored script keeps the compiled
-      // code Chromium attaches to it, which a warm start would otherwise redo every time.
-      const fresh = fetch(event.request).then(async (response) => {
-        const etag = response.headers.get("ETag");
-        const same = cached && etag && cached.headers.get("ETag") === etag;
-        if (response.ok && !same && (await caches.has(SHELL_CACHE))) {
-          const cache = await caches.open(SHELL_CACHE);
-          await cache.put(key, response.clone());
-        }
-        return response;
-      });
-      if (cached) {
-        event.waitUntil(fresh.catch(() => undefined));
-        return cached;
-      }
-      return fresh.catch(() => Response.error());
-    })(),
+    caches.match(key).then((cached) => cached || fetch(event.request)).catch(() => Response.error()),
   );
 });
 

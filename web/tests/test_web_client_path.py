@@ -20,6 +20,17 @@ from playwright.sync_api import expect
 from tests.support import wait_until
 
 PDF = b"%PDF-1.4\n% Estafette test attachment\n"
+# How many message rows the page shows when it first calls the API.
+ROWS_AT_FIRST_API_CALL = """
+const fetchFirst = window.fetch;
+window.fetch = function (input, init) {
+  const api = String(input?.url ?? input).includes('/api/v1/');
+  if (api && window.__rowsAtFirstApiCall === undefined) {
+    window.__rowsAtFirstApiCall = document.querySelectorAll('#pane-list a.row').length;
+  }
+  return fetchFirst.call(this, input, init);
+};
+"""
 
 
 def _letter(to: str, subject: str) -> bytes:
@@ -174,6 +185,13 @@ def test_a_clinician_reads_answers_and_signs_out_in_the_browser(clinician, gatew
     expect(page.locator("#pane-list a.row").filter(has_text=subject)).to_be_visible()
     expect(page.get_by_text("Hors ligne")).to_be_visible()
     page.context.set_offline(False)
+
+    # Online again, a start draws the list from the device before it calls the API at all.
+    page.add_init_script(ROWS_AT_FIRST_API_CALL)
+    page.reload()
+    expect(rows.filter(has_text=subject)).to_be_visible()
+    page.wait_for_function("window.__rowsAtFirstApiCall !== undefined")
+    assert page.evaluate("window.__rowsAtFirstApiCall") > 0
 
     # Idle: the session locks, and opened bodies are wiped from the device.
     clinician.go(f"#/m/{mailbox_id}")
