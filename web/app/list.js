@@ -86,9 +86,11 @@ function render() {
 }
 
 export async function show(element, mailboxId, folder, messageId) {
-  if (!pane) watchPull(element);
+  // A new pane (the shell rebuilt after an unlock or a sign-in) is drawn afresh.
+  const samePane = element === pane;
+  if (!samePane) watchPull(element);
   pane = element;
-  if (view.mailboxId === mailboxId && view.folder === folder) {
+  if (samePane && view.mailboxId === mailboxId && view.folder === folder) {
     for (const link of pane.querySelectorAll("a.row")) {
       const current = link.getAttribute("href").endsWith(`/${messageId}`);
       if (current) link.setAttribute("aria-current", "page");

@@ -14,6 +14,8 @@ from harness import Gateway
 from imapclient import IMAPClient
 from playwright.sync_api import BrowserContext, Page, Worker, expect
 
+from tests.support import wait_until
+
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "screenshots"
 
 
@@ -24,13 +26,20 @@ class Clinician:
         self.page, self.gateway, self.username = page, gateway, username
         self.axe, self.size = axe, size
         self.secret = ""
-        self.step = 0
+        self.last_step = -1
 
     def code(self) -> str:
-        """A TOTP code the server has not seen yet (one 30 s step further each time)."""
-        code = pyotp.TOTP(self.secret).at(time.time() + 30 * self.step)
-        self.step += 1
-        return code
+        """A TOTP code the server takes and has not seen yet: the current step, or the one
+        after the last used, once that is within the server's one step of drift."""
+        wanted = max(self.last_step + 1, int(time.time() // 30))
+        wait_until(
+            lambda: int(time.time() // 30) + 1 >= wanted,
+            timeout=35,
+            interval=0.5,
+            what="a TOTP step the server has not seen",
+        )
+        self.last_step = wanted
+        return pyotp.TOTP(self.secret).at(wanted * 30)
 
     def enrol_and_sign_in(self, password: str) -> None:
         page = self.page

@@ -201,6 +201,13 @@ def test_a_clinician_reads_answers_and_signs_out_in_the_browser(clinician, gatew
     assert clinician.stored_bodies() == 0
     clinician.check_screen("locked")
 
+    # A code unlocks it, and the list is drawn again at once from the device.
+    page.get_by_label("Code à 6 chiffres").fill(clinician.code())
+    page.get_by_role("button", name="Déverrouiller").click()
+    expect(rows.filter(has_text=subject)).to_be_visible()
+    page.clock.fast_forward("10:00")
+    expect(page.get_by_role("heading", name="Session verrouillée")).to_be_visible()
+
     # Sign out: nothing of the session is left in IndexedDB or the caches.
     page.get_by_role("button", name="Se déconnecter").click()
     expect(page.get_by_label("Identifiant")).to_be_visible()
