@@ -30,13 +30,16 @@ def qr_svg(uri: str) -> str:
 
 
 def matching_step(secret: str, code: str, now: float | None = None) -> int | None:
-    """The time step whose code equals `code` within the allowed drift, or None."""
+    """The latest time step whose code equals `code` within the allowed drift, or None.
+
+    The latest: two steps' six digits can be the same (one chance in a million), and the
+    earlier one may be the step already used; the code is not a replay for that."""
     # isdigit() alone takes Arabic-Indic digits, which compare_digest refuses with TypeError.
     if not code or not (code.isascii() and code.isdigit()):
         return None
     totp = pyotp.TOTP(secret)
     current = totp.timecode(_as_datetime(now))
-    for step in range(current - DRIFT_STEPS, current + DRIFT_STEPS + 1):
+    for step in range(current + DRIFT_STEPS, current - DRIFT_STEPS - 1, -1):
         if hmac.compare_digest(totp.generate_otp(step), code):
             return step
     return None

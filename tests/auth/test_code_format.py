@@ -81,3 +81,14 @@ def test_totp_matching_takes_only_ascii_digits() -> None:
     arabic = code.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
     assert totp.matching_step(secret, code) is not None
     assert totp.matching_step(secret, arabic) is None
+
+
+def test_a_code_two_steps_share_names_the_later_step_not_a_replay_of_the_earlier() -> None:
+    """Six digits repeat, one time in a million: with this secret, steps 59141676 and
+    59141677 both give 212317. Once the first has been used, the same digits in the second
+    step are that step's code, which the claim (a later step only) then takes."""
+    secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+    codes = pyotp.TOTP(secret)
+    assert codes.generate_otp(59141676) == codes.generate_otp(59141677) == "212317"
+
+    assert totp.matching_step(secret, "212317", now=59141677 * 30 + 5) == 59141677
