@@ -57,7 +57,7 @@ keepalive = 75
 # with cold caches (token signatures, statements, pool). At 2,000, a busy worker
 # restarted every few seconds: /healthz under 10 clients fell from ~2,700 to
 # ~1,500 calls/s with a p99 of 166-444 ms, against 12-19 ms at 20,000 or never
-# (two cores; the pairs in the README's Development section).
+# (two cores; the pairs are in the README, in the directory section).
 max_requests = 20000
 max_requests_jitter = 2000
 
