@@ -118,22 +118,30 @@ def _matching(statement: Select, count: int, name: str = "other") -> Select:
     return statement
 
 
+def _tier(domain: int | None) -> Any:
+    """The tier of a `directory_terms` scan: one of the establishment's domains, or all."""
+    return literal(_TIER["directory" if domain is None else "establishment"]).label("tier")
+
+
+def _in_key_order(statement: Select, domain: int | None) -> Select:
+    """A `directory_terms` scan in its index's order, bounded by its tier's limit: the
+    primary key (term, entry_id), or with a domain (`:domain<n>`) the (domain, term) index,
+    so the first rows found are the answer (no sort of all hits)."""
+    if domain is None:
+        statement = statement.order_by(_TERM.c.term, _TERM.c.entry_id)
+        return statement.limit(bindparam("wide_limit", type_=Integer))
+    statement = statement.where(_TERM.c.domain == bindparam(f"domain{domain}"))
+    return statement.order_by(_TERM.c.term).limit(bindparam("limit", type_=Integer))
+
+
 def _term_scan(others: int, domain: int | None) -> Select:
-    """One ordered range scan: of the primary key (term, entry_id), or with a domain of
-    (domain, term), so the first rows found are the answer (no sort of all hits)."""
-    tier = _TIER["directory" if domain is None else "establishment"]
+    """One ordered range scan of the driving word's terms, the others filtering."""
     statement = (
-        select(*_SHOWN, literal(tier).label("tier"), _TERM.c.term.label("matched"))
+        select(*_SHOWN, _tier(domain), _TERM.c.term.label("matched"))
         .join_from(_TERM, _ENTRY, _ENTRY.c.id == _TERM.c.entry_id)
         .where(_TERM.c.term >= bindparam("low"), _TERM.c.term < bindparam("high"))
     )
-    if domain is None:
-        statement = statement.order_by(_TERM.c.term, _TERM.c.entry_id)
-        statement = statement.limit(bindparam("wide_limit", type_=Integer))
-    else:
-        statement = statement.where(_TERM.c.domain == bindparam(f"domain{domain}"))
-        statement = statement.order_by(_TERM.c.term).limit(bindparam("limit", type_=Integer))
-    return _matching(statement, others)
+    return _matching(_in_key_order(statement, domain), others)
 
 
 def _correspondents_tier(words: int, *columns: Any) -> Select:
@@ -309,17 +317,10 @@ def _probe_statement(
         matched = _TERM.c.term
         read = (_TERM.c.term >= bindparam("low")) & (_TERM.c.term < bindparam("high"))
     for number in [*range(domains), None]:
-        tier = _TIER["directory" if number is None else "establishment"]
         statement = select(
-            _TERM.c.entry_id.label("id"), literal(tier).label("tier"), matched.label("matched")
+            _TERM.c.entry_id.label("id"), _tier(number), matched.label("matched")
         ).where(read)
-        if number is None:
-            statement = statement.order_by(_TERM.c.term, _TERM.c.entry_id)
-            statement = statement.limit(bindparam("wide_limit", type_=Integer))
-        else:  # the order of the (domain, term) index, as the scan's
-            statement = statement.where(_TERM.c.domain == bindparam(f"domain{number}"))
-            statement = statement.order_by(_TERM.c.term)
-            statement = statement.limit(bindparam("limit", type_=Integer))
+        statement = _in_key_order(statement, number)
         for other in range(probes):
             statement = statement.where(_has_one_of(other))
         parts.append(statement)
@@ -487,23 +488,21 @@ def _planned(
     if any(t.terms == () for t in typed):
         return _NOTHING
     plan = _plan(total, typed, params["wide_limit"])
+    one_word = _one_driving_word(typed)
+    if one_word and plan != "scan":
+        params["driving_word"] = typed[0].terms[0]
     if plan == "probe":
         read = _probe_driver(typed)
         probed = [list(t.terms or ()) for n, t in enumerate(typed) if n != read]
         params |= {f"terms{n}": terms for n, terms in enumerate(probed)}
-        if _one_driving_word(typed):
-            params["driving_word"] = typed[0].terms[0]
+        if one_word:
             params["read_word"] = typed[read].terms[0]
-        return _probe_statement(len(probed), domains, recent, len(words), _one_driving_word(typed))
+        return _probe_statement(len(probed), domains, recent, len(words), one_word)
     if plan == "index":
         wide = [w for w, t in zip(words, typed, strict=True) if t.terms is None]
         params["tsquery"] = _tsquery(typed)
         params |= {f"wide{n}": f"% {word}%" for n, word in enumerate(wide)}
-        if _one_driving_word(typed):
-            params["driving_word"] = typed[0].terms[0]
-        return _rare_side_statement(
-            len(wide), domains, recent, len(words), _one_driving_word(typed)
-        )
+        return _rare_side_statement(len(wide), domains, recent, len(words), one_word)
     return None
 
 
