@@ -31,6 +31,18 @@ def _claims(app, token: str) -> dict:
         return decode_token(token)
 
 
+def _same_session_token(app, access_token: str, lifetime: timedelta) -> str:
+    """An access token for the same user and device as `access_token`, signed by the
+    gateway, living `lifetime` (negative: already expired)."""
+    claims = _claims(app, access_token)
+    with app.app_context():
+        return create_access_token(
+            identity=claims["sub"],
+            additional_claims={"scope": "session", "dev": claims["dev"]},
+            expires_delta=lifetime,
+        )
+
+
 def test_alg_none_token_is_refused(app, client, services) -> None:
     claims = _claims(app, _signed_in(client, services)["access_token"])
     unsigned = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}."
@@ -68,13 +80,8 @@ def test_tampered_claims_break_the_signature(app, client, services) -> None:
 
 
 def test_expired_access_token_is_refused(app, client, services) -> None:
-    claims = _claims(app, _signed_in(client, services)["access_token"])
-    with app.app_context():
-        expired = create_access_token(
-            identity=claims["sub"],
-            additional_claims={"scope": "session", "dev": claims["dev"]},
-            expires_delta=timedelta(seconds=-1),
-        )
+    session = _signed_in(client, services)
+    expired = _same_session_token(app, session["access_token"], timedelta(seconds=-1))
     response = client.get("/api/v1/devices", headers=bearer(expired))
     assert response.status_code == 401
     assert response.get_json()["code"] == "token_expired"
@@ -93,13 +100,8 @@ def test_tokens_are_eddsa_and_carry_jti_device_and_type(app, client, services) -
 
 
 def test_a_token_accepted_before_is_refused_once_it_expires(app, client, services) -> None:
-    claims = _claims(app, _signed_in(client, services)["access_token"])
-    with app.app_context():
-        short = create_access_token(
-            identity=claims["sub"],
-            additional_claims={"scope": "session", "dev": claims["dev"]},
-            expires_delta=timedelta(seconds=2),
-        )
+    session = _signed_in(client, services)
+    short = _same_session_token(app, session["access_token"], timedelta(seconds=2))
     assert client.get("/api/v1/devices", headers=bearer(short)).status_code == 200
     # Its signature was checked once; its expiry is checked on every call all the same.
     expiry = _claims(app, short)["exp"]
