@@ -80,8 +80,10 @@ let refreshing = null;
 
 async function refresh() {
   if (!refreshing) {
-    refreshing = send("/auth/refresh", { method: "POST", token: session.refresh_token })
-      .then((pair) => saveSession({ ...session, ...pair }))
+    const refreshed = session;
+    refreshing = send("/auth/refresh", { method: "POST", token: refreshed.refresh_token })
+      // Signed out (or in again) meanwhile: the answer belongs to a session that is gone.
+      .then((pair) => (session === refreshed ? saveSession({ ...refreshed, ...pair }) : undefined))
       .finally(() => {
         refreshing = null;
       });
@@ -89,8 +91,10 @@ async function refresh() {
   return refreshing;
 }
 
+const notSignedIn = () => new ApiError(401, { code: "not_signed_in", title: "Not signed in" });
+
 export async function api(path, options = {}) {
-  if (!session) throw new ApiError(401, { code: "not_signed_in", title: "Not signed in" });
+  if (!session) throw notSignedIn();
   try {
     return await send(path, { ...options, token: session.access_token });
   } catch (error) {
@@ -101,6 +105,7 @@ export async function api(path, options = {}) {
       if (failure instanceof ApiError) onSignedOut();
       throw failure;
     }
+    if (!session) throw notSignedIn();
     return send(path, { ...options, token: session.access_token });
   }
 }

@@ -5,7 +5,7 @@ import { anonymous, ApiError, Offline, saveSession } from "./api.js";
 import { field, h, replace } from "./dom.js";
 import { t } from "./i18n.js";
 import { newPushKey } from "./push.js";
-import { setMeta } from "./store.js";
+import { reopenStore, setMeta } from "./store.js";
 
 const DEVICE = { name: "Navigateur web", platform: "web" };
 const PENDING = "estafette.oidc"; // sessionStorage: the verifier and state of a sign-in under way
@@ -17,6 +17,7 @@ async function device() {
 }
 
 async function signedIn(session, kept) {
+  reopenStore();
   await saveSession(session);
   await setMeta("push_key", kept);
 }

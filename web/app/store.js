@@ -9,8 +9,13 @@ export const PAGE = 50; // envelopes a list loads at a time
 // 0, which getAll() would take for "no limit".
 export const screenful = () => Math.min(PAGE, Math.max(10, Math.ceil(innerHeight / 48)));
 let opening = null;
+// Sign-out closes the store for this page until the next sign-in: a sync or a token
+// refresh still on its way back would otherwise re-create the database sign-out deleted,
+// with what it carried.
+let signedOut = false;
 
 export function openStore() {
+  if (signedOut) return Promise.reject(new Error("signed out: nothing is kept on the device"));
   if (!opening) {
     opening = new Promise((resolve, reject) => {
       const request = indexedDB.open(NAME, 1);
@@ -197,7 +202,13 @@ export async function wipeBodies() {
 }
 
 // Sign-out: the whole database goes, then every cache of this origin.
+// A sign-in opens the store again (after a sign-out in this page).
+export function reopenStore() {
+  signedOut = false;
+}
+
 export async function wipeEverything() {
+  signedOut = true;
   ahead = null;
   if (opening) {
     const db = await opening.catch(() => null);
@@ -206,7 +217,11 @@ export async function wipeEverything() {
   }
   await new Promise((resolve) => {
     const request = indexedDB.deleteDatabase(NAME);
-    request.onsuccess = request.onerror = request.onblocked = () => resolve();
+    request.onsuccess = request.onerror = () => resolve();
+    // Blocked while another tab or the service worker has it open: each closes it on the
+    // versionchange event and the deletion then completes. Sign-out waits for that, not
+    // for ever.
+    request.onblocked = () => setTimeout(resolve, 5000);
   });
   if (typeof caches !== "undefined") {
     for (const key of await caches.keys()) await caches.delete(key);

@@ -212,3 +212,10 @@ def test_a_clinician_reads_answers_and_signs_out_in_the_browser(clinician, gatew
     page.get_by_role("button", name="Se déconnecter").click()
     expect(page.get_by_label("Identifiant")).to_be_visible()
     assert clinician.stored() == {"databases": [], "caches": []}
+    # A sync or a token refresh answering after the sign-out writes nothing back.
+    late_write = page.evaluate(
+        "() => import('/app/store.js').then((store) => store.setMeta('mailboxes', [])"
+        ".then(() => 'written', () => 'refused'))"
+    )
+    assert late_write == "refused"
+    assert clinician.stored() == {"databases": [], "caches": []}
