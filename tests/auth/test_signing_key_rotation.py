@@ -138,8 +138,9 @@ def test_a_device_in_use_through_the_whole_rollout_is_never_refused(make_app) ->
     traffic.start()
     for ring in (BEHIND, IN_FRONT):  # each step rolled out host by host, under traffic
         for index in range(len(hosts)):
-            seen = calls[0]
-            hosts[index] = make_app(ESTAFETTE_SIGNING_KEYS=ring)
+            rolled = make_app(ESTAFETTE_SIGNING_KEYS=ring)
+            seen = calls[0]  # counted once the new host is in: building it takes a while
+            hosts[index] = rolled
             wait_until(lambda seen=seen: calls[0] >= seen + 10, what="calls on the new host")
     stop.set()
     traffic.join(timeout=30)
